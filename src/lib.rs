@@ -1,0 +1,8 @@
+//! tidegate: GitOps progressive delivery for Istio.
+//!
+//! The pure core (`plan`, `analysis`, `rollout`, `control`) decides; adapters do I/O.
+
+pub mod analysis;
+pub mod control;
+pub mod plan;
+pub mod rollout;

@@ -1,0 +1,86 @@
+//! Verdicts: the outcome of one metric check, with everything a user needs to see why.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Pass, Fail, or Inconclusive (no data, NaN, too few requests): Inconclusive never counts as a
+/// failure; it holds the rollout where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Pass => "Pass",
+            Outcome::Fail => "Fail",
+            Outcome::Inconclusive => "Inconclusive",
+        })
+    }
+}
+
+/// The result of one metric check in one analysis round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// The plan's metric name.
+    pub metric: String,
+    pub outcome: Outcome,
+    /// The rendered PromQL (canary side), empty when not known (e.g. scripted verdicts).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub query: String,
+    /// Canary value, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Stable value for `compareTo: stable` checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_value: Option<f64>,
+    /// The threshold as a human reads it ("min 99", "max 500", "within 0.5 of stable").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub threshold: String,
+    /// Requests seen in the window, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<f64>,
+    /// Why the outcome is what it is, in one line.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl Verdict {
+    /// A verdict with only a metric name and an outcome (scripted simulations, tests).
+    pub fn bare(metric: impl Into<String>, outcome: Outcome) -> Verdict {
+        Verdict {
+            metric: metric.into(),
+            outcome,
+            query: String::new(),
+            value: None,
+            stable_value: None,
+            threshold: String::new(),
+            samples: None,
+            reason: String::new(),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.metric, self.outcome)?;
+        if let Some(v) = self.value {
+            write!(f, " value={v}")?;
+        }
+        if let Some(v) = self.stable_value {
+            write!(f, " stable={v}")?;
+        }
+        if !self.threshold.is_empty() {
+            write!(f, " ({})", self.threshold)?;
+        }
+        if !self.reason.is_empty() {
+            write!(f, ": {}", self.reason)?;
+        }
+        Ok(())
+    }
+}

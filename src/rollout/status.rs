@@ -1,0 +1,104 @@
+//! The status of one rollout: what tidegate has done and why. Written to Git after every change.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::types::{Phase, ReadBack, RouteState};
+use crate::analysis::Verdict;
+use crate::control::ControlAction;
+use crate::plan::RolloutId;
+
+/// Which plan revision the status belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRef {
+    /// Path of the plan file in the repository.
+    pub path: String,
+    /// The last commit that changed the plan file.
+    pub revision: String,
+    /// sha256 of the plan's canonical form: a new digest means a new rollout.
+    pub digest: String,
+}
+
+/// Running totals of the analysis for the current rollout attempt.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSummary {
+    /// Analysis rounds evaluated.
+    pub checks: u32,
+    /// Rounds with at least one failed metric.
+    pub failures: u32,
+    /// Rounds that were inconclusive (no traffic yet, too few requests, no data).
+    pub inconclusive: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<DateTime<Utc>>,
+    /// True when the latest round since the current step began passed.
+    #[serde(default)]
+    pub passed_in_step: bool,
+    /// The latest verdict per metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last: Vec<Verdict>,
+}
+
+/// A control commit that was applied or refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlRecord {
+    pub commit: String,
+    pub author: String,
+    pub action: ControlAction,
+    pub applied: bool,
+    /// The reason given in the trailer, or why it was refused.
+    pub note: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One phase or step change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    pub at: DateTime<Utc>,
+    pub from: Phase,
+    pub to: Phase,
+    pub step: usize,
+    pub canary_weight: u8,
+    pub reason: String,
+}
+
+/// The whole status document of one rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub rollout: RolloutId,
+    pub plan: PlanRef,
+    pub phase: Phase,
+    /// Index of the current step; equal to the number of steps once all have run.
+    pub step: usize,
+    pub step_count: usize,
+    pub step_started_at: DateTime<Utc>,
+    /// The routes as tidegate set them.
+    pub route: RouteState,
+    /// What the last read-back of the VirtualService said.
+    #[serde(default)]
+    pub read_back: ReadBack,
+    #[serde(default)]
+    pub analysis: AnalysisSummary,
+    /// Why the rollout is in its phase, in one sentence.
+    pub reason: String,
+    /// Validation findings of an `Invalid` plan or preflight errors holding a `Pending` one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+    /// Since when the metrics source has been unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_unreachable_since: Option<DateTime<Utc>>,
+    /// The phase a `RollingBack` rollout ends in (`RolledBack` or `Aborted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<Phase>,
+    /// Newest last, bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<ControlRecord>,
+    /// Newest last, bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Transition>,
+    pub updated_at: DateTime<Utc>,
+}
