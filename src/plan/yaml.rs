@@ -134,9 +134,12 @@ pub struct SyntaxError {
 }
 
 /// Every document of a YAML stream (documents separated by `---`), in order. Empty documents
-/// (a trailing `---`) are dropped.
+/// (a trailing `---`) are dropped. Booleans follow YAML 1.2 (`true`/`false` only), so that
+/// `namespace: no` or `name: n` stay strings (the "Norway problem" of YAML 1.1).
 pub fn documents(text: &str) -> Result<Vec<SNode>, SyntaxError> {
-    match serde_saphyr::from_multiple::<SNode>(text) {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    match serde_saphyr::from_multiple_with_options::<SNode>(text, options) {
         Ok(docs) => Ok(docs
             .into_iter()
             .filter(|d| !matches!(d.value, Node::Null))
@@ -187,6 +190,17 @@ mod tests {
             panic!("expected a map")
         };
         assert_eq!(second[0].0.referenced.line(), 5);
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_strings() {
+        let docs = documents("a: n\nb: no\nc: true\n").expect("valid yaml");
+        let Node::Map(entries) = &docs[0].value else {
+            panic!("expected a map")
+        };
+        assert_eq!(entries[0].1.value, Node::Str("n".into()));
+        assert_eq!(entries[1].1.value, Node::Str("no".into()));
+        assert_eq!(entries[2].1.value, Node::Bool(true));
     }
 
     #[test]

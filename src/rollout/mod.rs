@@ -8,6 +8,9 @@ mod engine;
 mod status;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use engine::{CONTROLS_LIMIT, HISTORY_LIMIT, invalid, round_outcome, step};
 pub use status::{AnalysisSummary, ControlRecord, PlanRef, Status, Transition};
 pub use types::{
