@@ -315,7 +315,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             e.to_string().lines().next().unwrap_or("invalid script")
         )
     })?;
-    let (lines, status) = simulate(plan, &script).with_context(|| format!("{script_name}"))?;
+    let (lines, status) = simulate(plan, &script).with_context(|| script_name.to_string())?;
     match args.output {
         super::validate::Format::Json => println!("{}", serde_json::to_string_pretty(&lines)?),
         super::validate::Format::Text => {
@@ -331,14 +331,14 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if let Some(expect) = &args.expect {
-        if !status.phase.as_str().eq_ignore_ascii_case(expect) {
-            eprintln!(
-                "tidegate simulate: expected the rollout to end {expect}, it ended {}",
-                status.phase
-            );
-            return Ok(ExitCode::FAILURE);
-        }
+    if let Some(expect) = &args.expect
+        && !status.phase.as_str().eq_ignore_ascii_case(expect)
+    {
+        eprintln!(
+            "tidegate simulate: expected the rollout to end {expect}, it ended {}",
+            status.phase
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -87,7 +87,7 @@ impl Plan {
                 Step::SetWeight(w) => Some(*w),
                 _ => None,
             })
-            .last()
+            .next_back()
             .unwrap_or(0)
     }
 }

@@ -419,26 +419,26 @@ impl Ctx<'_> {
     fn rollout(&mut self, doc: &SNode) -> Option<Plan> {
         let mut top = self.fields(doc, "")?;
         let api = self.required_string(&mut top, "apiVersion", doc);
-        if let (Some(api), Some(node)) = (&api, top.get("apiVersion")) {
-            if api != API_VERSION {
-                self.at(
-                    node,
-                    "apiVersion",
-                    format!("unsupported apiVersion `{api}`"),
-                    &format!("use `apiVersion: {API_VERSION}`"),
-                );
-            }
+        if let (Some(api), Some(node)) = (&api, top.get("apiVersion"))
+            && api != API_VERSION
+        {
+            self.at(
+                node,
+                "apiVersion",
+                format!("unsupported apiVersion `{api}`"),
+                &format!("use `apiVersion: {API_VERSION}`"),
+            );
         }
         let kind = self.required_string(&mut top, "kind", doc);
-        if let (Some(kind), Some(node)) = (&kind, top.get("kind")) {
-            if kind != KIND {
-                self.at(
-                    node,
-                    "kind",
-                    format!("unsupported kind `{kind}`"),
-                    &format!("use `kind: {KIND}`; other kinds do not belong in the plans folder"),
-                );
-            }
+        if let (Some(kind), Some(node)) = (&kind, top.get("kind"))
+            && kind != KIND
+        {
+            self.at(
+                node,
+                "kind",
+                format!("unsupported kind `{kind}`"),
+                &format!("use `kind: {KIND}`; other kinds do not belong in the plans folder"),
+            );
         }
         let id = match top.get("metadata") {
             Some(meta) => self.metadata(meta),
@@ -504,15 +504,15 @@ impl Ctx<'_> {
         };
         let stable = self.required_string(&mut f, "stable", node);
         let canary = self.required_string(&mut f, "canary", node);
-        if let (Some(s), Some(c), Some(cn)) = (&stable, &canary, f.get("canary")) {
-            if s == c {
-                self.at(
-                    cn,
-                    "spec.canary",
-                    format!("stable and canary are the same subset `{s}`"),
-                    "name two different DestinationRule subsets, e.g. stable: v1, canary: v2",
-                );
-            }
+        if let (Some(s), Some(c), Some(cn)) = (&stable, &canary, f.get("canary"))
+            && s == c
+        {
+            self.at(
+                cn,
+                "spec.canary",
+                format!("stable and canary are the same subset `{s}`"),
+                "name two different DestinationRule subsets, e.g. stable: v1, canary: v2",
+            );
         }
         let steps = match f.get("steps") {
             Some(n) => self.steps(n),
@@ -634,16 +634,16 @@ impl Ctx<'_> {
             match self.step(item, &path) {
                 Some(step) => {
                     if let Step::SetWeight(w) = step {
-                        if let Some((prev, at)) = last_weight {
-                            if w < prev {
-                                self.at(
+                        if let Some((prev, at)) = last_weight
+                            && w < prev
+                        {
+                            self.at(
                                     item,
                                     &format!("{path}.setWeight"),
                                     format!("weight goes down from {prev}% (step {at}) to {w}%"),
                                     "weights must never decrease; to send traffic back to stable, let tidegate roll back or abort",
                                 );
-                                ok = false;
-                            }
+                            ok = false;
                         }
                         last_weight = Some((w, i));
                     }
@@ -828,11 +828,16 @@ impl Ctx<'_> {
         let interval = match f.get("interval") {
             Some(n) => {
                 let d = self.duration(n, "spec.analysis.interval");
-                if let Some(d) = d {
-                    if d < Duration::from_secs(1) {
-                        self.at(n, "spec.analysis.interval", "the interval is shorter than 1s".into(), "use at least 1s; Prometheus scrapes rarely faster than every few seconds");
-                        return None;
-                    }
+                if let Some(d) = d
+                    && d < Duration::from_secs(1)
+                {
+                    self.at(
+                        n,
+                        "spec.analysis.interval",
+                        "the interval is shorter than 1s".into(),
+                        "use at least 1s; Prometheus scrapes rarely faster than every few seconds",
+                    );
+                    return None;
                 }
                 d
             }
@@ -1065,42 +1070,40 @@ impl Ctx<'_> {
         }
         // Thresholds that cannot be met.
         let mut meetable = true;
-        if let (Some((_, lo)), Some((n, hi))) = (min_v, max_v) {
-            if lo > hi {
-                self.at(
-                    n,
-                    &format!("{path}.max"),
-                    format!("max {hi} is below min {lo}: no value can pass"),
-                    "make max at least min",
-                );
-                meetable = false;
-            }
+        if let (Some((_, lo)), Some((n, hi))) = (min_v, max_v)
+            && lo > hi
+        {
+            self.at(
+                n,
+                &format!("{path}.max"),
+                format!("max {hi} is below min {lo}: no value can pass"),
+                "make max at least min",
+            );
+            meetable = false;
         }
-        if unit == Unit::Percent {
-            if let Some((n, lo)) = min_v {
-                if lo > 100.0 {
-                    self.at(
-                        n,
-                        &format!("{path}.min"),
-                        format!("min {lo} is above 100%: no value can pass"),
-                        "a percentage is at most 100; e.g. `min: 99`",
-                    );
-                    meetable = false;
-                }
-            }
+        if unit == Unit::Percent
+            && let Some((n, lo)) = min_v
+            && lo > 100.0
+        {
+            self.at(
+                n,
+                &format!("{path}.min"),
+                format!("min {lo} is above 100%: no value can pass"),
+                "a percentage is at most 100; e.g. `min: 99`",
+            );
+            meetable = false;
         }
-        if unit != Unit::Number {
-            if let Some((n, hi)) = max_v {
-                if hi < 0.0 {
-                    self.at(
-                        n,
-                        &format!("{path}.max"),
-                        format!("max {hi} is below 0: no value can pass"),
-                        "use a non-negative maximum",
-                    );
-                    meetable = false;
-                }
-            }
+        if unit != Unit::Number
+            && let Some((n, hi)) = max_v
+            && hi < 0.0
+        {
+            self.at(
+                n,
+                &format!("{path}.max"),
+                format!("max {hi} is below 0: no value can pass"),
+                "use a non-negative maximum",
+            );
+            meetable = false;
         }
         if !meetable {
             return None;

@@ -619,16 +619,14 @@ impl<'p> Machine<'p> {
             return Some(self.now);
         }
         let mut wake = self.now + interval;
-        if self.status.phase == Phase::Progressing {
-            if let Some(Step::Analyze(d) | Step::Pause(Some(d))) =
+        if self.status.phase == Phase::Progressing
+            && let Some(Step::Analyze(d) | Step::Pause(Some(d))) =
                 self.plan.steps.get(self.status.step)
-            {
-                if let Ok(d) = chrono::Duration::from_std(*d) {
-                    let end = self.status.step_started_at + d;
-                    if end > self.now && end < wake {
-                        wake = end;
-                    }
-                }
+            && let Ok(d) = chrono::Duration::from_std(*d)
+        {
+            let end = self.status.step_started_at + d;
+            if end > self.now && end < wake {
+                wake = end;
             }
         }
         Some(wake)
