@@ -7,3 +7,5 @@ pub mod cli;
 pub mod control;
 pub mod plan;
 pub mod rollout;
+pub mod server;
+pub mod telemetry;
