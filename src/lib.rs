@@ -5,5 +5,6 @@
 pub mod analysis;
 pub mod control;
 pub mod lab;
+pub mod mesh;
 pub mod plan;
 pub mod rollout;
