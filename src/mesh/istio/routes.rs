@@ -673,8 +673,15 @@ fn annotation_ops(
     }
     let text = Value::Object(all).to_string();
     match (annotations, current) {
-        (None, _) => ops.push(json!({"op": "add", "path": "/metadata/annotations",
-                                     "value": {ORIGINALS_ANNOTATION: text}})),
+        (None, _) => {
+            // Absence cannot be tested; the resourceVersion guards against an annotations map
+            // someone else adds meanwhile (which this `add` would replace).
+            if let Some(rv) = vs.pointer("/metadata/resourceVersion") {
+                tests.push(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
+            }
+            ops.push(json!({"op": "add", "path": "/metadata/annotations",
+                            "value": {ORIGINALS_ANNOTATION: text}}))
+        }
         (Some(_), Some(_)) => {
             ops.push(json!({"op": "replace", "path": ORIGINALS_POINTER, "value": text}))
         }
@@ -748,11 +755,21 @@ fn build(
         .as_ref()
         .filter(|h| !h.headers.is_empty())
         .map(|h| header_route(vs, &v, h, target));
+    // The header route is built from the managed routes' matches: guard those too.
+    let guard_managed = |tests: &mut Vec<Value>| {
+        for m in &v.managed {
+            let t = json!({"op": "test", "path": format!("/spec/http/{}", m.index), "value": http[m.index]});
+            if !tests.contains(&t) {
+                tests.push(t);
+            }
+        }
+    };
     match (v.header_route, wanted_header) {
         (Some(i), Some(w)) if http[i] == w => {}
         (Some(i), Some(w)) => {
             let p = format!("/spec/http/{i}");
             tests.push(json!({"op": "test", "path": p, "value": http[i]}));
+            guard_managed(&mut tests);
             ops.push(json!({"op": "replace", "path": p, "value": w}));
         }
         (Some(i), None) => {
@@ -761,6 +778,7 @@ fn build(
             ops.push(json!({"op": "remove", "path": p}));
         }
         (None, Some(w)) => {
+            guard_managed(&mut tests);
             if http.is_empty() {
                 ops.push(json!({"op": "add", "path": "/spec/http", "value": [w]}));
             } else {
