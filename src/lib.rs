@@ -5,6 +5,8 @@
 pub mod analysis;
 pub mod cli;
 pub mod control;
+pub mod lab;
+pub mod mesh;
 pub mod plan;
 pub mod rollout;
 pub mod server;

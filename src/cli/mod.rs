@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod files;
+pub mod lint;
+pub mod preview;
 pub mod simulate;
 pub mod validate;
 
@@ -30,10 +32,10 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run the daemon (not yet available).
     Run(NotYet),
-    /// Check Istio manifests and plans for silent traffic mistakes (not yet available).
-    Lint(NotYet),
-    /// Show the VirtualService patches a plan would make, step by step (not yet available).
-    Preview(NotYet),
+    /// Check Istio manifests and plans for silent traffic mistakes (exit 1 on errors).
+    Lint(lint::LintArgs),
+    /// Show the VirtualService patches a plan would make, step by step.
+    Preview(preview::PreviewArgs),
     /// Run one analysis round against Prometheus (not yet available).
     Analyze(NotYet),
     /// Print every rollout's status from the Git status files (not yet available).
@@ -64,6 +66,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Lint(args) => lint::run(args),
+        Command::Preview(args) => preview::run(args),
         other => {
             let name = format!("{other:?}");
             let name = name
