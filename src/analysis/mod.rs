@@ -1,5 +1,9 @@
 //! Analysis: metric templates, verdicts and how a round of checks is judged. Pure: no I/O.
 
+pub mod batch;
+pub mod judge;
+pub mod render;
+pub mod subset;
 pub mod template;
 pub mod verdict;
 
