@@ -567,4 +567,111 @@ mod tests {
         );
         assert!(b.contains(r#"destination_service_name=~"a\\.b|c""#), "{b}");
     }
+
+    /// Test-side PromQL lexer: the query with every string literal's content removed, and the
+    /// decoded contents. `None` when a string is unterminated.
+    fn skeleton(q: &str) -> Option<(String, Vec<String>)> {
+        let mut out = String::new();
+        let mut strings = Vec::new();
+        let mut it = q.chars();
+        while let Some(c) = it.next() {
+            out.push(c);
+            if c == '"' || c == '\'' {
+                let mut content = String::new();
+                loop {
+                    match it.next()? {
+                        '\\' => match it.next()? {
+                            'n' => content.push('\n'),
+                            'r' => content.push('\r'),
+                            't' => content.push('\t'),
+                            'u' => {
+                                let hex: String = it.by_ref().take(4).collect();
+                                content.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                            }
+                            e => content.push(e),
+                        },
+                        '\n' => return None,
+                        d if d == c => break,
+                        o => content.push(o),
+                    }
+                }
+                strings.push(content);
+                out.push(c);
+            }
+        }
+        Some((out, strings))
+    }
+
+    fn render_all(service: &str, ns: &str, label: &str) -> Vec<String> {
+        let labels = BTreeMap::from([("app".to_string(), label.to_string())]);
+        let v = QueryVars {
+            namespace: ns,
+            ..vars(service, &labels, &labels)
+        };
+        let mut out: Vec<String> = Template::ALL
+            .iter()
+            .map(|t| {
+                template(
+                    *t,
+                    &exact_matchers("destination", ns, service, "destination_version", label),
+                    "destination_version",
+                    Duration::from_secs(30),
+                )
+            })
+            .collect();
+        out.push(request_count(
+            &batch_matchers(
+                "destination",
+                [ns, "x"],
+                [service],
+                "destination_version",
+                [label, "v1"],
+            ),
+            "destination_version",
+            Duration::from_secs(30),
+        ));
+        let custom = "sum(rate(m{ {{selector}}, a=\"{{service}}\", b=~'{{ namespace }}', c!~\"x|{{canary.app}}\" }[{{interval}}])) # c";
+        out.push(render_query(custom, &v).expect("custom query renders"));
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn quote_round_trips(s in "\\PC*|[\"'\\\\}{\n]*") {
+            let (skel, strings) = skeleton(&quote(&s)).expect("lexes");
+            proptest::prop_assert_eq!(skel, "\"\"");
+            proptest::prop_assert_eq!(&strings, &vec![s]);
+        }
+
+        #[test]
+        fn escaped_regex_matches_only_itself(s in "\\PC{0,12}|[.*+?()|\\[\\]{}^$\\\\a]{0,12}") {
+            let re = regex::Regex::new(&format!("^(?:{})$", escape_regex(&s))).expect("valid regex");
+            proptest::prop_assert!(re.is_match(&s));
+            let longer = format!("{s}x");
+            proptest::prop_assert!(!re.is_match(&longer));
+            if !s.is_empty() {
+                proptest::prop_assert!(!re.is_match(""));
+            }
+        }
+
+        /// No value can change a query's shape: with hostile values the queries lex to the
+        /// same skeleton as with benign ones, and every value comes back out of its string.
+        #[test]
+        fn values_cannot_change_query_shape(
+            service in "\\PC{0,16}|[\"'`}{)(\\\\|.*#\n ]{0,16}",
+            ns in "\\PC{0,8}|[\"}\\\\]{0,8}",
+            label in "\\PC{0,8}|[\"'}\\\\\n]{0,8}",
+        ) {
+            let benign = render_all("svc", "ns", "v2");
+            let hostile = render_all(&service, &ns, &label);
+            for (b, h) in benign.iter().zip(&hostile) {
+                let (bs, _) = skeleton(b).expect("benign lexes");
+                let (hs, strings) = skeleton(h).expect("hostile lexes");
+                proptest::prop_assert_eq!(&bs, &hs, "query shape changed: {}", h);
+                proptest::prop_assert!(strings.iter().any(|s| s == &service || s.contains(&escape_regex(&service))));
+            }
+        }
+    }
 }
