@@ -479,3 +479,25 @@ async fn prometheus_stopped_mid_test_is_unreachable_then_back() {
     assert_eq!(stats.failed, 0);
     assert_eq!(r[0].outcome(), Outcome::Pass, "{:#?}", r[0]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_prometheus_errors_are_classified() {
+    shared_ready().await;
+    let source = PromSource::new(&PrometheusConfig::new(shared().prom.url())).expect("source");
+    let err = source
+        .instant("sum(rate(x[1m])", None)
+        .await
+        .expect_err("syntax");
+    assert_eq!(err.kind(), ErrorKind::BadQuery, "{err}");
+    let err = source
+        .instant("istio_requests_total[1m]", None)
+        .await
+        .expect_err("range vector");
+    assert_eq!(err.kind(), ErrorKind::BadData, "{err}");
+    // A scalar answer is one unlabelled series.
+    let s = source
+        .instant("scalar(vector(42))", None)
+        .await
+        .expect("scalar");
+    assert_eq!((s.len(), s[0].value, s[0].labels.len()), (1, 42.0, 0));
+}
