@@ -795,6 +795,17 @@ mod tests {
     }
 
     #[test]
+    fn plan_reference_example_renders_without_a_destination_rule() {
+        let q = "sum(rate(checkout_errors_total{version=\"{{ canary.version }}\", s=\"{{ stable.subset }}\"}[{{ interval }}]))";
+        let spec = m("e", MetricSource::Query(q.into()), None, Some(1.0), false);
+        let t = target("a", "shop", "v2", vec![spec.clone()]);
+        assert_eq!(
+            t.display_query(&spec, false).expect("renders"),
+            "sum(rate(checkout_errors_total{version=\"v2\", s=\"v1\"}[60s]))"
+        );
+    }
+
+    #[test]
     fn hosts_split_into_name_and_namespace() {
         assert_eq!(
             split_host("reviews", "shop"),

@@ -11,4 +11,5 @@ pub use template::{Template, Unit};
 pub use verdict::{Outcome, Verdict};
 pub mod query;
 
-pub use query::{check_query, query_hint};
+// Plan validation checks custom queries with the renderer's own rules (names and contexts).
+pub use render::{check_query, query_hint};

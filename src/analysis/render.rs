@@ -40,8 +40,18 @@ pub enum RenderError {
 }
 
 /// The variables a custom query may use, for error messages and docs.
-pub const VARIABLES_HELP: &str = "service, namespace, reporter, interval, subset, version, \
-version_label, selector, canary, stable, canary.<label>, stable.<label>, subset.<label>";
+pub const VARIABLES_HELP: &str = "service, namespace, interval, canary.<label>, stable.<label>, \
+subset.<label>, subset, version, reporter, version_label, selector";
+
+/// The fix hint for a refused custom query (plan validation prints it).
+pub fn query_hint() -> String {
+    "variables are {{ service }}, {{ namespace }}, {{ interval }}, {{ canary.<label> }}, \
+{{ stable.<label> }} and {{ subset.<label> }} (a DestinationRule subset label such as version, or \
+`subset` for the subset name), {{ version }}, {{ reporter }}, {{ version_label }}, {{ selector }}; \
+values go inside double quotes (\"{{ service }}\"), {{ interval }}, {{ version_label }} and \
+{{ selector }} outside"
+        .to_owned()
+}
 
 /// A PromQL double-quoted string literal holding exactly `value`.
 pub fn quote(value: &str) -> String {
@@ -234,8 +244,6 @@ fn lookup(name: &str, vars: Option<&QueryVars<'_>>) -> Result<Option<Expansion>,
                 | "reporter"
                 | "subset"
                 | "version"
-                | "canary"
-                | "stable"
                 | "interval"
                 | "version_label"
                 | "selector"
@@ -253,6 +261,9 @@ fn lookup(name: &str, vars: Option<&QueryVars<'_>>) -> Result<Option<Expansion>,
         &v.canary
     };
     let label = |s: &SubsetVars<'_>, l: &str| {
+        if l == "subset" {
+            return Ok(Expansion::Value(s.name.into()));
+        }
         s.labels
             .get(l)
             .cloned()
@@ -269,8 +280,6 @@ fn lookup(name: &str, vars: Option<&QueryVars<'_>>) -> Result<Option<Expansion>,
         "reporter" => Expansion::Value(v.reporter.into()),
         "subset" => Expansion::Value(side.name.into()),
         "version" => Expansion::Value(side.value.into()),
-        "canary" => Expansion::Value(v.canary.name.into()),
-        "stable" => Expansion::Value(v.stable.name.into()),
         "interval" => Expansion::Token(duration(v.window)),
         "version_label" => Expansion::Token(v.subset_label.into()),
         "selector" => Expansion::Matchers(exact_matchers(

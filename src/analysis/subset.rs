@@ -66,7 +66,7 @@ pub struct SubsetSelector {
     pub name: String,
     /// The value of the metric label for this subset.
     pub value: String,
-    /// The subset's DestinationRule labels (empty in the fallback).
+    /// The subset's DestinationRule labels (`version: <subset name>` in the fallback).
     pub labels: BTreeMap<String, String>,
 }
 
@@ -153,7 +153,7 @@ impl SubsetLabels {
                 SubsetSelector {
                     name: subset.into(),
                     value: subset.into(),
-                    labels: BTreeMap::new(),
+                    labels: BTreeMap::from([("version".to_string(), subset.to_string())]),
                 },
             ));
         };
