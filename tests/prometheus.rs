@@ -501,3 +501,133 @@ async fn real_prometheus_errors_are_classified() {
         .expect("scalar");
     assert_eq!((s.len(), s[0].value, s[0].labels.len()), (1, 42.0, 0));
 }
+
+/// Run the built binary; (exit code, stdout).
+fn tidegate(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .output()
+        .expect("run tidegate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn write_plan(dir: &std::path::Path, name: &str, service: &str, metrics: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  service: {service}\n  stable: stable\n  canary: canary\n  steps: [{{setWeight: 10}}]\n  analysis:\n    interval: 10s\n    minRequests: 50\n    metrics:\n{metrics}"
+        ),
+    )
+    .expect("write plan");
+    path.display().to_string()
+}
+
+#[test]
+fn analyze_command_judges_historic_data_with_subsets_from_manifests() {
+    let s = shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("mkdir");
+    std::fs::write(
+        manifests.join("dr.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: history, namespace: shop}\nspec:\n  host: history\n  subsets:\n  - {name: stable, labels: {version: v1}}\n  - {name: canary, labels: {version: v2, team: \"pay\\\"ments\"}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: history}\nspec: {hosts: [history]}\n",
+    )
+    .expect("write manifests");
+    let plans = dir.path().join("plans");
+    std::fs::create_dir(&plans).expect("mkdir");
+    let passing = write_plan(
+        &plans,
+        "history",
+        "history",
+        "      - {name: success, template: istio-success-rate, min: 80}\n      - name: requests\n        query: 'sum(rate(istio_requests_total{destination_service_name=\"{{ service }}\", destination_version=\"{{ canary.version }}\", reporter=\"{{ reporter }}\"}[{{ interval }}]))'\n        min: 5\n",
+    );
+    let at = s.history_at.timestamp().to_string();
+    let url = s.prom.url();
+    let m = manifests.display().to_string();
+
+    let (code, out) = tidegate(&[
+        "analyze",
+        &passing,
+        "--prometheus",
+        &url,
+        "--manifests",
+        &m,
+        "--at",
+        &at,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("destination_version=\"v2\""), "{out}");
+    assert!(out.contains("canary=90 "), "{out}");
+    assert!(!out.contains("note:"), "{out}");
+
+    let failing = write_plan(
+        &plans,
+        "history-vs-stable",
+        "history",
+        "      - {name: vs-stable, template: istio-success-rate, compareTo: stable, tolerance: 1}\n",
+    );
+    let (code, out) = tidegate(&[
+        "analyze",
+        &failing,
+        "--prometheus",
+        &url,
+        "--manifests",
+        &m,
+        "--at",
+        &at,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    let v = &report["rollouts"][0]["verdicts"][0];
+    assert_eq!(v["outcome"], "Fail", "{out}");
+    assert_eq!(
+        v["value"].as_f64().map(|x| (x * 1e6).round() / 1e6),
+        Some(90.0)
+    );
+    assert_eq!(
+        v["stableValue"].as_f64().map(|x| (x * 1e6).round() / 1e6),
+        Some(100.0)
+    );
+    assert_eq!(v["samples"], 100.0);
+    assert!(
+        report["rollouts"][0]["stableQueries"]["vs-stable"]
+            .as_str()
+            .is_some_and(|q| q.contains("destination_version=\"v1\""))
+    );
+
+    // Now (not at the historic instant) the service has no traffic: inconclusive, exit 3.
+    let (code, out) = tidegate(&["analyze", &passing, "--prometheus", &url, "--manifests", &m]);
+    assert_eq!(code, 3, "{out}");
+
+    // Without manifests the subset names are taken as versions, and the output says so.
+    let (code, out) = tidegate(&["analyze", &passing, "--prometheus", &url, "--at", &at]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("note: no --manifests given"), "{out}");
+    assert!(out.contains("destination_version=\"canary\""), "{out}");
+
+    // A canary label with a quote is escaped, not injected.
+    let labelled = write_plan(
+        &plans,
+        "team",
+        "history",
+        "      - name: team\n        query: 'count(up{job=\"{{ canary.team }}\"}) or vector(0)'\n        max: 0\n",
+    );
+    let (code, out) = tidegate(&[
+        "analyze",
+        &labelled,
+        "--prometheus",
+        &url,
+        "--manifests",
+        &m,
+        "--at",
+        &at,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(r#"job="pay\"ments""#), "{out}");
+}

@@ -204,6 +204,24 @@ impl SubsetLabels {
     }
 }
 
+/// The DestinationRule named `name` among `docs`, in `namespace` (a document without a
+/// namespace matches any).
+pub fn find_destination_rule<'a>(
+    docs: &'a [Value],
+    name: &str,
+    namespace: &str,
+) -> Option<&'a Value> {
+    docs.iter().find(|d| {
+        let meta = d.get("metadata");
+        d.get("kind").and_then(Value::as_str) == Some("DestinationRule")
+            && meta.and_then(|m| m.get("name")).and_then(Value::as_str) == Some(name)
+            && meta
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .is_none_or(|ns| ns == namespace)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +284,18 @@ mod tests {
             "DestinationRule n/r has no subset \"z\" (subsets: a, b, c)"
         );
         assert!(SubsetLabels::from_destination_rule(&json!({"kind": "VirtualService"})).is_err());
+    }
+
+    #[test]
+    fn finds_rules_by_name_and_namespace() {
+        let docs = vec![
+            json!({"kind": "DestinationRule", "metadata": {"name": "r", "namespace": "a"}, "spec": {}}),
+            json!({"kind": "VirtualService", "metadata": {"name": "r"}}),
+            json!({"kind": "DestinationRule", "metadata": {"name": "r"}, "spec": {"host": "any"}}),
+        ];
+        assert_eq!(find_destination_rule(&docs, "r", "a"), Some(&docs[0]));
+        assert_eq!(find_destination_rule(&docs, "r", "b"), Some(&docs[2]));
+        assert_eq!(find_destination_rule(&docs, "x", "a"), None);
     }
 
     #[test]

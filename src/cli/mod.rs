@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 mod files;
 pub mod simulate;
 pub mod validate;
@@ -34,8 +35,8 @@ pub enum Command {
     Lint(NotYet),
     /// Show the VirtualService patches a plan would make, step by step (not yet available).
     Preview(NotYet),
-    /// Run one analysis round against Prometheus (not yet available).
-    Analyze(NotYet),
+    /// Run one analysis round against Prometheus and print every check's query, values and verdict.
+    Analyze(analyze::AnalyzeArgs),
     /// Print every rollout's status from the Git status files (not yet available).
     Status(NotYet),
     /// Commit and push `Tidegate: pause NAME` (not yet available).
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Analyze(args) => analyze::run(args),
         other => {
             let name = format!("{other:?}");
             let name = name

@@ -162,7 +162,14 @@ fn classify(e: PromError) -> MetricsError {
             let mut msg = c.to_string();
             match c.inner() {
                 Some(r) => {
-                    msg = format!("{msg}: {r}");
+                    // reqwest's own message hides the cause ("connection refused", …).
+                    let mut chain = format!("{msg}: {r}");
+                    let mut cause = std::error::Error::source(r);
+                    while let Some(c) = cause {
+                        chain.push_str(&format!(": {c}"));
+                        cause = c.source();
+                    }
+                    msg = chain;
                     if r.is_timeout() {
                         MetricsError::Timeout(msg)
                     } else if r.is_decode() || r.is_body() {
