@@ -7,6 +7,7 @@ pub mod cli;
 pub mod control;
 pub mod lab;
 pub mod mesh;
+pub mod metrics;
 pub mod plan;
 pub mod rollout;
 pub mod server;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 mod files;
 pub mod lint;
 pub mod preview;
@@ -36,8 +37,8 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Show the VirtualService patches a plan would make, step by step.
     Preview(preview::PreviewArgs),
-    /// Run one analysis round against Prometheus (not yet available).
-    Analyze(NotYet),
+    /// Run one analysis round against Prometheus and print every check's query, values and verdict.
+    Analyze(analyze::AnalyzeArgs),
     /// Print every rollout's status from the Git status files (not yet available).
     Status(NotYet),
     /// Commit and push `Tidegate: pause NAME` (not yet available).
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(args),
         Command::Lint(args) => lint::run(args),
         Command::Preview(args) => preview::run(args),
+        Command::Analyze(args) => analyze::run(args),
         other => {
             let name = format!("{other:?}");
             let name = name
