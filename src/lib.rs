@@ -4,5 +4,6 @@
 
 pub mod analysis;
 pub mod control;
+pub mod git;
 pub mod plan;
 pub mod rollout;
