@@ -80,14 +80,20 @@ impl GitConfig {
         if self.url.trim().is_empty() {
             return Err(GitError::Config("the repository URL is empty".into()));
         }
-        if self.branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{}", self.branch)) {
+        if self.branch.is_empty()
+            || !git2::Reference::is_valid_name(&format!("refs/heads/{}", self.branch))
+        {
             return Err(GitError::Config(format!(
                 "{:?} is not a valid branch name",
                 self.branch
             )));
         }
         let dir = self.status_dir.trim_matches('/');
-        if dir.is_empty() || dir.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        if dir.is_empty()
+            || dir
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
             return Err(GitError::Config(format!(
                 "status folder {:?} must be a relative path without . or .. components",
                 self.status_dir
@@ -96,7 +102,10 @@ impl GitConfig {
         if self.push_attempts == 0 {
             return Err(GitError::Config("push attempts must be at least 1".into()));
         }
-        for id in [Some(&self.author), self.committer.as_ref()].into_iter().flatten() {
+        for id in [Some(&self.author), self.committer.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if id.name.trim().is_empty() || id.email.trim().is_empty() {
                 return Err(GitError::Config(
                     "commit author and committer need a name and an e-mail".into(),

@@ -141,7 +141,11 @@ impl PlanIndex {
     }
 
     /// Every entry under the prefix whose path matches the glob: (path, id, mode).
-    fn list(&self, repo: &Repository, tree: &Tree<'_>) -> Result<Vec<(String, Oid, i32)>, GitError> {
+    fn list(
+        &self,
+        repo: &Repository,
+        tree: &Tree<'_>,
+    ) -> Result<Vec<(String, Oid, i32)>, GitError> {
         let root;
         let start: &Tree<'_> = if self.prefix.is_empty() {
             tree
@@ -221,10 +225,7 @@ impl PlanIndex {
         let mut current = repo.find_commit(tip).map_err(GitError::read)?;
         while !needed.is_empty() {
             let tree = current.tree().map_err(GitError::read)?;
-            let parent = match current.parent(0) {
-                Ok(p) => Some(p),
-                Err(_) => None,
-            };
+            let parent = current.parent(0).ok();
             let parent_tree = match &parent {
                 Some(p) => Some(p.tree().map_err(GitError::read)?),
                 None => None,
@@ -244,7 +245,14 @@ impl PlanIndex {
         Ok(found)
     }
 
-    fn file(&self, repo: &Repository, path: String, oid: Oid, mode: i32, revision: Oid) -> PlanFile {
+    fn file(
+        &self,
+        repo: &Repository,
+        path: String,
+        oid: Oid,
+        mode: i32,
+        revision: Oid,
+    ) -> PlanFile {
         let content = if mode == MODE_LINK {
             PlanContent::Unreadable(format!(
                 "{path} is a symbolic link; plans must be regular files"
@@ -267,7 +275,9 @@ impl PlanIndex {
     fn read_blob(&self, repo: &Repository, path: &str, oid: Oid) -> PlanContent {
         let size = match repo.odb().and_then(|odb| odb.read_header(oid)) {
             Ok((size, _)) => size,
-            Err(e) => return PlanContent::Unreadable(format!("cannot read {path}: {}", e.message())),
+            Err(e) => {
+                return PlanContent::Unreadable(format!("cannot read {path}: {}", e.message()));
+            }
         };
         if size > self.max_bytes {
             return PlanContent::Unreadable(format!(
@@ -277,7 +287,9 @@ impl PlanIndex {
         }
         let blob = match repo.find_blob(oid) {
             Ok(b) => b,
-            Err(e) => return PlanContent::Unreadable(format!("cannot read {path}: {}", e.message())),
+            Err(e) => {
+                return PlanContent::Unreadable(format!("cannot read {path}: {}", e.message()));
+            }
         };
         if blob.is_binary() || blob.content().contains(&0) {
             return PlanContent::Unreadable(format!("{path} is a binary file, not YAML text"));

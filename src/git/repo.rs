@@ -146,7 +146,7 @@ impl GitRepo {
     }
 
     /// The URL without credentials.
-    pub fn url(&self) -> &str {
+    pub fn redacted_url(&self) -> &str {
         &self.transport.redacted
     }
 
@@ -216,16 +216,21 @@ impl GitRepo {
 
     fn push(&self, commit: Oid) -> Result<PushResult, GitError> {
         self.repo
-            .reference(OUTGOING_REF, commit, true, "tidegate outgoing status commit")
+            .reference(
+                OUTGOING_REF,
+                commit,
+                true,
+                "tidegate outgoing status commit",
+            )
             .map_err(GitError::build)?;
         let state = Rc::new(RefCell::new(CallState::default()));
-        let mut remote =
-            self.repo
-                .remote_anonymous(&self.transport.url)
-                .map_err(|e| GitError::Push {
-                    url: self.transport.redacted.clone(),
-                    reason: e.message().to_string(),
-                })?;
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.transport.url)
+            .map_err(|e| GitError::Push {
+                url: self.transport.redacted.clone(),
+                reason: e.message().to_string(),
+            })?;
         let mut opts = PushOptions::new();
         opts.remote_callbacks(self.transport.callbacks(state.clone()));
         // No leading `+`: the server refuses anything but a fast-forward.
@@ -277,7 +282,11 @@ impl GitRepo {
         let tree = self.repo.find_tree(tree_id).map_err(GitError::build)?;
         let author = Signature::now(&self.config.author.name, &self.config.author.email)
             .map_err(GitError::build)?;
-        let committer_id = self.config.committer.as_ref().unwrap_or(&self.config.author);
+        let committer_id = self
+            .config
+            .committer
+            .as_ref()
+            .unwrap_or(&self.config.author);
         let committer =
             Signature::now(&committer_id.name, &committer_id.email).map_err(GitError::build)?;
         create_commit(
@@ -458,7 +467,9 @@ impl StateStore for GitRepo {
         let mut written = Vec::new();
         let mut skipped = Vec::new();
         for s in batch {
-            match status_path(&self.config.status_dir, &s.rollout).and_then(|p| Ok((p, render_status(s)?))) {
+            match status_path(&self.config.status_dir, &s.rollout)
+                .and_then(|p| Ok((p, render_status(s)?)))
+            {
                 Ok((path, text)) => {
                     files.insert(path, text);
                     written.push(s.clone());
@@ -485,7 +496,10 @@ impl StateStore for GitRepo {
                 _ => self.fetch()?,
             };
             let Some(commit) = self.build_status_commit(base, &files, &message)? else {
-                tracing::info!(transitions = written.len(), "status documents already up to date on the branch");
+                tracing::info!(
+                    transitions = written.len(),
+                    "status documents already up to date on the branch"
+                );
                 return Ok(WriteOutcome {
                     commit: None,
                     attempts: attempt - 1,

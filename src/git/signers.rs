@@ -62,9 +62,13 @@ impl AllowedSigners {
             let mut options = None;
             if !looks_like_key_type(&next) {
                 options = Some(next);
-                next = fields.next().ok_or_else(|| err("missing key type".into()))?;
+                next = fields
+                    .next()
+                    .ok_or_else(|| err("missing key type".into()))?;
             }
-            let blob = fields.next().ok_or_else(|| err("missing key data".into()))?;
+            let blob = fields
+                .next()
+                .ok_or_else(|| err("missing key data".into()))?;
             let key = PublicKey::from_openssh(&format!("{next} {blob}"))
                 .map_err(|e| err(format!("invalid public key: {e}")))?;
             let mut entry = SignerEntry {
@@ -97,7 +101,8 @@ impl AllowedSigners {
                         }
                         ("cert-authority", _) => {
                             return Err(err(
-                                "cert-authority entries are not supported; list the signing keys".into(),
+                                "cert-authority entries are not supported; list the signing keys"
+                                    .into(),
                             ));
                         }
                         (other, _) => return Err(err(format!("unknown option {other:?}"))),
@@ -133,15 +138,24 @@ impl AllowedSigners {
                 ));
             }
         };
-        let when = DateTime::from_timestamp(commit.committer().when().seconds(), 0)
-            .unwrap_or_default();
+        let when =
+            DateTime::from_timestamp(commit.committer().when().seconds(), 0).unwrap_or_default();
         self.verify(&sig, &data, author_email, when)
     }
 
     /// Verify an armored SSH signature over `data` for `email` at time `when`.
-    pub fn verify(&self, armored: &[u8], data: &[u8], email: &str, when: DateTime<Utc>) -> SignatureState {
+    pub fn verify(
+        &self,
+        armored: &[u8],
+        data: &[u8],
+        email: &str,
+        when: DateTime<Utc>,
+    ) -> SignatureState {
         let text = String::from_utf8_lossy(armored);
-        if !text.trim_start().starts_with("-----BEGIN SSH SIGNATURE-----") {
+        if !text
+            .trim_start()
+            .starts_with("-----BEGIN SSH SIGNATURE-----")
+        {
             return SignatureState::Invalid(
                 "the commit is signed with GPG or X.509; only SSH signatures are accepted".into(),
             );
@@ -263,13 +277,22 @@ fn unquote(s: &str) -> String {
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     let digits = s.trim_end_matches(['Z', 'z']);
     let bad = || format!("invalid time {s:?} (expected YYYYMMDD[HHMM[SS]])");
-    let date = NaiveDate::parse_from_str(digits.get(..8).ok_or_else(bad)?, "%Y%m%d").map_err(|_| bad())?;
+    let date =
+        NaiveDate::parse_from_str(digits.get(..8).ok_or_else(bad)?, "%Y%m%d").map_err(|_| bad())?;
     let rest = &digits[8..];
     let (h, m, sec) = match rest.len() {
         0 => (0, 0, 0),
         4 | 6 => {
-            let n = |r: std::ops::Range<usize>| rest.get(r).and_then(|x| x.parse::<u32>().ok()).ok_or_else(bad);
-            (n(0..2)?, n(2..4)?, if rest.len() == 6 { n(4..6)? } else { 0 })
+            let n = |r: std::ops::Range<usize>| {
+                rest.get(r)
+                    .and_then(|x| x.parse::<u32>().ok())
+                    .ok_or_else(bad)
+            };
+            (
+                n(0..2)?,
+                n(2..4)?,
+                if rest.len() == 6 { n(4..6)? } else { 0 },
+            )
         }
         _ => return Err(bad()),
     };
@@ -281,7 +304,8 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 mod tests {
     use super::*;
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILGxSDbCbyIsz1gvcIp8K1ecYNZ8JYzGeWSmdFyMF82D";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILGxSDbCbyIsz1gvcIp8K1ecYNZ8JYzGeWSmdFyMF82D";
 
     #[test]
     fn parses_principals_options_and_comments() {
@@ -290,14 +314,20 @@ mod tests {
         );
         let s = AllowedSigners::parse(Path::new("allowed_signers"), &text).expect("parse");
         assert_eq!(s.entries.len(), 2);
-        assert_eq!(s.entries[0].principals, vec!["alice@example.com", "*@ops.example.com"]);
+        assert_eq!(
+            s.entries[0].principals,
+            vec!["alice@example.com", "*@ops.example.com"]
+        );
         assert_eq!(
             s.entries[0].namespaces,
             Some(vec!["git".to_string(), "file".to_string()])
         );
         assert!(s.entries[0].valid_after.is_some());
         assert_eq!(s.entries[1].principals, vec!["bob@example.com"]);
-        assert!(principal_matches(&s.entries[0].principals, "Carol@ops.example.com"));
+        assert!(principal_matches(
+            &s.entries[0].principals,
+            "Carol@ops.example.com"
+        ));
     }
 
     #[test]
@@ -313,7 +343,12 @@ mod tests {
     #[test]
     fn unsigned_and_gpg_signatures_are_reported() {
         let s = AllowedSigners::parse(Path::new("as"), &format!("a@x {KEY}")).expect("parse");
-        let st = s.verify(b"-----BEGIN PGP SIGNATURE-----\n", b"data", "a@x", Utc::now());
+        let st = s.verify(
+            b"-----BEGIN PGP SIGNATURE-----\n",
+            b"data",
+            "a@x",
+            Utc::now(),
+        );
         assert!(matches!(st, SignatureState::Invalid(m) if m.contains("GPG")));
     }
 

@@ -36,7 +36,8 @@ impl CommitSigner {
             return Err(GitError::ReadFile {
                 what: "signing key",
                 path: path.to_path_buf(),
-                reason: "the key is passphrase-protected; use an unencrypted key kept in a secret".into(),
+                reason: "the key is passphrase-protected; use an unencrypted key kept in a secret"
+                    .into(),
             });
         }
         Ok(CommitSigner { key })

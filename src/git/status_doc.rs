@@ -54,7 +54,9 @@ pub fn read_status_documents(
 ) -> Result<Vec<Result<Status, GitError>>, GitError> {
     let dir = dir.trim_matches('/');
     let sub = match tree.get_path(std::path::Path::new(dir)) {
-        Ok(e) if e.kind() == Some(ObjectType::Tree) => repo.find_tree(e.id()).map_err(GitError::read)?,
+        Ok(e) if e.kind() == Some(ObjectType::Tree) => {
+            repo.find_tree(e.id()).map_err(GitError::read)?
+        }
         _ => return Ok(Vec::new()),
     };
     let mut blobs = Vec::new();

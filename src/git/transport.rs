@@ -13,7 +13,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use ssh_key::known_hosts::{HostPatterns, KnownHosts, Marker};
 
 use super::auth::Secret;
-use super::{Auth, GitError, GitConfig, redact_url};
+use super::{Auth, GitConfig, GitError, redact_url};
 
 /// Per-operation record of what the callbacks saw, read after libgit2 returns.
 #[derive(Debug, Default)]
@@ -60,12 +60,18 @@ pub(crate) struct SshTarget {
 impl SshTarget {
     /// `ssh://[user@]host[:port]/path` or scp-like `[user@]host:path`.
     pub(crate) fn parse(url: &str) -> Option<SshTarget> {
-        if let Some(rest) = url.strip_prefix("ssh://").or_else(|| url.strip_prefix("git+ssh://")) {
+        if let Some(rest) = url
+            .strip_prefix("ssh://")
+            .or_else(|| url.strip_prefix("git+ssh://"))
+        {
             let authority = rest.split('/').next().unwrap_or("");
             let hostport = authority.rsplit('@').next().unwrap_or("");
             let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
                 let (h, after) = inner.split_once(']')?;
-                let port = after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(22);
+                let port = after
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(22);
                 (h.to_string(), port)
             } else {
                 match hostport.rsplit_once(':') {
@@ -149,7 +155,10 @@ impl Transport {
                         "SSH key authentication needs an ssh:// or user@host:path URL, not {redacted}"
                     )));
                 }
-                for (what, p) in [("SSH private key", private_key), ("known_hosts", known_hosts)] {
+                for (what, p) in [
+                    ("SSH private key", private_key),
+                    ("known_hosts", known_hosts),
+                ] {
                     std::fs::metadata(p).map_err(|e| GitError::ReadFile {
                         what,
                         path: p.clone(),
@@ -191,12 +200,20 @@ impl Transport {
         let cred_state = state.clone();
         cb.credentials(move |_url, username_from_url, allowed| {
             let mut st = cred_state.borrow_mut();
+            if allowed == CredentialType::USERNAME {
+                // Only the user name is asked for (SSH, before the key): not an attempt.
+                if let ResolvedAuth::SshKey { username, .. } = &self.auth {
+                    return Cred::username(username_from_url.unwrap_or(username));
+                }
+            }
             st.credential_calls += 1;
             if st.credential_calls > 1 {
                 // libgit2 asks again only when the server refused what we gave.
                 let reason = match &self.auth {
                     ResolvedAuth::None => "the server requires credentials and none are configured",
-                    ResolvedAuth::UserPass { .. } => "the server refused the configured credentials",
+                    ResolvedAuth::UserPass { .. } => {
+                        "the server refused the configured credentials"
+                    }
                     ResolvedAuth::SshKey { .. } => "the server refused the configured SSH key",
                 };
                 st.auth_refused = Some(reason.to_string());
@@ -221,17 +238,12 @@ impl Transport {
                     private_key,
                     passphrase,
                     ..
-                } => {
-                    if allowed.contains(CredentialType::USERNAME) {
-                        return Cred::username(username_from_url.unwrap_or(username));
-                    }
-                    Cred::ssh_key(
-                        username_from_url.unwrap_or(username),
-                        None,
-                        private_key,
-                        passphrase.as_ref().map(|p| p.expose()),
-                    )
-                }
+                } => Cred::ssh_key(
+                    username_from_url.unwrap_or(username),
+                    None,
+                    private_key,
+                    passphrase.as_ref().map(|p| p.expose()),
+                ),
             }
         });
         let cert_state = state.clone();
@@ -304,7 +316,9 @@ impl Transport {
             let same = entry.public_key().key_data() == offered.key_data();
             match entry.marker() {
                 Some(Marker::Revoked) if same => {
-                    return Err(format!("the host key of {name} is marked @revoked in known_hosts"));
+                    return Err(format!(
+                        "the host key of {name} is marked @revoked in known_hosts"
+                    ));
                 }
                 Some(_) => continue,
                 None => {}

@@ -10,7 +10,7 @@ use super::{GitError, StateStore};
 use crate::rollout::Status;
 
 enum Msg {
-    Submit(Status),
+    Submit(Box<Status>),
     Processed(String),
     Flush(Sender<()>),
 }
@@ -33,7 +33,7 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Queue one transition (its status document after the change).
     pub fn submit(&self, status: Status) -> bool {
-        self.tx.send(Msg::Submit(status)).is_ok()
+        self.tx.send(Msg::Submit(Box::new(status))).is_ok()
     }
 
     /// Record that the statuses submitted so far reflect every control up to `commit`.
@@ -139,7 +139,10 @@ fn run<S: StateStore>(
             if !ok && !open {
                 failures_after_close += 1;
                 if failures_after_close >= 3 {
-                    tracing::error!(transitions, "giving up on pending status transitions at shutdown");
+                    tracing::error!(
+                        transitions,
+                        "giving up on pending status transitions at shutdown"
+                    );
                     break;
                 }
             }
@@ -157,7 +160,7 @@ fn take(
     waiters: &mut Vec<Sender<()>>,
 ) {
     match msg {
-        Msg::Submit(s) => pending.push(s),
+        Msg::Submit(s) => pending.push(*s),
         Msg::Processed(c) => *processed = Some(c),
         Msg::Flush(w) => waiters.push(w),
     }
