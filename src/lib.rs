@@ -3,6 +3,7 @@
 //! The pure core (`plan`, `analysis`, `rollout`, `control`) decides; adapters do I/O.
 
 pub mod analysis;
+pub mod cli;
 pub mod control;
 pub mod git;
 pub mod plan;

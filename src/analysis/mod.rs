@@ -5,3 +5,6 @@ pub mod verdict;
 
 pub use template::{Template, Unit};
 pub use verdict::{Outcome, Verdict};
+pub mod query;
+
+pub use query::{check_query, query_hint};

@@ -1,5 +1,12 @@
 //! Control commits: `Tidegate:` trailers, the policy deciding who may steer, status documents.
 
+pub mod document;
+pub mod policy;
+pub mod trailers;
+
+pub use policy::{CommitInfo, Policy, PolicyError, SignatureState};
+pub use trailers::{ParsedControl, control_message, is_status_commit, parse_controls};
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

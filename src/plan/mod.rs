@@ -1,6 +1,10 @@
 //! Rollout plans: the model, parsing with source positions, and validation that reports every
 //! mistake at once. Pure: no I/O.
 
+pub mod defaults;
 mod model;
+mod parse;
+mod yaml;
 
 pub use model::*;
+pub use parse::{Finding, Parsed, check_set, parse_mixed_str, parse_str};

@@ -69,6 +69,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// sha256 of the plan's canonical form. Two revisions with the same digest are the same
+    /// rollout (a commit that only reformatted the file does not restart it).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::to_string(self).unwrap_or_default();
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+
     /// The canary weight the plan has reached after running steps `0..=index` (0 before any
     /// `setWeight`). This is the ceiling no traffic change at that step may exceed.
     pub fn weight_at(&self, index: usize) -> u8 {
@@ -79,7 +87,7 @@ impl Plan {
                 Step::SetWeight(w) => Some(*w),
                 _ => None,
             })
-            .last()
+            .next_back()
             .unwrap_or(0)
     }
 }

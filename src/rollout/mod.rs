@@ -1,9 +1,19 @@
 //! The rollout engine: a pure state machine `step(plan, status, observation, now) -> Decision`.
+//!
+//! No I/O and no clock: the daemon gathers the observation, calls [`step`], executes the
+//! effects in order (traffic first, then notifications, then the status commit) and calls again
+//! at `wake_at` or when something happens (a push, a webhook).
 
+mod engine;
 mod status;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
+pub use engine::{CONTROLS_LIMIT, HISTORY_LIMIT, invalid, round_outcome, step};
 pub use status::{AnalysisSummary, ControlRecord, PlanRef, Status, Transition};
 pub use types::{
-    ControlRequest, Decision, Effect, Event, Observation, Phase, ReadBack, RouteState,
+    ControlRequest, Decision, Effect, Event, Observation, Phase, ReadBack, RefusedControl,
+    RouteState,
 };

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{Phase, ReadBack, RouteState};
 use crate::analysis::Verdict;
-use crate::control::ControlAction;
 use crate::plan::RolloutId;
 
 /// Which plan revision the status belongs to.
@@ -46,7 +45,8 @@ pub struct AnalysisSummary {
 pub struct ControlRecord {
     pub commit: String,
     pub author: String,
-    pub action: ControlAction,
+    /// The action word as written (unknown words are recorded too, as refused).
+    pub action: String,
     pub applied: bool,
     /// The reason given in the trailer, or why it was refused.
     pub note: String,

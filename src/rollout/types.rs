@@ -71,7 +71,7 @@ impl Phase {
 
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -151,6 +151,16 @@ pub struct ControlRequest {
     pub reason: String,
 }
 
+/// A control commit that was refused before reaching the engine; it is recorded, never dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedControl {
+    pub action: String,
+    pub commit: String,
+    pub author: String,
+    pub why: String,
+}
+
 /// Everything the engine is told about the world at `now`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observation {
@@ -159,6 +169,8 @@ pub struct Observation {
     pub verdicts: Vec<Verdict>,
     /// Accepted control requests, oldest first.
     pub controls: Vec<ControlRequest>,
+    /// Control commits the policy refused (or that named an unknown action), to record.
+    pub refused: Vec<RefusedControl>,
     /// False when the metrics source could not be queried this round.
     pub metrics_unreachable: bool,
     /// False when `now` lies outside the plan's window (always true without a window).
@@ -214,4 +226,6 @@ pub struct Decision {
     pub effects: Vec<Effect>,
     /// When to call `step` again at the latest; `None` waits for an outside event (a commit).
     pub wake_at: Option<DateTime<Utc>>,
+    /// The transitions this decision made (for commit messages and notifications).
+    pub transitions: Vec<super::Transition>,
 }

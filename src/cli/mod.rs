@@ -1,0 +1,80 @@
+//! The command line: parses arguments and dispatches to one subcommand module each.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod files;
+pub mod simulate;
+pub mod validate;
+
+/// Exit code for usage errors (bad flags, missing files), as clap uses.
+pub const EXIT_USAGE: u8 = 2;
+
+/// tidegate: GitOps progressive delivery for Istio.
+#[derive(Debug, Parser)]
+#[command(name = "tidegate", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `tidegate=debug`.
+    #[arg(long, global = true, env = "TIDEGATE_LOG", default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check rollout plans (files or folders) and report every mistake with file, line and column.
+    Validate(validate::ValidateArgs),
+    /// Run the engine on a plan with scripted analysis results and print each transition.
+    Simulate(simulate::SimulateArgs),
+    /// Run the daemon (not yet available).
+    Run(NotYet),
+    /// Check Istio manifests and plans for silent traffic mistakes (not yet available).
+    Lint(NotYet),
+    /// Show the VirtualService patches a plan would make, step by step (not yet available).
+    Preview(NotYet),
+    /// Run one analysis round against Prometheus (not yet available).
+    Analyze(NotYet),
+    /// Print every rollout's status from the Git status files (not yet available).
+    Status(NotYet),
+    /// Commit and push `Tidegate: pause NAME` (not yet available).
+    Pause(NotYet),
+    /// Commit and push `Tidegate: resume NAME` (not yet available).
+    Resume(NotYet),
+    /// Commit and push `Tidegate: abort NAME` (not yet available).
+    Abort(NotYet),
+    /// Commit and push `Tidegate: promote NAME` (not yet available).
+    Promote(NotYet),
+    /// Commit and push `Tidegate: retry NAME` (not yet available).
+    Retry(NotYet),
+    /// Run the whole loop on this machine without a cluster (not yet available).
+    Lab(NotYet),
+}
+
+/// Arguments of a subcommand that is not built yet: accepted, then refused with a clear error.
+#[derive(Debug, clap::Args)]
+pub struct NotYet {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+/// Run the parsed command line; the exit code is the command's answer.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        other => {
+            let name = format!("{other:?}");
+            let name = name
+                .split('(')
+                .next()
+                .unwrap_or("this command")
+                .to_lowercase();
+            eprintln!(
+                "tidegate {name}: not yet available in this build; see README.md for the commands that are"
+            );
+            Ok(ExitCode::from(EXIT_USAGE + 1))
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `tidegate validate PATH...`: check plans and report every finding.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::files::yaml_inputs;
+use crate::plan::{self, Finding, Plan};
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Plan files or folders (folders are walked; non-tidegate documents in them are skipped).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    valid: bool,
+    plans: Vec<String>,
+    findings: Vec<Finding>,
+}
+
+/// Read and validate every plan under `paths`: the valid plans and every finding.
+pub fn collect(paths: &[PathBuf]) -> anyhow::Result<(Vec<Plan>, Vec<Finding>)> {
+    let mut plans = Vec::new();
+    let mut findings = Vec::new();
+    for input in yaml_inputs(paths)? {
+        let name = input.path.display().to_string();
+        let bytes = std::fs::read(&input.path).with_context(|| format!("cannot read {name}"))?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            findings.push(Finding {
+                file: name,
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: "the file is not UTF-8 text".into(),
+                hint: "plans are YAML text files; remove binary files from the plans folder".into(),
+            });
+            continue;
+        };
+        let parsed = if input.explicit {
+            plan::parse_str(&name, &text)
+        } else {
+            plan::parse_mixed_str(&name, &text)
+        };
+        plans.extend(parsed.plans);
+        findings.extend(parsed.findings);
+    }
+    findings.extend(plan::check_set(&plans));
+    Ok((plans, findings))
+}
+
+pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let (plans, findings) = match collect(&args.paths) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidegate validate: {e:#}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+    let valid = findings.is_empty();
+    match args.output {
+        Format::Json => {
+            let report = Report {
+                valid,
+                plans: plans.iter().map(|p| p.id.to_string()).collect(),
+                findings,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Format::Text => {
+            for f in &findings {
+                println!("{f}");
+            }
+            if valid {
+                println!("{} plan(s) valid", plans.len());
+            } else {
+                println!(
+                    "{} finding(s); {} plan(s) valid",
+                    findings.len(),
+                    plans.len()
+                );
+            }
+        }
+    }
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

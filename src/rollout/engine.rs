@@ -1,0 +1,684 @@
+//! The decision function. Given a plan, the last status, what was observed and the time, it
+//! returns the next status, the effects that make it true, and when to be called again.
+//!
+//! Order of evaluation in one call, each a small function:
+//! 1. a new plan digest restarts the rollout;
+//! 2. the read-back of the routes (drift pauses the rollout);
+//! 3. control commits, oldest first;
+//! 4. the analysis round: failures up to `failureLimit` roll back, unreachable metrics hold and
+//!    roll back past `unreachableLimit`;
+//! 5. progress through the steps, unless held (window, metrics, inconclusive checks).
+
+use chrono::{DateTime, Utc};
+
+use super::status::{AnalysisSummary, ControlRecord, PlanRef, Status, Transition};
+use super::types::*;
+use crate::analysis::{Outcome, Verdict};
+use crate::control::ControlAction;
+use crate::plan::{OnSuccess, Plan, RolloutId, Step};
+
+/// Transitions kept in a status document (oldest dropped first).
+pub const HISTORY_LIMIT: usize = 50;
+/// Control records kept in a status document (oldest dropped first).
+pub const CONTROLS_LIMIT: usize = 50;
+
+/// Decide what to do next for a valid plan. `prev` is the status read from Git (or `None` the
+/// first time the plan is seen).
+pub fn step(
+    plan: &Plan,
+    plan_ref: &PlanRef,
+    prev: Option<&Status>,
+    obs: &Observation,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut m = Machine::start(plan, plan_ref, prev, now);
+    m.record_refused(obs);
+    m.read_back(obs);
+    m.controls(obs);
+    m.analysis(obs);
+    m.progress(obs);
+    m.finish(prev)
+}
+
+/// The decision for a plan revision that failed validation: phase `Invalid` with the findings.
+/// Traffic is left exactly as it is (no effect): tidegate never guesses with an invalid plan.
+pub fn invalid(
+    id: &RolloutId,
+    plan_ref: &PlanRef,
+    findings: Vec<String>,
+    prev: Option<&Status>,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut status = match prev {
+        Some(p) => p.clone(),
+        None => fresh_status(id, plan_ref, 0, now),
+    };
+    let from = status.phase;
+    status.plan = plan_ref.clone();
+    let traffic = if status.route == RouteState::default() {
+        String::new()
+    } else {
+        format!("; traffic left as it was ({})", status.route)
+    };
+    let reason = format!(
+        "plan revision {} is invalid ({} finding{}){traffic}",
+        short(&plan_ref.revision),
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" }
+    );
+    let changed = status.phase != Phase::Invalid || status.findings != findings;
+    let mut transitions = Vec::new();
+    let mut effects = Vec::new();
+    if changed {
+        status.findings = findings;
+        status.phase = Phase::Invalid;
+        status.reason = reason.clone();
+        let t = Transition {
+            at: now,
+            from,
+            to: Phase::Invalid,
+            step: status.step,
+            canary_weight: status.route.canary_weight,
+            reason: reason.clone(),
+        };
+        push_bounded(&mut status.history, t.clone(), HISTORY_LIMIT);
+        transitions.push(t);
+        status.updated_at = now;
+        effects.push(Effect::Notify {
+            event: Event::Invalid,
+            message: format!("{}: {reason}", status.rollout),
+        });
+        effects.push(Effect::RecordStatus);
+    }
+    Decision {
+        status,
+        effects,
+        wake_at: None,
+        transitions,
+    }
+}
+
+fn fresh_status(
+    id: &RolloutId,
+    plan_ref: &PlanRef,
+    step_count: usize,
+    now: DateTime<Utc>,
+) -> Status {
+    Status {
+        rollout: id.clone(),
+        plan: plan_ref.clone(),
+        phase: Phase::Pending,
+        step: 0,
+        step_count,
+        step_started_at: now,
+        route: RouteState::all_stable(),
+        read_back: ReadBack::Unknown,
+        analysis: AnalysisSummary::default(),
+        reason: "waiting to start".into(),
+        findings: Vec::new(),
+        metrics_unreachable_since: None,
+        rollback_to: None,
+        controls: Vec::new(),
+        history: Vec::new(),
+        updated_at: now,
+    }
+}
+
+fn short(rev: &str) -> &str {
+    rev.get(..12).unwrap_or(rev)
+}
+
+fn push_bounded<T>(v: &mut Vec<T>, item: T, limit: usize) {
+    v.push(item);
+    if v.len() > limit {
+        let excess = v.len() - limit;
+        v.drain(..excess);
+    }
+}
+
+struct Machine<'p> {
+    plan: &'p Plan,
+    now: DateTime<Utc>,
+    status: Status,
+    effects: Vec<Effect>,
+    transitions: Vec<Transition>,
+    /// A traffic change was requested and must be confirmed by the next read-back.
+    awaiting_route: bool,
+    /// Something this call forbids progress (window, metrics, drift, a fresh control).
+    held: Option<String>,
+}
+
+impl<'p> Machine<'p> {
+    fn start(
+        plan: &'p Plan,
+        plan_ref: &PlanRef,
+        prev: Option<&Status>,
+        now: DateTime<Utc>,
+    ) -> Machine<'p> {
+        let mut m = Machine {
+            plan,
+            now,
+            status: fresh_status(&plan.id, plan_ref, plan.steps.len(), now),
+            effects: Vec::new(),
+            transitions: Vec::new(),
+            awaiting_route: false,
+            held: None,
+        };
+        match prev {
+            Some(p) if p.plan.digest == plan_ref.digest && p.phase != Phase::Invalid => {
+                m.status = p.clone();
+                // Same rollout; a commit that did not change the plan only moves the revision.
+                m.status.plan = plan_ref.clone();
+                m.status.step_count = plan.steps.len();
+            }
+            Some(p) => {
+                // A new plan revision (or a valid one after an invalid one): start again.
+                m.status.controls = p.controls.clone();
+                m.status.history = p.history.clone();
+                m.status.phase = p.phase;
+                let was_moving = p.route != RouteState::all_stable() && !p.phase.is_terminal();
+                m.transition(
+                    Phase::Pending,
+                    format!(
+                        "new plan revision {}: starting over",
+                        short(&plan_ref.revision)
+                    ),
+                    None,
+                );
+                if was_moving {
+                    // The old canary's traffic goes back to stable before the new one starts.
+                    m.set_route(RouteState::all_stable(), true);
+                }
+            }
+            None => {}
+        }
+        m
+    }
+
+    fn transition(&mut self, to: Phase, reason: String, event: Option<Event>) {
+        let from = self.status.phase;
+        self.status.phase = to;
+        self.status.reason = reason.clone();
+        let t = Transition {
+            at: self.now,
+            from,
+            to,
+            step: self.status.step,
+            canary_weight: self.status.route.canary_weight,
+            reason: reason.clone(),
+        };
+        push_bounded(&mut self.status.history, t.clone(), HISTORY_LIMIT);
+        self.transitions.push(t);
+        if let Some(event) = event {
+            self.effects.push(Effect::Notify {
+                event,
+                message: format!("{} {to}: {reason}", self.status.rollout),
+            });
+        }
+    }
+
+    fn set_route(&mut self, route: RouteState, clear: bool) {
+        self.status.route = route.clone();
+        self.effects.retain(|e| !e.is_traffic());
+        self.effects.push(if clear {
+            Effect::ClearManagedRoutes { route }
+        } else {
+            Effect::SetRoute { route }
+        });
+        self.status.read_back = ReadBack::Unknown;
+        self.awaiting_route = true;
+    }
+
+    fn record_control(
+        &mut self,
+        commit: &str,
+        author: &str,
+        action: &str,
+        applied: bool,
+        note: String,
+    ) {
+        push_bounded(
+            &mut self.status.controls,
+            ControlRecord {
+                commit: commit.to_owned(),
+                author: author.to_owned(),
+                action: action.to_owned(),
+                applied,
+                note,
+                at: self.now,
+            },
+            CONTROLS_LIMIT,
+        );
+    }
+
+    fn record_refused(&mut self, obs: &Observation) {
+        for r in &obs.refused {
+            self.record_control(&r.commit, &r.author, &r.action, false, r.why.clone());
+        }
+    }
+
+    fn read_back(&mut self, obs: &Observation) {
+        if self.awaiting_route {
+            // A restart just asked for a new route; the observation predates it.
+            return;
+        }
+        self.status.read_back = obs.read_back.clone();
+        let ReadBack::Drifted { actual, detail } = &obs.read_back else {
+            return;
+        };
+        match self.status.phase {
+            Phase::Progressing | Phase::Promoting => {
+                let reason = format!(
+                    "drift: the VirtualService was changed outside tidegate ({detail}; now {actual}, expected {}); resume to re-apply",
+                    self.status.route
+                );
+                self.transition(Phase::Paused, reason, Some(Event::Drift));
+                self.held = Some("drift".into());
+            }
+            Phase::RollingBack => {
+                // Keep pushing traffic to stable: a rollback is never given up.
+                let route = self.status.route.clone();
+                self.set_route(route, true);
+            }
+            _ => {}
+        }
+    }
+
+    fn controls(&mut self, obs: &Observation) {
+        for c in &obs.controls {
+            let note = if c.reason.is_empty() {
+                String::new()
+            } else {
+                c.reason.clone()
+            };
+            let result = self.apply_control(c.action, &note);
+            let (applied, note) = match result {
+                Ok(()) => (true, note),
+                Err(why) => (false, why),
+            };
+            self.record_control(&c.commit, &c.author, c.action.as_str(), applied, note);
+            if applied {
+                self.held = Some(format!("{} control", c.action));
+            }
+        }
+    }
+
+    fn apply_control(&mut self, action: ControlAction, note: &str) -> Result<(), String> {
+        let phase = self.status.phase;
+        let by = |what: &str| {
+            if note.is_empty() {
+                what.to_owned()
+            } else {
+                format!("{what}: {note}")
+            }
+        };
+        match action {
+            ControlAction::Pause => match phase {
+                Phase::Pending | Phase::Progressing | Phase::Promoting => {
+                    self.transition(
+                        Phase::Paused,
+                        by("paused by control commit"),
+                        Some(Event::Paused),
+                    );
+                    Ok(())
+                }
+                _ => Err(format!("cannot pause a rollout that is {phase}")),
+            },
+            ControlAction::Resume => match phase {
+                Phase::Paused => {
+                    self.transition(
+                        Phase::Progressing,
+                        by("resumed by control commit"),
+                        Some(Event::Resumed),
+                    );
+                    if matches!(
+                        self.plan.steps.get(self.status.step),
+                        Some(Step::Pause(None))
+                    ) {
+                        let next = self.status.step + 1;
+                        self.enter_step(next);
+                    } else {
+                        // Re-assert tidegate's routes (they may have drifted while paused).
+                        let route = self.status.route.clone();
+                        self.set_route(route, false);
+                    }
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "cannot resume a rollout that is {phase}, not Paused"
+                )),
+            },
+            ControlAction::Abort => match phase {
+                Phase::Pending | Phase::Progressing | Phase::Paused | Phase::Promoting => {
+                    self.rollback(Phase::Aborted, by("aborted by control commit"));
+                    Ok(())
+                }
+                Phase::RollingBack => {
+                    self.status.rollback_to = Some(Phase::Aborted);
+                    Ok(())
+                }
+                _ => Err(format!("cannot abort a rollout that is {phase}")),
+            },
+            ControlAction::Promote => match phase {
+                Phase::Pending | Phase::Progressing | Phase::Paused => {
+                    self.status.step = self.plan.steps.len();
+                    self.status.step_started_at = self.now;
+                    self.promote(by(
+                        "promoted by control commit, skipping the remaining steps",
+                    ));
+                    Ok(())
+                }
+                _ => Err(format!("cannot promote a rollout that is {phase}")),
+            },
+            ControlAction::Retry => match phase {
+                Phase::RolledBack | Phase::Aborted => {
+                    self.status.analysis = AnalysisSummary::default();
+                    self.status.metrics_unreachable_since = None;
+                    self.status.rollback_to = None;
+                    self.status.findings.clear();
+                    self.transition(
+                        Phase::Progressing,
+                        by("retried by control commit"),
+                        Some(Event::Started),
+                    );
+                    self.enter_step(0);
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "cannot retry a rollout that is {phase}; retry applies after RolledBack or Aborted"
+                )),
+            },
+        }
+    }
+
+    fn rollback(&mut self, to: Phase, reason: String) {
+        self.status.rollback_to = Some(to);
+        self.set_route(RouteState::all_stable(), true);
+        self.transition(Phase::RollingBack, reason, Some(Event::RollingBack));
+    }
+
+    fn promote(&mut self, reason: String) {
+        self.set_route(RouteState::all_canary(), true);
+        self.transition(Phase::Promoting, reason, Some(Event::Promoting));
+    }
+
+    fn analysis(&mut self, obs: &Observation) {
+        if !matches!(self.status.phase, Phase::Progressing | Phase::Paused) {
+            return;
+        }
+        if self.plan.analysis.metrics.is_empty() {
+            return;
+        }
+        if obs.metrics_unreachable {
+            let since = *self
+                .status
+                .metrics_unreachable_since
+                .get_or_insert(self.now);
+            let down = (self.now - since).to_std().unwrap_or_default();
+            if down >= self.plan.analysis.unreachable_limit {
+                self.rollback(
+                    Phase::RolledBack,
+                    format!(
+                        "metrics source unreachable for {} (limit {})",
+                        humantime::format_duration(down),
+                        humantime::format_duration(self.plan.analysis.unreachable_limit)
+                    ),
+                );
+            } else {
+                self.held = Some("metrics source unreachable".into());
+            }
+            return;
+        }
+        self.status.metrics_unreachable_since = None;
+        if obs.verdicts.is_empty() {
+            return;
+        }
+        let outcome = round_outcome(&obs.verdicts);
+        let a = &mut self.status.analysis;
+        a.checks += 1;
+        a.last_checked_at = Some(self.now);
+        a.last = obs.verdicts.clone();
+        a.passed_in_step = outcome == Outcome::Pass;
+        match outcome {
+            Outcome::Fail => a.failures += 1,
+            Outcome::Inconclusive => a.inconclusive += 1,
+            Outcome::Pass => {}
+        }
+        if outcome == Outcome::Fail && a.failures >= self.plan.analysis.failure_limit {
+            let failing: Vec<String> = obs
+                .verdicts
+                .iter()
+                .filter(|v| v.outcome == Outcome::Fail)
+                .map(Verdict::to_string)
+                .collect();
+            let reason = format!(
+                "{} failed checks (limit {}): {}",
+                a.failures,
+                self.plan.analysis.failure_limit,
+                failing.join("; ")
+            );
+            self.rollback(Phase::RolledBack, reason);
+        }
+    }
+
+    fn progress(&mut self, obs: &Observation) {
+        match self.status.phase {
+            Phase::Pending => {
+                if !obs.preflight_errors.is_empty() {
+                    self.status.findings = obs.preflight_errors.clone();
+                    self.status.reason = format!(
+                        "preflight found {} error(s); no traffic moves until they are fixed",
+                        obs.preflight_errors.len()
+                    );
+                    return;
+                }
+                self.status.findings.clear();
+                if obs.outside_window {
+                    self.status.reason = "waiting for the rollout window".into();
+                    return;
+                }
+                if self.held.is_some() || self.awaiting_route {
+                    return;
+                }
+                self.status.analysis = AnalysisSummary::default();
+                self.transition(
+                    Phase::Progressing,
+                    "rollout started".into(),
+                    Some(Event::Started),
+                );
+                self.enter_step(0);
+            }
+            Phase::Progressing => {
+                if self.awaiting_route || self.held.is_some() {
+                    return;
+                }
+                if obs.outside_window {
+                    self.status.reason = "holding: outside the rollout window".into();
+                    return;
+                }
+                self.advance();
+            }
+            Phase::RollingBack if !self.awaiting_route => {
+                let to = self.status.rollback_to.unwrap_or(Phase::RolledBack);
+                let reason = format!("all traffic back on stable; {}", self.status.reason);
+                let event = if to == Phase::Aborted {
+                    Event::Aborted
+                } else {
+                    Event::RolledBack
+                };
+                self.transition(to, reason, Some(event));
+            }
+            Phase::Promoting if !self.awaiting_route => {
+                self.transition(
+                    Phase::Succeeded,
+                    "all traffic on the canary".into(),
+                    Some(Event::Succeeded),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Complete the current step if its condition holds, and enter the next.
+    fn advance(&mut self) {
+        let Some(current) = self.plan.steps.get(self.status.step) else {
+            self.complete();
+            return;
+        };
+        let done = match current {
+            Step::SetWeight(_) | Step::SetHeaderRoute(_) | Step::SetMirror(_) => true,
+            Step::Analyze(d) | Step::Pause(Some(d)) => {
+                let elapsed = (self.now - self.status.step_started_at)
+                    .to_std()
+                    .unwrap_or_default();
+                let checks_ok =
+                    self.plan.analysis.metrics.is_empty() || self.status.analysis.passed_in_step;
+                if elapsed < *d {
+                    false
+                } else if !checks_ok {
+                    self.status.reason = format!(
+                        "step {} ({current}): waiting for a passing check",
+                        self.status.step
+                    );
+                    false
+                } else {
+                    true
+                }
+            }
+            Step::Pause(None) => false,
+        };
+        if done {
+            let next = self.status.step + 1;
+            self.enter_step(next);
+        }
+    }
+
+    fn enter_step(&mut self, index: usize) {
+        self.status.step = index;
+        self.status.step_started_at = self.now;
+        self.status.analysis.passed_in_step = false;
+        let Some(step) = self.plan.steps.get(index).cloned() else {
+            self.complete();
+            return;
+        };
+        let mut route = self.status.route.clone();
+        match &step {
+            Step::SetWeight(w) => route.canary_weight = *w,
+            Step::SetHeaderRoute(h) => route.header_route = Some(h.clone()),
+            Step::SetMirror(p) => route.mirror_percent = *p,
+            Step::Analyze(_) | Step::Pause(Some(_)) => {}
+            Step::Pause(None) => {
+                self.transition(
+                    Phase::Paused,
+                    format!("step {index}: waiting for a `resume` control commit"),
+                    Some(Event::Paused),
+                );
+                return;
+            }
+        }
+        self.status.reason = format!("step {index}: {step}");
+        if index > 0 {
+            self.effects.push(Effect::Notify {
+                event: Event::StepAdvanced,
+                message: format!("{} step {index}: {step}", self.status.rollout),
+            });
+        }
+        if route != self.status.route {
+            self.set_route(route, false);
+        }
+        let t = Transition {
+            at: self.now,
+            from: self.status.phase,
+            to: self.status.phase,
+            step: index,
+            canary_weight: self.status.route.canary_weight,
+            reason: self.status.reason.clone(),
+        };
+        push_bounded(&mut self.status.history, t.clone(), HISTORY_LIMIT);
+        self.transitions.push(t);
+    }
+
+    fn complete(&mut self) {
+        match self.plan.on_success {
+            OnSuccess::Promote => self.promote("every step passed".into()),
+            OnSuccess::Keep => self.transition(
+                Phase::Succeeded,
+                "every step passed; routes kept as the last step set them (onSuccess: keep)".into(),
+                Some(Event::Succeeded),
+            ),
+        }
+    }
+
+    fn wake_at(&self) -> Option<DateTime<Utc>> {
+        let interval = chrono::Duration::from_std(self.plan.analysis.interval)
+            .unwrap_or_else(|_| chrono::Duration::seconds(30));
+        if self.status.phase.is_terminal() {
+            return None;
+        }
+        if self.awaiting_route {
+            return Some(self.now);
+        }
+        let mut wake = self.now + interval;
+        if self.status.phase == Phase::Progressing
+            && let Some(Step::Analyze(d) | Step::Pause(Some(d))) =
+                self.plan.steps.get(self.status.step)
+            && let Ok(d) = chrono::Duration::from_std(*d)
+        {
+            let end = self.status.step_started_at + d;
+            if end > self.now && end < wake {
+                wake = end;
+            }
+        }
+        Some(wake)
+    }
+
+    fn finish(mut self, prev: Option<&Status>) -> Decision {
+        let wake_at = self.wake_at();
+        let significant = match prev {
+            None => true,
+            Some(p) => significant_change(p, &self.status),
+        };
+        if significant {
+            self.status.updated_at = self.now;
+            self.effects.push(Effect::RecordStatus);
+        } else if let Some(p) = prev {
+            self.status.updated_at = p.updated_at;
+        }
+        Decision {
+            status: self.status,
+            effects: self.effects,
+            wake_at,
+            transitions: self.transitions,
+        }
+    }
+}
+
+/// The outcome of one round: any Fail fails it; otherwise any Inconclusive makes it
+/// inconclusive; otherwise it passes.
+pub fn round_outcome(verdicts: &[Verdict]) -> Outcome {
+    if verdicts.iter().any(|v| v.outcome == Outcome::Fail) {
+        Outcome::Fail
+    } else if verdicts.iter().any(|v| v.outcome == Outcome::Inconclusive) {
+        Outcome::Inconclusive
+    } else {
+        Outcome::Pass
+    }
+}
+
+/// Whether the status changed enough to be written to Git: anything but the running analysis
+/// totals of passing and inconclusive rounds (failures are always recorded).
+fn significant_change(prev: &Status, next: &Status) -> bool {
+    prev.phase != next.phase
+        || prev.step != next.step
+        || prev.route != next.route
+        || prev.plan != next.plan
+        || prev.controls != next.controls
+        || prev.findings != next.findings
+        || prev.rollback_to != next.rollback_to
+        || prev.history.len() != next.history.len()
+        || prev.history.last() != next.history.last()
+        || prev.analysis.failures != next.analysis.failures
+        || prev.reason != next.reason
+        || std::mem::discriminant(&prev.read_back) != std::mem::discriminant(&next.read_back)
+        || prev.metrics_unreachable_since.is_some() != next.metrics_unreachable_since.is_some()
+}

@@ -1,0 +1,432 @@
+//! Plan validation: every mistake reported at once with file, line, column and a fix; the
+//! `validate` command's exit codes and JSON; the examples; real Flagger / Argo Rollouts files
+//! from `../shared/fixtures` refused with a clear message (never a panic).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
+use tidegate::plan::{self, Finding, Step};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tidegate"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixtures() -> PathBuf {
+    let dir = root().join("../shared/fixtures");
+    assert!(
+        dir.is_dir(),
+        "the shared fixtures are missing: expected {} (CI places shared/ beside the checkout)",
+        dir.display()
+    );
+    dir
+}
+
+const FIVE_MISTAKES: &str = r#"apiVersion: tidegate.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: orders-svc
+  namespace: production
+spec:
+  service: orders-svc
+  stable: v1
+  canary: v2
+  steps:
+    - setWeight: 120
+    - analyze: 2 minutes please
+    - setWeight: 50
+  analysis:
+    metrics:
+      - name: success-rate
+        template: istio-succes-rate
+        min: 99
+  window: "0 9-17 * * Mon-Fry"
+  onSucces: promote
+"#;
+
+fn at(findings: &[Finding], field: &str) -> Finding {
+    findings
+        .iter()
+        .find(|f| f.field == field)
+        .cloned()
+        .unwrap_or_else(|| panic!("no finding for {field} in {findings:#?}"))
+}
+
+#[test]
+fn five_mistakes_are_all_reported_with_positions() {
+    let parsed = plan::parse_str("bad.yaml", FIVE_MISTAKES);
+    assert!(parsed.plans.is_empty());
+    assert_eq!(parsed.findings.len(), 5, "{:#?}", parsed.findings);
+    let weight = at(&parsed.findings, "spec.steps[0].setWeight");
+    assert_eq!((weight.line, weight.column), (11, 18));
+    assert!(weight.message.contains("120"));
+    let duration = at(&parsed.findings, "spec.steps[1].analyze");
+    assert_eq!((duration.line, duration.column), (12, 16));
+    let template = at(&parsed.findings, "spec.analysis.metrics[0].template");
+    assert_eq!(template.line, 17);
+    assert!(
+        template.hint.contains("istio-success-rate"),
+        "{}",
+        template.hint
+    );
+    let cron = at(&parsed.findings, "spec.window");
+    assert_eq!(cron.line, 19);
+    let unknown = at(&parsed.findings, "spec.onSucces");
+    assert_eq!((unknown.line, unknown.column), (20, 3));
+    assert!(unknown.hint.contains("onSuccess"), "{}", unknown.hint);
+    for f in &parsed.findings {
+        assert_eq!(f.file, "bad.yaml");
+        assert!(!f.hint.is_empty(), "every finding has a fix: {f}");
+    }
+    // The same through the CLI, as JSON, with exit code 1.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, FIVE_MISTAKES).expect("write");
+    let out = bin()
+        .args(["validate", "-o", "json"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(5));
+}
+
+fn findings_of(spec_tail: &str) -> Vec<Finding> {
+    let text = format!(
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: a}}\nspec:\n  service: a\n{spec_tail}"
+    );
+    plan::parse_str("t.yaml", &text).findings
+}
+
+#[test]
+fn each_rule_has_its_own_finding() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "  stable: v1\n  canary: v1\n  steps: [{setWeight: 5}]\n",
+            "spec.canary",
+            "same subset",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: []\n",
+            "spec.steps",
+            "no steps",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 50}, {setWeight: 20}]\n",
+            "spec.steps[1].setWeight",
+            "goes down",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: -1}]\n",
+            "spec.steps[0].setWeight",
+            "outside",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWieght: 5}]\n",
+            "spec.steps[0].setWieght",
+            "unknown step",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{pause: 10 parsecs}]\n",
+            "spec.steps[0].pause",
+            "not a duration",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  window: \"0 0 9 * * 1-5\"\n",
+            "spec.window",
+            "6 fields",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  window: {cron: \"* 9-17 * * 1-5\", timeZone: Mars/Olympus}\n",
+            "spec.window.timeZone",
+            "unknown time zone",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, template: istio-success-rate, min: 101}]}\n",
+            "spec.analysis.metrics[0].min",
+            "above 100",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, template: istio-latency-p99, min: 600ms, max: 500ms}]}\n",
+            "spec.analysis.metrics[0].max",
+            "below min",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, template: istio-success-rate}]}\n",
+            "spec.analysis.metrics[0]",
+            "no threshold",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, query: 'x{a=\"{{ password }}\"}', max: 1}]}\n",
+            "spec.analysis.metrics[0].query",
+            "unknown variable",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, template: istio-success-rate, min: 1}, {name: s, template: istio-request-rate, min: 1}]}\n",
+            "spec.analysis.metrics[1].name",
+            "already defined",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {interval: 0s}\n",
+            "spec.analysis.interval",
+            "zero",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {failureLimit: 0}\n",
+            "spec.analysis.failureLimit",
+            "outside",
+        ),
+        (
+            "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  onSuccess: celebrate\n",
+            "spec.onSuccess",
+            "unknown onSuccess",
+        ),
+        (
+            "  canary: v2\n  steps: [{setWeight: 5}]\n",
+            "spec.stable",
+            "missing required",
+        ),
+    ];
+    for (tail, field, words) in cases {
+        let findings = findings_of(tail);
+        let f = findings
+            .iter()
+            .find(|f| f.field == *field)
+            .unwrap_or_else(|| panic!("no finding at {field} for:\n{tail}\n{findings:#?}"));
+        assert!(
+            f.message.contains(words),
+            "{field}: `{}` lacks `{words}`",
+            f.message
+        );
+        assert!(f.line > 0, "{f}");
+    }
+}
+
+#[test]
+fn duplicates_across_files_point_at_both() {
+    let doc = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a, namespace: n}\nspec: {service: a, stable: v1, canary: v2, steps: [{setWeight: 5}]}\n";
+    let a = plan::parse_str("a.yaml", doc);
+    let b = plan::parse_str("b.yaml", &format!("---\n{doc}"));
+    let all: Vec<_> = a.plans.iter().chain(b.plans.iter()).collect();
+    let dups = plan::check_set(all);
+    assert_eq!(dups.len(), 1);
+    assert_eq!(dups[0].file, "b.yaml");
+    assert!(
+        dups[0].message.contains("a.yaml:1:1"),
+        "{}",
+        dups[0].message
+    );
+}
+
+#[test]
+fn several_plans_per_file_and_one_bad_does_not_hide_the_other() {
+    let good = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: good}\nspec: {service: a, stable: v1, canary: v2, steps: [{setWeight: 5}]}\n";
+    let bad = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: bad}\nspec: {service: a, stable: v1, canary: v2, steps: [{setWeight: 500}]}\n";
+    let parsed = plan::parse_str("two.yaml", &format!("{good}---\n{bad}"));
+    assert_eq!(parsed.plans.len(), 1);
+    assert_eq!(parsed.plans[0].id.name, "good");
+    assert_eq!(parsed.invalid.len(), 1);
+    assert_eq!(
+        parsed.invalid[0].0.as_ref().map(|id| id.name.as_str()),
+        Some("bad")
+    );
+    assert_eq!(parsed.findings[0].line, 9);
+}
+
+#[test]
+fn defaults_are_applied() {
+    let parsed = plan::parse_str(
+        "d.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nspec: {service: orders.shop.svc.cluster.local, stable: v1, canary: v2, steps: [{pause: {}}, {pause: {duration: 1m}}]}\n",
+    );
+    let p = &parsed.plans[0];
+    assert_eq!(p.id.namespace, plan::defaults::NAMESPACE);
+    assert_eq!(p.virtual_service, "orders");
+    assert_eq!(p.destination_rule, "orders");
+    assert_eq!(p.analysis.interval, plan::defaults::INTERVAL);
+    assert_eq!(p.analysis.failure_limit, plan::defaults::FAILURE_LIMIT);
+    assert_eq!(p.on_success, plan::defaults::ON_SUCCESS);
+    assert_eq!(p.steps[0], Step::Pause(None));
+    assert_eq!(
+        p.steps[1],
+        Step::Pause(Some(std::time::Duration::from_secs(60)))
+    );
+}
+
+#[test]
+fn latency_thresholds_are_durations_in_milliseconds() {
+    let parsed = plan::parse_str(
+        "l.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nspec:\n  service: a\n  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis:\n    metrics: [{name: p99, template: istio-latency-p99, max: 1s}, {name: p50, template: istio-latency-p50, max: 250}]\n",
+    );
+    assert!(parsed.findings.is_empty(), "{:?}", parsed.findings);
+    assert_eq!(parsed.plans[0].analysis.metrics[0].max, Some(1000.0));
+    assert_eq!(parsed.plans[0].analysis.metrics[1].max, Some(250.0));
+}
+
+#[test]
+fn window_mon_fri_means_monday_to_friday() {
+    let parsed = plan::parse_str(
+        "w.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nspec: {service: a, stable: v1, canary: v2, steps: [{setWeight: 5}], window: '* 9-17 * * 1-5'}\n",
+    );
+    let window = parsed.plans[0].window.clone().expect("window");
+    // 2026-11-30 is a Monday. Walk a whole week at 10:30 UTC.
+    let monday = DateTime::parse_from_rfc3339("2026-11-30T10:30:00Z")
+        .expect("t")
+        .with_timezone(&Utc);
+    for day in 0..7 {
+        let t = monday + Duration::days(day);
+        let weekday = t.weekday();
+        let expected = !matches!(weekday, Weekday::Sat | Weekday::Sun);
+        assert_eq!(window.contains(t), expected, "{weekday} {t}");
+    }
+    assert!(
+        !window.contains(monday + Duration::hours(8)),
+        "18:30 is outside 9-17"
+    );
+    // The same window read in a time zone: 10:30 UTC is 05:30 in New York.
+    let tz = plan::parse_str(
+        "w.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nspec: {service: a, stable: v1, canary: v2, steps: [{setWeight: 5}], window: {cron: '* 9-17 * * Mon-Fri', timeZone: America/New_York}}\n",
+    );
+    let w = tz.plans[0].window.clone().expect("window");
+    assert!(!w.contains(monday));
+    assert!(w.contains(monday + Duration::hours(5)));
+}
+
+#[test]
+fn examples_validate() {
+    let out = bin()
+        .arg("validate")
+        .arg(root().join("examples"))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("plan(s) valid"), "{stdout}");
+    // The reference example is the orders-svc canary in production.
+    let text = std::fs::read_to_string(root().join("examples/orders-svc/rollouts/orders-svc.yaml"))
+        .expect("read");
+    let p = &plan::parse_str("orders-svc.yaml", &text).plans[0];
+    assert_eq!(p.id.to_string(), "production/orders-svc");
+    assert!(matches!(p.steps[0], Step::SetHeaderRoute(_)));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = bin()
+        .args(["validate", "/nonexistent/plans"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/plans"));
+    let out = bin().args(["validate"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn not_yaml_and_binary_files_are_findings_not_crashes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("a.yaml"), "key: [unclosed\n").expect("write");
+    std::fs::write(dir.path().join("b.yaml"), [0xff, 0xfe, 0x00, 0x12]).expect("write");
+    let out = bin().arg("validate").arg(dir.path()).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("a.yaml:"), "{stdout}");
+    assert!(stdout.contains("not valid YAML"), "{stdout}");
+    assert!(stdout.contains("not UTF-8"), "{stdout}");
+}
+
+/// Real plans of other tools are not tidegate plans: each is refused with a message naming the
+/// apiVersion, kind and what to write instead; none panics.
+#[test]
+fn flagger_and_argo_definitions_are_refused_clearly() {
+    let dir = fixtures().join("peers");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("read fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !(name.starts_with("flagger__") || name.starts_with("argo-rollouts__")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let parsed = plan::parse_str(&name, &text);
+        assert!(parsed.plans.is_empty(), "{name}");
+        assert!(
+            parsed
+                .findings
+                .iter()
+                .any(|f| f.field == "apiVersion" && f.hint.contains("tidegate.dev/v1alpha1")),
+            "{name}: {:#?}",
+            parsed.findings
+        );
+        // Mixed-folder reading skips them instead.
+        assert!(
+            plan::parse_mixed_str(&name, &text).findings.is_empty(),
+            "{name}"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 10,
+        "expected the Flagger and Argo Rollouts fixtures in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn simulate_prints_transitions_and_checks_the_outcome() {
+    let ex = root().join("examples/orders-svc");
+    let run = |script: &str, expect: &str| {
+        bin()
+            .arg("simulate")
+            .arg(ex.join("rollouts/orders-svc.yaml"))
+            .arg("--verdicts")
+            .arg(ex.join(script))
+            .args(["--expect", expect])
+            .output()
+            .expect("run")
+    };
+    let healthy = run("verdicts-healthy.yaml", "Succeeded");
+    let text = String::from_utf8_lossy(&healthy.stdout);
+    assert_eq!(healthy.status.code(), Some(0), "{text}");
+    assert!(text.contains("Paused"), "{text}");
+    assert!(text.contains("canary 100%"), "{text}");
+    let faulty = run("verdicts-faulty.yaml", "RolledBack");
+    let text = String::from_utf8_lossy(&faulty.stdout);
+    assert_eq!(faulty.status.code(), Some(0), "{text}");
+    assert!(text.contains("value=93.8"), "{text}");
+    let wrong = run("verdicts-faulty.yaml", "Succeeded");
+    assert_eq!(wrong.status.code(), Some(1));
+}
+
+#[test]
+fn simulate_refuses_scripts_naming_unknown_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("s.yaml");
+    std::fs::write(&script, "ticks:\n  - verdicts: {succes-rate: pass}\n").expect("write");
+    let out = bin()
+        .arg("simulate")
+        .arg(root().join("examples/orders-svc/rollouts/orders-svc.yaml"))
+        .arg("--verdicts")
+        .arg(&script)
+        .output()
+        .expect("run");
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("succes-rate") && err.contains("s.yaml"),
+        "{err}"
+    );
+}
