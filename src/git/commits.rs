@@ -7,33 +7,19 @@ use git2::{Oid, Repository, Sort};
 
 use super::GitError;
 use super::signers::AllowedSigners;
+use crate::control::trailers;
+use crate::control::{CommitInfo, SignatureState};
 
-pub const OWN_STATUS_TRAILER: &str = "Tidegate-Status";
+pub const OWN_STATUS_TRAILER: &str = trailers::STATUS_KEY;
 pub const OWN_PROCESSED_TRAILER: &str = "Tidegate-Processed";
 
-/// The outcome of checking a commit's SSH signature against `allowed_signers`.
+/// One new commit: what the control policy decides on, plus what the daemon needs besides.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignatureState {
-    /// Signed by a key listed for the author's e-mail, and the signature verifies.
-    Verified { key_fingerprint: String },
-    /// The commit carries no signature.
-    Missing,
-    /// Signed, but not acceptably (unknown key, key not allowed for the author, bad signature).
-    Invalid(String),
-    /// No `allowed_signers` file is configured.
-    NotChecked,
-}
-
-/// One commit, as the control policy needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitInfo {
-    pub id: String,
-    pub author_name: String,
-    pub author_email: String,
+pub struct NewCommit {
+    /// Id, author, message and signature state, for `control::Policy::decide`.
+    pub commit: CommitInfo,
     pub committer_email: String,
     pub time: DateTime<Utc>,
-    pub message: String,
-    pub signature: SignatureState,
     /// A status commit made by tidegate itself: never a control commit.
     pub is_own: bool,
 }
@@ -43,13 +29,11 @@ pub struct CommitInfo {
 pub fn parse_own_trailers(message: &str) -> (Vec<String>, Option<String>) {
     let mut statuses = Vec::new();
     let mut processed = None;
-    if let Ok(trailers) = git2::message_trailers_strs(message) {
-        for (k, v) in trailers.iter() {
-            if k.eq_ignore_ascii_case(OWN_STATUS_TRAILER) {
-                statuses.push(v.trim().to_string());
-            } else if k.eq_ignore_ascii_case(OWN_PROCESSED_TRAILER) {
-                processed = Some(v.trim().to_string());
-            }
+    for (k, v) in trailers::trailers(message) {
+        if k.eq_ignore_ascii_case(OWN_STATUS_TRAILER) {
+            statuses.push(v.trim().to_string());
+        } else if k.eq_ignore_ascii_case(OWN_PROCESSED_TRAILER) {
+            processed = Some(v.trim().to_string());
         }
     }
     (statuses, processed)
@@ -108,7 +92,7 @@ pub(crate) fn walk_new(
     tip: Oid,
     own_email: &str,
     signers: Option<&AllowedSigners>,
-) -> Result<Vec<CommitInfo>, GitError> {
+) -> Result<Vec<NewCommit>, GitError> {
     let mut walk = repo.revwalk().map_err(GitError::read)?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
         .map_err(GitError::read)?;
@@ -127,14 +111,16 @@ pub(crate) fn walk_new(
             (false, Some(s)) => s.verify_commit(repo, &commit, &author_email),
             _ => SignatureState::NotChecked,
         };
-        out.push(CommitInfo {
-            id: oid.to_string(),
-            author_name: author.name().unwrap_or("").to_string(),
-            author_email,
+        out.push(NewCommit {
+            commit: CommitInfo {
+                id: oid.to_string(),
+                author_name: author.name().unwrap_or("").to_string(),
+                author_email,
+                message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
+                signature,
+            },
             committer_email: commit.committer().email().unwrap_or("").to_string(),
             time: DateTime::from_timestamp(commit.time().seconds(), 0).unwrap_or_default(),
-            message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
-            signature,
             is_own: own,
         });
     }

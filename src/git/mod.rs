@@ -20,9 +20,7 @@ mod transport;
 mod writer;
 
 pub use auth::{Auth, SecretSource, redact_url};
-pub use commits::{
-    CommitInfo, OWN_PROCESSED_TRAILER, OWN_STATUS_TRAILER, SignatureState, parse_own_trailers,
-};
+pub use commits::{NewCommit, OWN_PROCESSED_TRAILER, OWN_STATUS_TRAILER, parse_own_trailers};
 pub use config::{GitConfig, Identity};
 pub use error::GitError;
 pub use plans::{PlanContent, PlanFile};

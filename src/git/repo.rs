@@ -10,7 +10,7 @@ use std::time::Duration;
 use git2::{FetchOptions, Oid, PushOptions, Repository, Signature};
 use sha2::{Digest, Sha256};
 
-use super::commits::{self, CommitInfo, OWN_PROCESSED_TRAILER, OWN_STATUS_TRAILER};
+use super::commits::{self, NewCommit, OWN_PROCESSED_TRAILER, OWN_STATUS_TRAILER};
 use super::plans::{PlanFile, PlanIndex};
 use super::signers::AllowedSigners;
 use super::signing::{CommitSigner, create_commit};
@@ -47,7 +47,7 @@ pub struct SourceUpdate {
     pub plans: PlanChanges,
     /// Commits added since the last processed one, oldest first (including tidegate's own,
     /// flagged `is_own`).
-    pub commits: Vec<CommitInfo>,
+    pub commits: Vec<NewCommit>,
     pub force_push: Option<ForcePush>,
 }
 
@@ -301,6 +301,83 @@ impl GitRepo {
         .map(Some)
     }
 
+    /// Build a commit on the current tip with `build` and push it; on a non-fast-forward
+    /// rejection fetch, rebuild on the new tip and retry with backoff. Never forces.
+    /// Returns the pushed commit (`None` when `build` found nothing to commit) and the attempts.
+    fn commit_with_retry(
+        &mut self,
+        build: impl Fn(&GitRepo, Oid) -> Result<Option<Oid>, GitError>,
+    ) -> Result<(Option<Oid>, u32), GitError> {
+        let mut last_reason = String::new();
+        for attempt in 1..=self.config.push_attempts {
+            let base = match self.tracked_tip() {
+                Some(t) if attempt == 1 => t,
+                _ => self.fetch()?,
+            };
+            let Some(commit) = build(self, base)? else {
+                return Ok((None, attempt - 1));
+            };
+            match self.push(commit) {
+                Ok(PushResult::Landed) => {
+                    self.repo
+                        .reference(&self.tracking_ref, commit, true, "tidegate pushed")
+                        .map_err(GitError::build)?;
+                    return Ok((Some(commit), attempt));
+                }
+                Ok(PushResult::Rejected(reason)) => {
+                    tracing::info!(attempt, reason = %reason, "push rejected; rebuilding on the new tip");
+                    last_reason = reason;
+                }
+                Err(e @ (GitError::Push { .. } | GitError::Fetch { .. })) => {
+                    tracing::warn!(attempt, error = %e, "push failed; retrying");
+                    last_reason = e.to_string();
+                }
+                Err(e) => return Err(e),
+            }
+            if attempt < self.config.push_attempts {
+                std::thread::sleep(self.backoff(attempt - 1));
+            }
+        }
+        Err(GitError::PushRetriesExhausted {
+            url: self.transport.redacted.clone(),
+            attempts: self.config.push_attempts,
+            reason: last_reason,
+        })
+    }
+
+    /// Commit `message` as an empty commit (the tip's tree unchanged) by `author`, signed with
+    /// `signer` when given, and push it (the control commits of `tidegate pause` and friends).
+    pub fn push_empty_commit(
+        &mut self,
+        message: &str,
+        author: &super::Identity,
+        signer: Option<&CommitSigner>,
+    ) -> Result<String, GitError> {
+        let (commit, _) = self.commit_with_retry(|repo, base| {
+            let parent = repo.repo.find_commit(base).map_err(GitError::build)?;
+            let tree = parent.tree().map_err(GitError::build)?;
+            let sig = Signature::now(&author.name, &author.email).map_err(GitError::build)?;
+            create_commit(&repo.repo, signer, &sig, &sig, message, &tree, &[&parent]).map(Some)
+        })?;
+        commit
+            .map(|c| c.to_string())
+            .ok_or_else(|| GitError::Build("no commit was made".into()))
+    }
+
+    /// Every status document at the tracked tip; a bad document is an error entry, not a stop.
+    pub fn status_documents(&mut self) -> Result<Vec<Result<Status, GitError>>, GitError> {
+        let tip = match self.tracked_tip() {
+            Some(t) => t,
+            None => self.fetch()?,
+        };
+        let tree = self
+            .repo
+            .find_commit(tip)
+            .and_then(|c| c.tree())
+            .map_err(GitError::read)?;
+        read_status_documents(&self.repo, &tree, &self.config.status_dir)
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
         let base = self.config.initial_backoff.as_millis() as u64;
         let exp = base.saturating_mul(1u64 << attempt.min(16));
@@ -434,17 +511,8 @@ impl PlanSource for GitRepo {
 
 impl StateStore for GitRepo {
     fn load_statuses(&mut self) -> Result<Vec<Status>, GitError> {
-        let tip = match self.tracked_tip() {
-            Some(t) => t,
-            None => self.fetch()?,
-        };
-        let tree = self
-            .repo
-            .find_commit(tip)
-            .and_then(|c| c.tree())
-            .map_err(GitError::read)?;
         let mut out = Vec::new();
-        for doc in read_status_documents(&self.repo, &tree, &self.config.status_dir)? {
+        for doc in self.status_documents()? {
             match doc {
                 Ok(s) => out.push(s),
                 Err(e) => tracing::warn!(error = %e, "skipping an unreadable status document"),
@@ -489,55 +557,24 @@ impl StateStore for GitRepo {
             });
         }
         let message = status_message(&written, self.marker);
-        let mut last_reason = String::new();
-        for attempt in 1..=self.config.push_attempts {
-            let base = match self.tracked_tip() {
-                Some(t) if attempt == 1 => t,
-                _ => self.fetch()?,
-            };
-            let Some(commit) = self.build_status_commit(base, &files, &message)? else {
+        let (commit, attempts) =
+            self.commit_with_retry(|repo, base| repo.build_status_commit(base, &files, &message))?;
+        match commit {
+            Some(c) => {
+                tracing::info!(commit = %c, attempts, transitions = written.len(), "pushed status commit");
+            }
+            None => {
                 tracing::info!(
                     transitions = written.len(),
                     "status documents already up to date on the branch"
                 );
-                return Ok(WriteOutcome {
-                    commit: None,
-                    attempts: attempt - 1,
-                    transitions: 0,
-                    skipped,
-                });
-            };
-            match self.push(commit) {
-                Ok(PushResult::Landed) => {
-                    self.repo
-                        .reference(&self.tracking_ref, commit, true, "tidegate pushed status")
-                        .map_err(GitError::build)?;
-                    tracing::info!(commit = %commit, attempts = attempt, transitions = written.len(), "pushed status commit");
-                    return Ok(WriteOutcome {
-                        commit: Some(commit.to_string()),
-                        attempts: attempt,
-                        transitions: written.len(),
-                        skipped,
-                    });
-                }
-                Ok(PushResult::Rejected(reason)) => {
-                    tracing::info!(attempt, reason = %reason, "status push rejected; rebuilding on the new tip");
-                    last_reason = reason;
-                }
-                Err(e @ (GitError::Push { .. } | GitError::Fetch { .. })) => {
-                    tracing::warn!(attempt, error = %e, "status push failed; retrying");
-                    last_reason = e.to_string();
-                }
-                Err(e) => return Err(e),
-            }
-            if attempt < self.config.push_attempts {
-                std::thread::sleep(self.backoff(attempt - 1));
             }
         }
-        Err(GitError::PushRetriesExhausted {
-            url: self.transport.redacted.clone(),
-            attempts: self.config.push_attempts,
-            reason: last_reason,
+        Ok(WriteOutcome {
+            transitions: if commit.is_some() { written.len() } else { 0 },
+            commit: commit.map(|c| c.to_string()),
+            attempts,
+            skipped,
         })
     }
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use ssh_key::{HashAlg, PublicKey, SshSig};
 
 use super::GitError;
-use super::commits::SignatureState;
 use super::transport::wildcard_match;
+use crate::control::SignatureState;
 
 /// Namespace git uses for commit and tag signatures.
 pub(crate) const GIT_NAMESPACE: &str = "git";
@@ -132,10 +132,9 @@ impl AllowedSigners {
             Ok(x) => x,
             Err(e) if e.code() == git2::ErrorCode::NotFound => return SignatureState::Missing,
             Err(e) => {
-                return SignatureState::Invalid(format!(
-                    "cannot read the signature: {}",
-                    e.message()
-                ));
+                return SignatureState::Invalid {
+                    reason: format!("cannot read the signature: {}", e.message()),
+                };
             }
         };
         let when =
@@ -156,21 +155,25 @@ impl AllowedSigners {
             .trim_start()
             .starts_with("-----BEGIN SSH SIGNATURE-----")
         {
-            return SignatureState::Invalid(
-                "the commit is signed with GPG or X.509; only SSH signatures are accepted".into(),
-            );
+            return SignatureState::Invalid {
+                reason: "the commit is signed with GPG or X.509; only SSH signatures are accepted"
+                    .into(),
+            };
         }
         let sig = match SshSig::from_pem(text.trim()) {
             Ok(s) => s,
-            Err(e) => return SignatureState::Invalid(format!("malformed SSH signature: {e}")),
+            Err(e) => {
+                return SignatureState::Invalid {
+                    reason: format!("malformed SSH signature: {e}"),
+                };
+            }
         };
         let key = PublicKey::from(sig.public_key().clone());
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         if sig.namespace() != GIT_NAMESPACE {
-            return SignatureState::Invalid(format!(
-                "signature namespace is {:?}, not \"git\"",
-                sig.namespace()
-            ));
+            return SignatureState::Invalid {
+                reason: format!("signature namespace is {:?}, not \"git\"", sig.namespace()),
+            };
         }
         let with_key: Vec<&SignerEntry> = self
             .entries
@@ -178,10 +181,12 @@ impl AllowedSigners {
             .filter(|e| e.key.key_data() == key.key_data())
             .collect();
         if with_key.is_empty() {
-            return SignatureState::Invalid(format!(
-                "signing key {fingerprint} is not in {}",
-                self.path.display()
-            ));
+            return SignatureState::Invalid {
+                reason: format!(
+                    "signing key {fingerprint} is not in {}",
+                    self.path.display()
+                ),
+            };
         }
         let allowed = with_key.iter().any(|e| {
             principal_matches(&e.principals, email)
@@ -192,17 +197,19 @@ impl AllowedSigners {
                 && e.valid_before.is_none_or(|t| when < t)
         });
         if !allowed {
-            return SignatureState::Invalid(format!(
-                "signing key {fingerprint} is not allowed for {email} (principal, namespace or validity period)"
-            ));
+            return SignatureState::Invalid {
+                reason: format!(
+                    "signing key {fingerprint} is not allowed for {email} (principal, namespace or validity period)"
+                ),
+            };
         }
         match key.verify(GIT_NAMESPACE, data, &sig) {
             Ok(()) => SignatureState::Verified {
-                key_fingerprint: fingerprint,
+                signer: format!("{email} ({fingerprint})"),
             },
-            Err(_) => SignatureState::Invalid(format!(
-                "the signature by {fingerprint} does not match the commit content"
-            )),
+            Err(_) => SignatureState::Invalid {
+                reason: format!("the signature by {fingerprint} does not match the commit content"),
+            },
         }
     }
 }
@@ -349,7 +356,7 @@ mod tests {
             "a@x",
             Utc::now(),
         );
-        assert!(matches!(st, SignatureState::Invalid(m) if m.contains("GPG")));
+        assert!(matches!(st, SignatureState::Invalid { reason } if reason.contains("GPG")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use git2::{ObjectType, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 use super::GitError;
+use crate::control::document;
 use crate::plan::RolloutId;
 use crate::rollout::Status;
 
@@ -23,24 +24,19 @@ pub fn status_path(dir: &str, id: &RolloutId) -> Result<String, GitError> {
             });
         }
     }
-    Ok(format!(
-        "{}/{}/{}.yaml",
-        dir.trim_matches('/'),
-        id.namespace,
-        id.name
-    ))
+    Ok(document::path_for(dir.trim_matches('/'), id))
 }
 
-/// The YAML text of a status document.
+/// The YAML text of a status document (deterministic: see `control::document`).
 pub fn render_status(status: &Status) -> Result<String, GitError> {
-    serde_saphyr::to_string(status).map_err(|e| GitError::StatusDocument {
+    document::render(status).map_err(|e| GitError::StatusDocument {
         path: status.rollout.to_string(),
-        reason: format!("cannot render: {e}"),
+        reason: e.to_string(),
     })
 }
 
 fn parse_status(path: &str, text: &str) -> Result<Status, GitError> {
-    serde_saphyr::from_str(text).map_err(|e| GitError::StatusDocument {
+    document::parse(path, text).map_err(|e| GitError::StatusDocument {
         path: path.to_string(),
         reason: e.to_string(),
     })

@@ -85,13 +85,17 @@ fn later_polls_reread_only_changed_plans() {
         ]
     );
     assert_eq!(update.plans.removed, vec!["rollouts/c.yaml".to_string()]);
-    let ids: Vec<&str> = update.commits.iter().map(|c| c.id.as_str()).collect();
+    let ids: Vec<&str> = update
+        .commits
+        .iter()
+        .map(|c| c.commit.id.as_str())
+        .collect();
     assert_eq!(
         ids,
         [changed.as_str(), removed.as_str()],
         "new commits, oldest first"
     );
-    assert_eq!(update.commits[0].author_email, "alice@example.com");
+    assert_eq!(update.commits[0].commit.author_email, "alice@example.com");
     assert!(!update.commits[0].is_own);
 }
 
@@ -195,7 +199,7 @@ fn own_commits_are_flagged_and_restart_resumes_after_the_marker() {
     let flags: Vec<(String, bool)> = next
         .commits
         .iter()
-        .map(|c| (c.id.clone(), c.is_own))
+        .map(|c| (c.commit.id.clone(), c.is_own))
         .collect();
     assert_eq!(flags, vec![(own.clone(), true), (control.clone(), false)]);
 
@@ -206,7 +210,11 @@ fn own_commits_are_flagged_and_restart_resumes_after_the_marker() {
     cfg.data_dir = data.path().to_path_buf();
     let mut restarted = GitRepo::open(cfg).expect("open");
     let resumed = restarted.poll().expect("poll");
-    let ids: Vec<&str> = resumed.commits.iter().map(|c| c.id.as_str()).collect();
+    let ids: Vec<&str> = resumed
+        .commits
+        .iter()
+        .map(|c| c.commit.id.as_str())
+        .collect();
     assert_eq!(ids, [own.as_str(), control.as_str()]);
     assert!(!ids.contains(&before.as_str()));
 }

@@ -4,6 +4,7 @@
 mod bad_input;
 mod common;
 mod concurrency;
+mod controls;
 mod file_remote;
 mod http;
 mod signatures;

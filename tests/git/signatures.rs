@@ -1,7 +1,8 @@
 //! SSH signatures: control commits signed with `git commit -S` (gpg.format=ssh) are verified in
 //! Rust against `allowed_signers`; tidegate's own signed commits pass `git verify-commit`.
 
-use tidegate::git::{GitRepo, PlanSource, SignatureState, StateStore};
+use tidegate::control::SignatureState;
+use tidegate::git::{GitRepo, PlanSource, StateStore};
 use tidegate::rollout::Phase;
 
 use crate::common::*;
@@ -63,24 +64,25 @@ fn control_commit_signatures_are_checked_against_allowed_signers() {
         update
             .commits
             .iter()
-            .find(|c| c.id == id)
+            .find(|c| c.commit.id == id)
             .unwrap_or_else(|| panic!("commit {id} missing"))
+            .commit
             .signature
             .clone()
     };
     match by_id(&good) {
-        SignatureState::Verified { key_fingerprint } => {
-            assert!(key_fingerprint.starts_with("SHA256:"), "{key_fingerprint}")
+        SignatureState::Verified { signer } => {
+            assert!(signer.starts_with("alice@example.com (SHA256:"), "{signer}")
         }
         other => panic!("alice's signature should verify: {other:?}"),
     }
     assert_eq!(by_id(&unsigned), SignatureState::Missing);
     match by_id(&stranger) {
-        SignatureState::Invalid(why) => assert!(why.contains("not in"), "{why}"),
+        SignatureState::Invalid { reason: why } => assert!(why.contains("not in"), "{why}"),
         other => panic!("unknown key must be refused: {other:?}"),
     }
     match by_id(&borrowed) {
-        SignatureState::Invalid(why) => {
+        SignatureState::Invalid { reason: why } => {
             assert!(why.contains("not allowed for bob@example.com"), "{why}")
         }
         other => panic!("a key used for someone else's e-mail must be refused: {other:?}"),
