@@ -23,6 +23,14 @@ impl Drop for HttpServer {
 }
 
 fn serve(root: &std::path::Path) -> HttpServer {
+    serve_tls(root, None)
+}
+
+/// Start the server; with `tls = Some((cert, key))` it speaks HTTPS.
+fn serve_tls(
+    root: &std::path::Path,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> HttpServer {
     require_tool("python3", "python3");
     require_tool("git", "git");
     let script =
@@ -31,6 +39,10 @@ fn serve(root: &std::path::Path) -> HttpServer {
         .arg(&script)
         .arg(root)
         .arg(TOKEN)
+        .args(
+            tls.map(|(c, k)| vec![c.to_path_buf(), k.to_path_buf()])
+                .unwrap_or_default(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -131,4 +143,135 @@ fn wrong_or_missing_token_is_a_clear_auth_error_without_the_secret() {
     let missing = http_config(&remote, &server, SecretSource::Env(var.into()));
     let err = GitRepo::open(missing).expect_err("unset variable");
     assert!(err.to_string().contains(var), "{err}");
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    require_tool("openssl", "openssl");
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throw-away CA and a server certificate for 127.0.0.1 signed by it.
+fn make_ca(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tidegate test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+}
+
+#[test]
+fn https_with_a_custom_ca_bundle() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let tls = remote.dir.path().join("tls");
+    std::fs::create_dir_all(&tls).expect("mkdir");
+    make_ca(&tls);
+    let server = serve_tls(
+        remote.dir.path(),
+        Some((&tls.join("leaf.pem"), &tls.join("leaf.key"))),
+    );
+    let token_file = remote.dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("write");
+    let mut cfg = http_config(&remote, &server, SecretSource::File(token_file));
+    cfg.url = format!("https://127.0.0.1:{}/plans.git", server.port);
+
+    // Without the bundle the server's certificate is not trusted.
+    let err = GitRepo::open(cfg.clone())
+        .expect("open")
+        .poll()
+        .expect_err("untrusted");
+    assert!(matches!(err, GitError::Tls { .. }), "{err:?}");
+
+    // A bundle with an unrelated CA does not help, and says why.
+    let other = remote.dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    make_ca(&other);
+    let mut wrong = cfg.clone();
+    wrong.ca_bundle = Some(other.join("ca.pem"));
+    let err = GitRepo::open(wrong)
+        .expect("open")
+        .poll()
+        .expect_err("wrong CA");
+    assert!(err.to_string().contains("CA bundle"), "{err}");
+
+    cfg.ca_bundle = Some(tls.join("ca.pem"));
+    let mut repo = GitRepo::open(cfg).expect("open");
+    let update = repo.poll().expect("fetch over https with the bundle");
+    assert_eq!(update.plans.changed.len(), 1);
+    let out = repo
+        .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
+        .expect("push over https");
+    assert_eq!(
+        remote.remote_git(&["rev-parse", "main"]),
+        out.commit.expect("commit")
+    );
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Smart-HTTP Git server for tidegate's tests: `git http-backend` behind HTTP basic auth.
 
-Usage: git_http_server.py PROJECT_ROOT TOKEN
-Serves every repository under PROJECT_ROOT on 127.0.0.1 at a free port, prints
-"listening on PORT" once ready. A request must carry basic auth whose password is TOKEN.
+Usage: git_http_server.py PROJECT_ROOT TOKEN [CERT_PEM KEY_PEM]
+Serves every repository under PROJECT_ROOT on 127.0.0.1 at a free port (HTTPS when a certificate
+and key are given), prints "listening on PORT" once ready. A request must carry basic auth whose
+password is TOKEN.
 """
 import base64
 import http.server
 import os
+import ssl
 import subprocess
 import sys
 
@@ -96,5 +98,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 4:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(f"listening on {server.server_address[1]}", flush=True)
 server.serve_forever()
