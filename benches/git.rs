@@ -13,8 +13,27 @@ use tidegate::git::{GitConfig, GitRepo, PlanSource, StateStore, StatusWriter};
 use tidegate::plan::RolloutId;
 use tidegate::rollout::{Phase, RouteState, Status};
 
-const PLANS: usize = 1_000;
-const COMMITS: usize = 10_000;
+/// Sizes: the full benchmark under `cargo bench` (which passes `--bench`), a smoke run of the
+/// same code under `cargo test --all-targets`.
+struct Size {
+    plans: usize,
+    commits: usize,
+    rounds: u8,
+    samples: usize,
+}
+
+const FULL: Size = Size {
+    plans: 1_000,
+    commits: 10_000,
+    rounds: 5,
+    samples: 30,
+};
+const SMOKE: Size = Size {
+    plans: 40,
+    commits: 200,
+    rounds: 2,
+    samples: 3,
+};
 
 fn plan_path(i: usize) -> String {
     format!("rollouts/team-{:02}/svc-{i:04}.yaml", i % 20)
@@ -63,14 +82,14 @@ fn commit_files(
     oid
 }
 
-fn build_remote(dir: &Path) -> (Repository, Oid) {
+fn build_remote(dir: &Path, size: &Size) -> (Repository, Oid) {
     let repo = Repository::init_bare(dir.join("plans.git")).expect("init");
-    let files: Vec<(String, String)> = (0..PLANS)
+    let files: Vec<(String, String)> = (0..size.plans)
         .map(|i| (plan_path(i), plan_text(i, 0)))
         .collect();
-    let mut tip = commit_files(&repo, None, &files, "1,000 plans");
-    for c in 1..COMMITS {
-        let i = (c * 7919) % PLANS;
+    let mut tip = commit_files(&repo, None, &files, "the plans");
+    for c in 1..size.commits {
+        let i = (c * 7919) % size.plans;
         let f = if c % 5 == 0 {
             (format!("docs/notes-{}.md", c % 50), format!("note {c}\n"))
         } else {
@@ -131,12 +150,18 @@ fn config(remote: &Path, data: &Path) -> GitConfig {
 }
 
 fn main() {
+    let size = if std::env::args().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
+    let (plans_n, commits_n) = (size.plans, size.commits);
     let dir = tempfile::tempdir().expect("tempdir");
     let t = Instant::now();
-    let (remote, mut tip) = build_remote(dir.path());
+    let (remote, mut tip) = build_remote(dir.path(), &size);
     let remote_path = dir.path().join("plans.git");
     println!(
-        "built {PLANS} plans / {COMMITS} commits in {:.1} s",
+        "built {plans_n} plans / {commits_n} commits in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -148,7 +173,7 @@ fn main() {
         let mut repo = GitRepo::open(config(&remote_path, &data)).expect("open");
         let update = repo.poll().expect("poll");
         first.push(t.elapsed());
-        assert_eq!(update.plans.changed.len(), PLANS);
+        assert_eq!(update.plans.changed.len(), plans_n);
     }
     let first_med = percentile(&mut first, 0.5);
 
@@ -157,12 +182,12 @@ fn main() {
     let mut repo = GitRepo::open(config(&remote_path, &data)).expect("open");
     repo.poll().expect("poll");
     let mut one = Vec::new();
-    for k in 0..30 {
-        let i = (k * 31) % PLANS;
+    for k in 0..size.samples {
+        let i = (k * 31) % plans_n;
         tip = commit_files(
             &remote,
             Some(tip),
-            &[(plan_path(i), plan_text(i, COMMITS + k))],
+            &[(plan_path(i), plan_text(i, commits_n + k))],
             "one more",
         );
         let t = Instant::now();
@@ -176,10 +201,10 @@ fn main() {
 
     // 3. Status commit + push latency (one transition, no contention).
     let mut push = Vec::new();
-    for k in 0..30 {
+    for k in 0..size.samples {
         let t = Instant::now();
         let out = repo
-            .write_statuses(&[status(k % PLANS, (k % 100) as u8)], None)
+            .write_statuses(&[status(k % plans_n, (k % 100) as u8)], None)
             .expect("write");
         push.push(t.elapsed());
         assert_eq!(out.attempts, 1);
@@ -191,24 +216,24 @@ fn main() {
     let (writer, handle, reports) = StatusWriter::spawn(repo, Duration::from_secs(1));
     let t = Instant::now();
     let mut submitted = 0usize;
-    for round in 0..5u8 {
+    for round in 0..size.rounds {
         let round_start = t + Duration::from_secs(round as u64);
         if let Some(wait) = round_start.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        for i in 0..PLANS {
+        for i in 0..plans_n {
             handle.submit(status(i, 10 + round * 10));
             submitted += 1;
         }
     }
-    handle.flush();
-    let elapsed = t.elapsed();
-    drop(handle);
-    writer.join();
+    // No flush (it writes at once, for shutdown): wait for the writer's own rhythm.
     let mut pushes = 0usize;
     let mut transitions = 0usize;
     let mut write_times = Vec::new();
-    for r in reports.try_iter() {
+    while transitions < submitted {
+        let r = reports
+            .recv_timeout(Duration::from_secs(60))
+            .expect("writer report");
         let out = r.result.expect("coalesced write");
         if out.commit.is_some() {
             pushes += 1;
@@ -216,6 +241,9 @@ fn main() {
         transitions += out.transitions;
         write_times.push(r.took);
     }
+    let elapsed = t.elapsed();
+    drop(handle);
+    writer.join();
     assert_eq!(transitions, submitted, "no transition lost or duplicated");
     let write_p50 = percentile(&mut write_times, 0.5);
     let pushes_per_s = pushes as f64 / elapsed.as_secs_f64();
@@ -224,21 +252,24 @@ fn main() {
     println!("| measurement | result |");
     println!("|---|---|");
     println!(
-        "| first full read (fresh mirror: fetch + {PLANS} plans + revisions over {COMMITS} commits), median of 3 | {:.0} ms |",
+        "| first full read (fresh mirror: fetch + {plans_n} plans + revisions over {commits_n} commits), median of 3 | {:.0} ms |",
         ms(first_med)
     );
     println!(
-        "| one new commit changing one plan (fetch + diff + re-read + commit walk), p50 / p95 of 30 | {:.1} ms / {:.1} ms |",
+        "| one new commit changing one plan (fetch + diff + re-read + commit walk), p50 / p95 of {} | {:.1} ms / {:.1} ms |",
+        size.samples,
         ms(one_p50),
         ms(one_p95)
     );
     println!(
-        "| status commit + push, one transition, p50 / p95 of 30 | {:.1} ms / {:.1} ms |",
+        "| status commit + push, one transition, p50 / p95 of {} | {:.1} ms / {:.1} ms |",
+        size.samples,
         ms(push_p50),
         ms(push_p95)
     );
     println!(
-        "| 1,000 rollouts transitioning every second for 5 s ({submitted} transitions), 1 s window | {pushes} pushes in {:.1} s = {pushes_per_s:.2} pushes/s, {} transitions per push, p50 write {:.0} ms |",
+        "| {plans_n} rollouts transitioning every second for {} s ({submitted} transitions), 1 s window | {pushes} pushes in {:.1} s = {pushes_per_s:.2} pushes/s, {} transitions per push, p50 write {:.0} ms |",
+        size.rounds,
         elapsed.as_secs_f64(),
         transitions / pushes.max(1),
         ms(write_p50)
