@@ -8,6 +8,7 @@ pub mod control;
 pub mod lab;
 pub mod mesh;
 pub mod metrics;
+pub mod git;
 pub mod plan;
 pub mod rollout;
 pub mod server;

@@ -5,10 +5,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+use crate::control::ControlAction;
+
+pub mod control_cmd;
 mod files;
 pub mod lint;
 pub mod preview;
 pub mod simulate;
+pub mod status;
 pub mod validate;
 
 /// Exit code for usage errors (bad flags, missing files), as clap uses.
@@ -39,18 +43,18 @@ pub enum Command {
     Preview(preview::PreviewArgs),
     /// Run one analysis round against Prometheus and print every check's query, values and verdict.
     Analyze(analyze::AnalyzeArgs),
-    /// Print every rollout's status from the Git status files (not yet available).
-    Status(NotYet),
-    /// Commit and push `Tidegate: pause NAME` (not yet available).
-    Pause(NotYet),
-    /// Commit and push `Tidegate: resume NAME` (not yet available).
-    Resume(NotYet),
-    /// Commit and push `Tidegate: abort NAME` (not yet available).
-    Abort(NotYet),
-    /// Commit and push `Tidegate: promote NAME` (not yet available).
-    Promote(NotYet),
-    /// Commit and push `Tidegate: retry NAME` (not yet available).
-    Retry(NotYet),
+    /// Print every rollout's status from the Git status files.
+    Status(status::StatusArgs),
+    /// Commit and push `Tidegate: pause NAME`: hold the rollout at its current step.
+    Pause(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: resume NAME`: continue a paused rollout.
+    Resume(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: abort NAME`: send all traffic back to stable.
+    Abort(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: promote NAME`: skip the remaining steps.
+    Promote(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: retry NAME`: start again after RolledBack or Aborted.
+    Retry(control_cmd::ControlArgs),
     /// Run the whole loop on this machine without a cluster (not yet available).
     Lab(NotYet),
 }
@@ -70,6 +74,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lint(args) => lint::run(args),
         Command::Preview(args) => preview::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Pause(args) => control_cmd::run(ControlAction::Pause, args),
+        Command::Resume(args) => control_cmd::run(ControlAction::Resume, args),
+        Command::Abort(args) => control_cmd::run(ControlAction::Abort, args),
+        Command::Promote(args) => control_cmd::run(ControlAction::Promote, args),
+        Command::Retry(args) => control_cmd::run(ControlAction::Retry, args),
         other => {
             let name = format!("{other:?}");
             let name = name
