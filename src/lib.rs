@@ -13,3 +13,4 @@ pub mod plan;
 pub mod rollout;
 pub mod server;
 pub mod telemetry;
+pub mod config;
