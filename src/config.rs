@@ -275,7 +275,12 @@ pub fn from_str(
     } else {
         serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             path: name.to_owned(),
-            message: e.to_string().lines().next().unwrap_or("invalid YAML").to_owned(),
+            message: e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .to_owned(),
         })?
     };
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
@@ -335,11 +340,19 @@ impl Issues {
             Some(s) => match humantime::parse_duration(s.trim()) {
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => {
-                    self.push(field, "the duration is zero", "use a positive duration such as 30s");
+                    self.push(
+                        field,
+                        "the duration is zero",
+                        "use a positive duration such as 30s",
+                    );
                     default
                 }
                 Err(e) => {
-                    self.push(field, format!("`{s}` is not a duration: {e}"), "write e.g. 30s, 2m or 500ms");
+                    self.push(
+                        field,
+                        format!("`{s}` is not a duration: {e}"),
+                        "write e.g. 30s, 2m or 500ms",
+                    );
                     default
                 }
             },
@@ -348,11 +361,20 @@ impl Issues {
 
     fn file(&mut self, field: &str, path: &Path) {
         if !path.is_file() {
-            self.push(field, format!("{} does not exist or is not a file", path.display()), "mount the file or fix the path");
+            self.push(
+                field,
+                format!("{} does not exist or is not a file", path.display()),
+                "mount the file or fix the path",
+            );
         }
     }
 
-    fn secret(&mut self, field: &str, raw: &RawSecretFlat, env: &BTreeMap<String, String>) -> Option<SecretSource> {
+    fn secret(
+        &mut self,
+        field: &str,
+        raw: &RawSecretFlat,
+        env: &BTreeMap<String, String>,
+    ) -> Option<SecretSource> {
         match (&raw.file, &raw.env) {
             (Some(f), None) => {
                 self.file(&format!("{field}.file"), f);
@@ -360,63 +382,121 @@ impl Issues {
             }
             (None, Some(v)) => {
                 if env.get(v).is_none_or(|s| s.is_empty()) {
-                    self.push(&format!("{field}.env"), format!("environment variable {v} is not set"), "set it, or use `file:`");
+                    self.push(
+                        &format!("{field}.env"),
+                        format!("environment variable {v} is not set"),
+                        "set it, or use `file:`",
+                    );
                 }
                 Some(SecretSource::Env(v.clone()))
             }
             _ => {
-                self.push(field, "needs exactly one of `file` or `env`", "name the file holding the secret, or the environment variable");
+                self.push(
+                    field,
+                    "needs exactly one of `file` or `env`",
+                    "name the file holding the secret, or the environment variable",
+                );
                 None
             }
         }
     }
 }
 
-fn validate(name: &str, raw: RawConfig, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+fn validate(
+    name: &str,
+    raw: RawConfig,
+    env: &BTreeMap<String, String>,
+) -> Result<Config, ConfigError> {
     let mut is = Issues(Vec::new());
     let namespace = raw.namespace.unwrap_or_else(|| "tidegate".into());
-    if namespace.is_empty() || !namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        is.push("namespace", format!("`{namespace}` is not a Kubernetes namespace name"), "use lowercase letters, digits and '-'");
+    if namespace.is_empty()
+        || !namespace
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        is.push(
+            "namespace",
+            format!("`{namespace}` is not a Kubernetes namespace name"),
+            "use lowercase letters, digits and '-'",
+        );
     }
-    let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("/var/lib/tidegate"));
+    let data_dir = raw
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from("/var/lib/tidegate"));
 
     // Git.
     let g = raw.git;
     let url = g.url.unwrap_or_default();
     if url.trim().is_empty() {
-        is.push("git.url", "the plans repository is not set", "set git.url (or TIDEGATE_GIT_URL / --git-url)");
+        is.push(
+            "git.url",
+            "the plans repository is not set",
+            "set git.url (or TIDEGATE_GIT_URL / --git-url)",
+        );
     } else if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
-        if rest.split('/').next().is_some_and(|host| host.contains('@') && host.contains(':') && url.starts_with("http")) {
-            is.push("git.url", "the URL carries a password", "remove it from the URL and use git.auth.token or git.auth.password");
+        if rest
+            .split('/')
+            .next()
+            .is_some_and(|host| host.contains('@') && host.contains(':') && url.starts_with("http"))
+        {
+            is.push(
+                "git.url",
+                "the URL carries a password",
+                "remove it from the URL and use git.auth.token or git.auth.password",
+            );
         }
     }
     let mut git = GitConfig::new(url, data_dir.clone());
     if let Some(b) = g.branch {
         if b.trim().is_empty() {
-            is.push("git.branch", "the branch is empty", "name a branch, e.g. main");
+            is.push(
+                "git.branch",
+                "the branch is empty",
+                "name a branch, e.g. main",
+            );
         }
         git.branch = b;
     }
     if let Some(p) = g.plans {
         if let Err(e) = globset::Glob::new(&p) {
-            is.push("git.plans", format!("`{p}` is not a valid glob: {e}"), "write e.g. rollouts/**/*.yaml");
+            is.push(
+                "git.plans",
+                format!("`{p}` is not a valid glob: {e}"),
+                "write e.g. rollouts/**/*.yaml",
+            );
         }
         git.plan_glob = p;
     }
     if let Some(s) = g.status_folder {
         if s.trim_matches('/').is_empty() || s.contains("..") {
-            is.push("git.statusFolder", format!("`{s}` is not a usable folder"), "use a relative folder such as status");
+            is.push(
+                "git.statusFolder",
+                format!("`{s}` is not a usable folder"),
+                "use a relative folder such as status",
+            );
         }
         git.status_dir = s.trim_matches('/').to_owned();
     }
-    let poll_interval = is.duration("git.pollInterval", g.poll_interval.as_deref(), Duration::from_secs(30));
-    let coalesce_window = is.duration("git.coalesceWindow", g.coalesce_window.as_deref(), Duration::from_secs(1));
+    let poll_interval = is.duration(
+        "git.pollInterval",
+        g.poll_interval.as_deref(),
+        Duration::from_secs(30),
+    );
+    let coalesce_window = is.duration(
+        "git.coalesceWindow",
+        g.coalesce_window.as_deref(),
+        Duration::from_secs(1),
+    );
     if let Some(m) = g.max_plan_bytes {
         git.max_plan_bytes = m;
     }
     if let Some(a) = g.push_attempts {
         if a == 0 {
-            is.push("git.pushAttempts", "0 attempts would never push", "use 1 or more (default 12)");
+            is.push(
+                "git.pushAttempts",
+                "0 attempts would never push",
+                "use 1 or more (default 12)",
+            );
         }
         git.push_attempts = a.max(1);
     }
@@ -426,12 +506,22 @@ fn validate(name: &str, raw: RawConfig, env: &BTreeMap<String, String>) -> Resul
     }
     if let Some(a) = g.author {
         if !a.email.contains('@') {
-            is.push("git.author.email", format!("`{}` is not an e-mail address", a.email), "write e.g. tidegate@example.com");
+            is.push(
+                "git.author.email",
+                format!("`{}` is not an e-mail address", a.email),
+                "write e.g. tidegate@example.com",
+            );
         }
-        git.author = Identity { name: a.name, email: a.email };
+        git.author = Identity {
+            name: a.name,
+            email: a.email,
+        };
     }
     if let Some(c) = g.committer {
-        git.committer = Some(Identity { name: c.name, email: c.email });
+        git.committer = Some(Identity {
+            name: c.name,
+            email: c.email,
+        });
     }
     if let Some(k) = g.signing_key {
         is.file("git.signingKey", &k);
@@ -442,30 +532,65 @@ fn validate(name: &str, raw: RawConfig, env: &BTreeMap<String, String>) -> Resul
         git.allowed_signers = Some(s);
     }
     if let Some(auth) = g.auth {
-        let kinds = [auth.token.is_some(), auth.password.is_some(), auth.ssh.is_some()];
+        let kinds = [
+            auth.token.is_some(),
+            auth.password.is_some(),
+            auth.ssh.is_some(),
+        ];
         if kinds.iter().filter(|k| **k).count() > 1 {
-            is.push("git.auth", "more than one authentication kind", "keep one of token, password, ssh");
+            is.push(
+                "git.auth",
+                "more than one authentication kind",
+                "keep one of token, password, ssh",
+            );
         }
         if let Some(t) = auth.token {
             if let Some(token) = is.secret("git.auth.token", &t.secret, env) {
-                git.auth = GitAuth::Token { username: t.username.unwrap_or_else(|| "tidegate".into()), token };
+                git.auth = GitAuth::Token {
+                    username: t.username.unwrap_or_else(|| "tidegate".into()),
+                    token,
+                };
             }
         } else if let Some(p) = auth.password {
             match (p.username, is.secret("git.auth.password", &p.secret, env)) {
-                (Some(username), Some(password)) => git.auth = GitAuth::UserPassword { username, password },
+                (Some(username), Some(password)) => {
+                    git.auth = GitAuth::UserPassword { username, password }
+                }
                 (None, _) => is.push("git.auth.password.username", "missing", "add the user name"),
                 _ => {}
             }
         } else if let Some(s) = auth.ssh {
-            let passphrase = s.passphrase.and_then(|p| is.secret("git.auth.ssh.passphrase", &RawSecretFlat { file: p.file, env: p.env }, env));
+            let passphrase = s.passphrase.and_then(|p| {
+                is.secret(
+                    "git.auth.ssh.passphrase",
+                    &RawSecretFlat {
+                        file: p.file,
+                        env: p.env,
+                    },
+                    env,
+                )
+            });
             match (s.private_key, s.known_hosts) {
                 (Some(key), Some(kh)) => {
                     is.file("git.auth.ssh.privateKey", &key);
                     is.file("git.auth.ssh.knownHosts", &kh);
-                    git.auth = GitAuth::SshKey { username: s.username.unwrap_or_else(|| "git".into()), private_key: key, passphrase, known_hosts: kh };
+                    git.auth = GitAuth::SshKey {
+                        username: s.username.unwrap_or_else(|| "git".into()),
+                        private_key: key,
+                        passphrase,
+                        known_hosts: kh,
+                    };
                 }
-                (None, _) => is.push("git.auth.ssh.privateKey", "missing", "name the private key file"),
-                (_, None) => is.push("git.auth.ssh.knownHosts", "missing: unknown host keys are never accepted", "name a known_hosts file listing the server's key"),
+                (None, _) => is.push(
+                    "git.auth.ssh.privateKey",
+                    "missing",
+                    "name the private key file",
+                ),
+                (_, None) => is.push(
+                    "git.auth.ssh.knownHosts",
+                    "missing: unknown host keys are never accepted",
+                    "name a known_hosts file listing the server's key",
+                ),
             }
         }
     }
@@ -473,10 +598,18 @@ fn validate(name: &str, raw: RawConfig, env: &BTreeMap<String, String>) -> Resul
     // Control policy.
     let c = raw.control;
     if let Err(e) = Policy::new(&c.allowed_authors, c.require_signature) {
-        is.push("control.allowedAuthors", e.to_string(), "use glob patterns such as *@example.com");
+        is.push(
+            "control.allowedAuthors",
+            e.to_string(),
+            "use glob patterns such as *@example.com",
+        );
     }
     if c.require_signature && git.allowed_signers.is_none() {
-        is.push("control.requireSignature", "signatures are required but no git.allowedSigners file is set", "set git.allowedSigners to an allowed_signers file");
+        is.push(
+            "control.requireSignature",
+            "signatures are required but no git.allowedSigners file is set",
+            "set git.allowedSigners to an allowed_signers file",
+        );
     }
 
     // Kubernetes.
@@ -488,21 +621,40 @@ fn validate(name: &str, raw: RawConfig, env: &BTreeMap<String, String>) -> Resul
     let p = raw.prometheus;
     let purl = p.url.unwrap_or_default();
     if purl.trim().is_empty() {
-        is.push("prometheus.url", "Prometheus is not set", "set prometheus.url (or TIDEGATE_PROMETHEUS_URL)");
+        is.push(
+            "prometheus.url",
+            "Prometheus is not set",
+            "set prometheus.url (or TIDEGATE_PROMETHEUS_URL)",
+        );
     } else if !(purl.starts_with("http://") || purl.starts_with("https://")) {
-        is.push("prometheus.url", format!("`{purl}` is not an http(s) URL"), "write e.g. http://prometheus.monitoring:9090");
+        is.push(
+            "prometheus.url",
+            format!("`{purl}` is not an http(s) URL"),
+            "write e.g. http://prometheus.monitoring:9090",
+        );
     }
     let mut prometheus = PrometheusConfig::new(purl);
-    prometheus.timeout = is.duration("prometheus.timeout", p.timeout.as_deref(), prometheus.timeout);
+    prometheus.timeout = is.duration(
+        "prometheus.timeout",
+        p.timeout.as_deref(),
+        prometheus.timeout,
+    );
     match (p.bearer_token_file, p.basic_auth) {
-        (Some(_), Some(_)) => is.push("prometheus", "both bearerTokenFile and basicAuth are set", "keep one"),
+        (Some(_), Some(_)) => is.push(
+            "prometheus",
+            "both bearerTokenFile and basicAuth are set",
+            "keep one",
+        ),
         (Some(f), None) => {
             is.file("prometheus.bearerTokenFile", &f);
             prometheus.auth = PromAuth::BearerTokenFile(f);
         }
         (None, Some(b)) => {
             is.file("prometheus.basicAuth.passwordFile", &b.password_file);
-            prometheus.auth = PromAuth::Basic { username: b.username, password_file: b.password_file };
+            prometheus.auth = PromAuth::Basic {
+                username: b.username,
+                password_file: b.password_file,
+            };
         }
         (None, None) => {}
     }
@@ -512,24 +664,44 @@ fn validate(name: &str, raw: RawConfig, env: &BTreeMap<String, String>) -> Resul
     }
     let reporter = p.reporter.unwrap_or_else(|| "destination".into());
     if !matches!(reporter.as_str(), "destination" | "source") {
-        is.push("prometheus.reporter", format!("`{reporter}` is not an Istio reporter"), "use destination (default) or source");
+        is.push(
+            "prometheus.reporter",
+            format!("`{reporter}` is not an Istio reporter"),
+            "use destination (default) or source",
+        );
     }
-    let health_interval = is.duration("prometheus.healthInterval", p.health_interval.as_deref(), Duration::from_secs(15));
+    let health_interval = is.duration(
+        "prometheus.healthInterval",
+        p.health_interval.as_deref(),
+        Duration::from_secs(15),
+    );
 
     // Server.
     let listen = raw.server.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
     if listen.parse::<std::net::SocketAddr>().is_err() {
-        is.push("server.listen", format!("`{listen}` is not an address:port"), "write e.g. 0.0.0.0:8080 or 127.0.0.1:0");
+        is.push(
+            "server.listen",
+            format!("`{listen}` is not an address:port"),
+            "write e.g. 0.0.0.0:8080 or 127.0.0.1:0",
+        );
     }
     let webhook_secret = match raw.server.webhook_secret_file {
         Some(f) => match std::fs::read_to_string(&f) {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().as_bytes().to_vec()),
             Ok(_) => {
-                is.push("server.webhookSecretFile", format!("{} is empty", f.display()), "put the shared secret in the file");
+                is.push(
+                    "server.webhookSecretFile",
+                    format!("{} is empty", f.display()),
+                    "put the shared secret in the file",
+                );
                 None
             }
             Err(e) => {
-                is.push("server.webhookSecretFile", format!("cannot read {}: {e}", f.display()), "mount the secret file or fix the path");
+                is.push(
+                    "server.webhookSecretFile",
+                    format!("cannot read {}: {e}", f.display()),
+                    "mount the secret file or fix the path",
+                );
                 None
             }
         },
@@ -539,16 +711,30 @@ fn validate(name: &str, raw: RawConfig, env: &BTreeMap<String, String>) -> Resul
 
     // Leader election.
     let l = raw.leader_election;
-    let lease_duration = is.duration("leaderElection.leaseDuration", l.lease_duration.as_deref(), Duration::from_secs(15));
+    let lease_duration = is.duration(
+        "leaderElection.leaseDuration",
+        l.lease_duration.as_deref(),
+        Duration::from_secs(15),
+    );
     let leader_election = l.enabled.then(|| LeaseConfig {
         name: l.lease_name.unwrap_or_else(|| "tidegate".into()),
         duration: lease_duration,
-        identity: l.identity.or_else(|| env.get("HOSTNAME").cloned()).unwrap_or_else(|| format!("tidegate-{}", std::process::id())),
+        identity: l
+            .identity
+            .or_else(|| env.get("HOSTNAME").cloned())
+            .unwrap_or_else(|| format!("tidegate-{}", std::process::id())),
     });
-    let shutdown_grace = is.duration("shutdownGrace", raw.shutdown_grace.as_deref(), Duration::from_secs(20));
+    let shutdown_grace = is.duration(
+        "shutdownGrace",
+        raw.shutdown_grace.as_deref(),
+        Duration::from_secs(20),
+    );
 
     if !is.0.is_empty() {
-        return Err(ConfigError::Invalid { source_name: name.to_owned(), issues: is.0 });
+        return Err(ConfigError::Invalid {
+            source_name: name.to_owned(),
+            issues: is.0,
+        });
     }
     Ok(Config {
         namespace,
@@ -577,16 +763,28 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn every_problem_is_reported_at_once() {
         let text = "git:\n  pollInterval: soon\n  pushAttempts: 0\nprometheus:\n  url: prometheus:9090\n  reporter: sidecar\nserver:\n  listen: everywhere\n";
         let e = from_str("c.yaml", text, &env(&[]), &Overrides::default()).expect_err("invalid");
-        let ConfigError::Invalid { issues, .. } = e else { panic!("expected issues") };
+        let ConfigError::Invalid { issues, .. } = e else {
+            panic!("expected issues")
+        };
         let fields: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
-        for f in ["git.url", "git.pollInterval", "git.pushAttempts", "prometheus.url", "prometheus.reporter", "server.listen"] {
+        for f in [
+            "git.url",
+            "git.pollInterval",
+            "git.pushAttempts",
+            "prometheus.url",
+            "prometheus.reporter",
+            "server.listen",
+        ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
     }
@@ -594,8 +792,20 @@ mod tests {
     #[test]
     fn env_and_flags_override_the_file() {
         let text = "git: {url: file:///from/file}\nprometheus: {url: 'http://file:9090'}\nserver: {listen: '127.0.0.1:1'}\n";
-        let flags = Overrides { listen: Some("127.0.0.1:0".into()), ..Overrides::default() };
-        let c = from_str("c.yaml", text, &env(&[("TIDEGATE_GIT_URL", "file:///from/env"), ("TIDEGATE_LISTEN", "127.0.0.1:2")]), &flags).expect("valid");
+        let flags = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let c = from_str(
+            "c.yaml",
+            text,
+            &env(&[
+                ("TIDEGATE_GIT_URL", "file:///from/env"),
+                ("TIDEGATE_LISTEN", "127.0.0.1:2"),
+            ]),
+            &flags,
+        )
+        .expect("valid");
         assert_eq!(c.git.url, "file:///from/env");
         assert_eq!(c.listen, "127.0.0.1:0");
         assert_eq!(c.prometheus.url, "http://file:9090");
@@ -604,7 +814,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_syntax_errors_naming_the_file() {
-        let e = from_str("c.yaml", "gti: {}\n", &env(&[]), &Overrides::default()).expect_err("unknown");
+        let e =
+            from_str("c.yaml", "gti: {}\n", &env(&[]), &Overrides::default()).expect_err("unknown");
         let s = e.to_string();
         assert!(s.contains("c.yaml") && s.contains("gti"), "{s}");
     }

@@ -4,13 +4,14 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod config;
 pub mod control;
+pub mod git;
 pub mod lab;
 pub mod mesh;
 pub mod metrics;
-pub mod git;
 pub mod plan;
 pub mod rollout;
 pub mod server;
 pub mod telemetry;
-pub mod config;
+pub mod daemon;

@@ -11,6 +11,7 @@ pub mod control_cmd;
 mod files;
 pub mod lint;
 pub mod preview;
+pub mod run;
 pub mod simulate;
 pub mod status;
 pub mod validate;
@@ -35,8 +36,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Run the engine on a plan with scripted analysis results and print each transition.
     Simulate(simulate::SimulateArgs),
-    /// Run the daemon (not yet available).
-    Run(NotYet),
+    /// Run the daemon: watch the plans repository, move traffic, analyse, commit status.
+    Run(run::RunArgs),
     /// Check Istio manifests and plans for silent traffic mistakes (exit 1 on errors).
     Lint(lint::LintArgs),
     /// Show the VirtualService patches a plan would make, step by step.
@@ -70,6 +71,7 @@ pub struct NotYet {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Lint(args) => lint::run(args),
         Command::Preview(args) => preview::run(args),
