@@ -5,5 +5,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod control;
+pub mod notify;
 pub mod plan;
+pub mod rbac;
 pub mod rollout;
