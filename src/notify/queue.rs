@@ -104,10 +104,14 @@ impl NotifyQueue {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let outcome = if items.len() >= self.shared.capacity {
-                if let Some(old) = items.pop_front() {
-                    tracing::warn!(rollout = %old.rollout, event = event_name(old.event), capacity = self.shared.capacity, "notification queue full; dropped the oldest message");
+                let old = items.pop_front();
+                let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // Log the 1st, 2nd, 4th, 8th, ... drop: a flood must not become a log flood.
+                if dropped.is_power_of_two()
+                    && let Some(old) = old
+                {
+                    tracing::warn!(rollout = %old.rollout, event = event_name(old.event), capacity = self.shared.capacity, dropped, "notification queue full; dropped the oldest message");
                 }
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 Enqueued::DroppedOldest
             } else {
                 Enqueued::Accepted
