@@ -66,6 +66,7 @@ fn message(i: usize) -> Notification {
         reason: "step 2: setWeight 25%".into(),
         verdicts: Vec::new(),
         commit: "4f1c2e9a7b3d5f60718293a4b5c6d7e8f9012345".into(),
+        control: None,
         channels: vec!["default".into()],
         at: Utc::now(),
     }

@@ -152,6 +152,7 @@ fn rolled_back(name: &str) -> Notification {
         reason: "success-rate failed 2 rounds (failureLimit 2)".into(),
         verdicts: vec![fail, pass],
         commit: "4f1c2e9a7b3d5f60718293a4b5c6d7e8f9012345".into(),
+        control: None,
         channels: vec!["default".into()],
         at: DateTime::from_timestamp(1_790_000_000, 0).expect("time"),
     }
@@ -173,8 +174,7 @@ async fn slack_payload_has_text_and_blocks() {
     let text = body["text"].as_str().expect("text is a string");
     for want in [
         "*production/orders-svc*",
-        "RolledBack",
-        "canary 0%",
+        "rolled back — RolledBack, canary 0% (step 3/9)",
         "success-rate: 93.5 (min 99) *Fail*",
         "latency-p99: 120 (max 500) *Pass*",
         "`4f1c2e9a7b3d`",
@@ -182,6 +182,10 @@ async fn slack_payload_has_text_and_blocks() {
         assert!(text.contains(want), "slack text lacks {want:?}: {text}");
     }
     let blocks = body["blocks"].as_array().expect("blocks");
+    assert_eq!(
+        blocks[0]["text"]["text"],
+        ":rotating_light: *production/orders-svc* rolled back"
+    );
     assert!(blocks.iter().all(|b| b["type"] == "section"));
     let fields = blocks[1]["fields"].as_array().expect("fields");
     assert_eq!(fields[1]["text"], "*Canary weight*\n0%");
@@ -221,6 +225,7 @@ async fn json_payload_is_the_documented_document() {
         "message": "production/orders-svc RolledBack: success-rate failed 2 rounds",
         "reason": "success-rate failed 2 rounds (failureLimit 2)",
         "commit": "4f1c2e9a7b3d5f60718293a4b5c6d7e8f9012345",
+        "control": null,
         "verdicts": [
             {"metric": "success-rate", "outcome": "Fail", "value": 93.5, "threshold": "min 99", "reason": ""},
             {"metric": "latency-p99", "outcome": "Pass", "value": 120.0, "threshold": "max 500", "reason": ""}
@@ -410,5 +415,40 @@ async fn queue_routes_by_plan_channels_and_events() {
         seen[1].body["text"]
             .as_str()
             .is_some_and(|t| t.contains("production/b"))
+    );
+}
+
+#[tokio::test]
+async fn slack_names_the_control_commit_behind_the_event() {
+    let (base, rec) = server().await;
+    let n = notifier(&base, "/ok", ChannelKind::Slack, 0, Duration::from_secs(5));
+    let mut paused = rolled_back("orders-svc");
+    paused.event = Event::Paused;
+    paused.phase = Phase::Paused;
+    paused.canary_weight = 25;
+    paused.control = Some(tidegate::rollout::ControlRecord {
+        commit: "3b7a9c1d5e2f4a6b8c0d1e3f5a7b9c1d3e5f7a9b".into(),
+        author: "Alice Ops <alice@example.com>".into(),
+        action: "pause".into(),
+        applied: true,
+        note: "latency report from the EU edge".into(),
+        at: paused.at,
+    });
+    n.deliver(&paused).await.expect("delivered");
+    let body = &rec.seen()[0].body;
+    let text = body["text"].as_str().expect("text");
+    assert!(
+        text.contains("pause by Alice Ops &lt;alice@example.com&gt; in commit `3b7a9c1d5e2f`"),
+        "{text}"
+    );
+    let blocks = body["blocks"].as_array().expect("blocks");
+    let context = blocks
+        .iter()
+        .find(|b| b["type"] == "context")
+        .expect("a context block");
+    assert!(
+        context["elements"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("pause by Alice Ops"))
     );
 }

@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::analysis::Verdict;
+use crate::control::ControlAction;
 use crate::plan::RolloutId;
-use crate::rollout::{Event, Phase, Status};
+use crate::rollout::{ControlRecord, Event, Phase, Status};
 
 pub use config::{
     Channel, ChannelConfig, ChannelKind, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_RETRIES,
@@ -88,6 +89,8 @@ pub struct Notification {
     pub verdicts: Vec<Verdict>,
     /// The Git commit of the plan revision being rolled out.
     pub commit: String,
+    /// The control commit that caused this event (who paused, resumed, aborted, ...), if any.
+    pub control: Option<ControlRecord>,
     /// Channel names to deliver to (the plan's `notify` list).
     #[serde(skip)]
     pub channels: Vec<String>,
@@ -103,6 +106,27 @@ impl Notification {
         message: impl Into<String>,
         channels: &[String],
     ) -> Notification {
+        // The control behind the event: the newest record, applied in this very decision,
+        // whose action leads to this event.
+        let control = status
+            .controls
+            .last()
+            .filter(|c| c.applied && c.at == status.updated_at)
+            .filter(|c| {
+                let action = ControlAction::parse(&c.action);
+                matches!(
+                    (action, event),
+                    (Some(ControlAction::Pause), Event::Paused)
+                        | (Some(ControlAction::Resume), Event::Resumed)
+                        | (
+                            Some(ControlAction::Abort),
+                            Event::RollingBack | Event::Aborted
+                        )
+                        | (Some(ControlAction::Promote), Event::Promoting)
+                        | (Some(ControlAction::Retry), Event::Started)
+                )
+            })
+            .cloned();
         Notification {
             rollout: status.rollout.clone(),
             event,
@@ -114,6 +138,7 @@ impl Notification {
             reason: status.reason.clone(),
             verdicts: status.analysis.last.clone(),
             commit: status.plan.revision.clone(),
+            control,
             channels: channels.to_vec(),
             at: status.updated_at,
         }
@@ -155,6 +180,72 @@ pub const ALL_EVENTS: [Event; 11] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::{ControlRequest, Observation, PlanRef, ReadBack, step};
+    use chrono::TimeZone;
+
+    const PLAN: &str = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: web, namespace: shop}\nspec:\n  service: web\n  stable: v1\n  canary: v2\n  steps: [{setWeight: 10}, {pause: {}}, {setWeight: 100}]\n  notify: [default]\n";
+
+    #[test]
+    fn from_status_names_the_person_behind_the_event() {
+        let parsed = crate::plan::parse_str("web.yaml", PLAN);
+        assert!(parsed.findings.is_empty(), "{:?}", parsed.findings);
+        let plan = &parsed.plans[0];
+        let plan_ref = PlanRef {
+            path: "web.yaml".into(),
+            revision: "abc123".into(),
+            digest: plan.digest(),
+        };
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 12, 1, 10, 0, 0)
+            .single()
+            .expect("time");
+        let verified = Observation {
+            read_back: ReadBack::Verified,
+            ..Observation::default()
+        };
+        let mut status = step(plan, &plan_ref, None, &verified, t0).status;
+        for _ in 0..4 {
+            status = step(plan, &plan_ref, Some(&status), &verified, t0).status;
+        }
+        assert_eq!(status.phase, Phase::Paused, "held by the pause step");
+        let started = Notification::from_status(&status, Event::Paused, "held", &plan.notify);
+        assert_eq!(
+            started.control, None,
+            "a pause step is nobody's control commit"
+        );
+
+        let t1 = t0 + chrono::Duration::minutes(5);
+        let resume = Observation {
+            read_back: ReadBack::Verified,
+            controls: vec![ControlRequest {
+                action: ControlAction::Resume,
+                commit: "def456".into(),
+                author: "Ana <ana@example.com>".into(),
+                reason: "looks good".into(),
+            }],
+            ..Observation::default()
+        };
+        let decision = step(plan, &plan_ref, Some(&status), &resume, t1);
+        let n =
+            Notification::from_status(&decision.status, Event::Resumed, "resumed", &plan.notify);
+        let control = n.control.expect("the resume is named");
+        assert_eq!(
+            (
+                control.action.as_str(),
+                control.author.as_str(),
+                control.commit.as_str()
+            ),
+            ("resume", "Ana <ana@example.com>", "def456")
+        );
+        assert_eq!(n.commit, "abc123");
+        assert_eq!(n.channels, vec!["default".to_string()]);
+        let other =
+            Notification::from_status(&decision.status, Event::StepAdvanced, "step", &plan.notify);
+        assert_eq!(
+            other.control, None,
+            "only the event the control caused names it"
+        );
+    }
 
     #[test]
     fn event_names_match_serde() {

@@ -31,8 +31,20 @@ pub struct JsonPayload<'a> {
     pub message: &'a str,
     pub reason: &'a str,
     pub commit: &'a str,
+    /// The control commit behind the event, when a person caused it.
+    pub control: Option<PayloadControl<'a>>,
     pub verdicts: Vec<PayloadVerdict<'a>>,
     pub at: DateTime<Utc>,
+}
+
+/// The control commit behind an event, in the generic webhook body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayloadControl<'a> {
+    pub action: &'a str,
+    pub author: &'a str,
+    pub commit: &'a str,
+    pub reason: &'a str,
 }
 
 /// One verdict in the generic webhook body.
@@ -64,6 +76,12 @@ impl<'a> JsonPayload<'a> {
             message: &n.message,
             reason: &n.reason,
             commit: &n.commit,
+            control: n.control.as_ref().map(|c| PayloadControl {
+                action: &c.action,
+                author: &c.author,
+                commit: &c.commit,
+                reason: &c.note,
+            }),
             verdicts: n
                 .verdicts
                 .iter()
@@ -96,6 +114,27 @@ fn icon(event: Event) -> &'static str {
         Event::RollingBack | Event::RolledBack => ":rotating_light:",
         Event::Aborted => ":octagonal_sign:",
         Event::Invalid | Event::Drift => ":warning:",
+    }
+}
+
+/// What happened, as a chat line says it after the rollout's name.
+fn headline(n: &Notification) -> String {
+    match n.event {
+        Event::Started => "started".into(),
+        Event::StepAdvanced => format!(
+            "moved to step {}/{}",
+            n.step.min(n.step_count),
+            n.step_count
+        ),
+        Event::Paused => "paused".into(),
+        Event::Resumed => "resumed".into(),
+        Event::Promoting => "is promoting: all traffic to the canary".into(),
+        Event::Succeeded => "succeeded".into(),
+        Event::RollingBack => "is rolling back".into(),
+        Event::RolledBack => "rolled back".into(),
+        Event::Aborted => "was aborted".into(),
+        Event::Invalid => "has an invalid plan".into(),
+        Event::Drift => "drifted: someone else changed its routes".into(),
     }
 }
 
@@ -133,12 +172,25 @@ fn verdict_lines(n: &Notification) -> Vec<String> {
         .collect()
 }
 
+/// `pause by Alice <alice@example.com> in commit `3b7a9c1d5e2f``.
+fn control_line(n: &Notification) -> Option<String> {
+    n.control.as_ref().map(|c| {
+        format!(
+            "{} by {} in commit `{}`",
+            esc(&c.action),
+            esc(&c.author),
+            esc(short(&c.commit))
+        )
+    })
+}
+
 /// The plain mrkdwn text of a Slack message (also the fallback shown in notifications).
 pub fn slack_text(n: &Notification) -> String {
     let mut text = format!(
-        "{} *{}* {} — canary {}% (step {}/{})",
+        "{} *{}* {} — {}, canary {}% (step {}/{})",
         icon(n.event),
         esc(&n.rollout.to_string()),
+        headline(n),
         n.phase,
         n.canary_weight,
         n.step.min(n.step_count),
@@ -146,6 +198,10 @@ pub fn slack_text(n: &Notification) -> String {
     );
     if !n.reason.is_empty() {
         text.push_str(&format!("\n> {}", esc(&n.reason)));
+    }
+    if let Some(c) = control_line(n) {
+        text.push('\n');
+        text.push_str(&c);
     }
     let lines = verdict_lines(n);
     if !lines.is_empty() {
@@ -162,11 +218,10 @@ pub fn slack_text(n: &Notification) -> String {
 /// Rocket.Chat, phone notifications) and `blocks` for Slack.
 pub fn slack_payload(n: &Notification) -> Value {
     let header = format!(
-        "{} *{}* {} — {}",
+        "{} *{}* {}",
         icon(n.event),
         esc(&n.rollout.to_string()),
-        n.phase,
-        esc(&n.message)
+        headline(n)
     );
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": header}}),
@@ -179,6 +234,9 @@ pub fn slack_payload(n: &Notification) -> Value {
     ];
     if !n.reason.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("> {}", esc(&n.reason))}}));
+    }
+    if let Some(c) = control_line(n) {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": c}]}));
     }
     let lines = verdict_lines(n);
     if !lines.is_empty() {
@@ -214,6 +272,7 @@ mod tests {
             reason: "success-rate 93.125 < 99 & more".into(),
             verdicts: vec![fail, nan],
             commit: "0123456789abcdef0123".into(),
+            control: None,
             channels: vec!["default".into()],
             at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
         }
@@ -224,7 +283,7 @@ mod tests {
         let text = slack_text(&sample());
         assert_eq!(
             text,
-            ":rotating_light: *production/orders-svc* RolledBack — canary 0% (step 3/9)\n\
+            ":rotating_light: *production/orders-svc* rolled back — RolledBack, canary 0% (step 3/9)\n\
              > success-rate 93.125 &lt; 99 &amp; more\n\
              • success-rate: 93.125 (min 99) *Fail*\n\
              • p99&lt;latency&gt;: NaN *Inconclusive*\n\
