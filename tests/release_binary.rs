@@ -112,3 +112,41 @@ fn dockerfile_builds_with_the_release_script_on_distroless() {
             .any(|l| l.trim() == r#"LIBZ_SYS_STATIC = "1""#)
     );
 }
+
+/// Package names in Cargo.lock.
+fn locked_packages() -> Vec<String> {
+    read("Cargo.lock")
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn one_tls_provider_and_no_system_openssl() {
+    let packages = locked_packages();
+    assert!(
+        packages.iter().any(|p| p == "rustls"),
+        "rustls is the TLS stack"
+    );
+    assert!(
+        packages.iter().any(|p| p == "ring"),
+        "ring is the rustls provider"
+    );
+    // A second provider makes kube panic at start-up (two process-default candidates).
+    for banned in ["aws-lc-rs", "aws-lc-sys"] {
+        assert!(
+            !packages.iter().any(|p| p == banned),
+            "{banned} is in Cargo.lock: some dependency enabled rustls' default provider; \
+             find it with `cargo tree -i {banned}` and turn its default features off"
+        );
+    }
+    // OpenSSL (libssh2/libgit2) must be built from source and linked statically.
+    if packages.iter().any(|p| p == "openssl-sys") {
+        assert!(
+            packages.iter().any(|p| p == "openssl-src"),
+            "openssl-sys without openssl-src links the system libssl: enable git2's `vendored-openssl`"
+        );
+    }
+}
