@@ -452,3 +452,33 @@ async fn slack_names_the_control_commit_behind_the_event() {
             .is_some_and(|t| t.starts_with("pause by Alice Ops"))
     );
 }
+
+#[tokio::test]
+async fn dropping_the_queue_still_delivers_what_was_queued() {
+    let (base, rec) = server().await;
+    let n: Arc<dyn Notifier> = Arc::new(notifier(
+        &base,
+        "/ok",
+        ChannelKind::Webhook,
+        0,
+        Duration::from_secs(5),
+    ));
+    let queue = NotifyQueue::start(vec![n], 8).expect("queue");
+    for name in ["a", "b", "c"] {
+        queue.enqueue(rolled_back(name));
+    }
+    drop(queue);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while rec.seen().len() < 3 {
+            rec.arrived.notified().await;
+        }
+    })
+    .await
+    .expect("the worker drains the queue after the drop");
+    let names: Vec<String> = rec
+        .seen()
+        .iter()
+        .map(|s| s.body["rollout"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+}

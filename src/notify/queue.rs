@@ -21,8 +21,6 @@ pub enum Enqueued {
     Accepted,
     /// Queued; the queue was full, so its oldest message was dropped.
     DroppedOldest,
-    /// Not queued: the queue is shutting down.
-    Closed,
 }
 
 /// Counters since the queue started (for the daemon's metrics).
@@ -64,9 +62,12 @@ impl Shared {
 /// [`enqueue`](NotifyQueue::enqueue) takes a short lock and returns: it never waits for the
 /// network, so a rollback is never held up by a webhook. One background task delivers the
 /// messages in order; each message goes to its channels concurrently.
+///
+/// Dropping the queue without [`shutdown`](NotifyQueue::shutdown) closes it too; the worker
+/// then delivers what is queued in the background and ends.
 pub struct NotifyQueue {
     shared: Arc<Shared>,
-    worker: JoinHandle<()>,
+    worker: Option<JoinHandle<()>>,
 }
 
 impl NotifyQueue {
@@ -89,36 +90,42 @@ impl NotifyQueue {
             failed: AtomicU64::new(0),
         });
         let worker = handle.spawn(run(Arc::clone(&shared), Arc::new(channels)));
-        Ok(NotifyQueue { shared, worker })
+        Ok(NotifyQueue {
+            shared,
+            worker: Some(worker),
+        })
     }
 
     /// Queue a message without waiting; when the queue is full the oldest message is dropped.
     pub fn enqueue(&self, notification: Notification) -> Enqueued {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Enqueued::Closed;
-        }
-        let outcome = {
+        let (outcome, dropped) = {
             let mut items = self
                 .shared
                 .items
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let outcome = if items.len() >= self.shared.capacity {
-                let old = items.pop_front();
-                let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                // Log the 1st, 2nd, 4th, 8th, ... drop: a flood must not become a log flood.
-                if dropped.is_power_of_two()
-                    && let Some(old) = old
-                {
-                    tracing::warn!(rollout = %old.rollout, event = event_name(old.event), capacity = self.shared.capacity, dropped, "notification queue full; dropped the oldest message");
-                }
-                Enqueued::DroppedOldest
+            let dropped = if items.len() >= self.shared.capacity {
+                items.pop_front()
             } else {
-                Enqueued::Accepted
+                None
             };
             items.push_back(Arc::new(notification));
-            outcome
+            (
+                if dropped.is_some() {
+                    Enqueued::DroppedOldest
+                } else {
+                    Enqueued::Accepted
+                },
+                dropped,
+            )
         };
+        if let Some(old) = dropped {
+            let count = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Log the 1st, 2nd, 4th, 8th, ... drop: a flood must not become a log flood.
+            if count.is_power_of_two() {
+                tracing::warn!(rollout = %old.rollout, event = event_name(old.event), capacity = self.shared.capacity, dropped = count, "notification queue full; dropped the oldest message");
+            }
+        }
         self.shared.enqueued.fetch_add(1, Ordering::Relaxed);
         self.shared.wake.notify_one();
         outcome
@@ -148,10 +155,12 @@ impl NotifyQueue {
 
     /// Stop accepting messages, deliver what is queued for at most `grace`, then stop.
     /// Messages still queued after `grace` are counted as dropped.
-    pub async fn shutdown(self, grace: Duration) -> QueueStats {
+    pub async fn shutdown(mut self, grace: Duration) -> QueueStats {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_one();
-        let mut worker = self.worker;
+        let Some(mut worker) = self.worker.take() else {
+            return self.stats();
+        };
         if tokio::time::timeout(grace, &mut worker).await.is_err() {
             worker.abort();
             let left = {
@@ -172,11 +181,15 @@ impl NotifyQueue {
                 "notification queue stopped before delivering everything"
             );
         }
-        QueueStats {
-            enqueued: self.shared.enqueued.load(Ordering::Relaxed),
-            dropped: self.shared.dropped.load(Ordering::Relaxed),
-            delivered: self.shared.delivered.load(Ordering::Relaxed),
-            failed: self.shared.failed.load(Ordering::Relaxed),
+        self.stats()
+    }
+}
+
+impl Drop for NotifyQueue {
+    fn drop(&mut self) {
+        if self.worker.is_some() {
+            self.shared.closed.store(true, Ordering::Release);
+            self.shared.wake.notify_one();
         }
     }
 }
