@@ -214,79 +214,67 @@ fn manifests_define_what_the_plans_use() {
     );
 }
 
-/// Scripted runs and the phase each must end in.
-const RUNS: &[(&str, &str, &str)] = &[
-    (
-        "orders-svc/rollouts/orders-svc.yaml",
-        "orders-svc/verdicts-healthy.yaml",
-        "Succeeded",
-    ),
-    (
-        "orders-svc/rollouts/orders-svc.yaml",
-        "orders-svc/verdicts-faulty.yaml",
-        "RolledBack",
-    ),
-    (
-        "ab-header/rollouts/checkout-web.yaml",
-        "ab-header/verdicts-resume.yaml",
-        "Succeeded",
-    ),
-    (
-        "mirror/rollouts/payments-api.yaml",
-        "mirror/verdicts-shadow-fails.yaml",
-        "RolledBack",
-    ),
-    (
-        "custom-metric/rollouts/search-api.yaml",
-        "custom-metric/verdicts-healthy.yaml",
-        "Succeeded",
-    ),
-    (
-        "window/rollouts/billing-svc.yaml",
-        "window/verdicts-friday.yaml",
-        "Succeeded",
-    ),
-];
+/// The commands of examples/README.md's ```sh blocks, as argument lists without `tidegate`.
+fn readme_commands() -> Vec<Vec<String>> {
+    let path = examples().join("README.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    shell_blocks(&doc)
+        .iter()
+        .flat_map(|b| b.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("tidegate ")
+                .map(|rest| rest.split_whitespace().map(str::to_owned).collect())
+        })
+        .collect()
+}
 
+/// Every command in examples/README.md works as written, and every scripted run of the
+/// examples is among them.
 #[test]
-fn scripted_runs_end_as_described() {
+fn readme_commands_work_and_cover_every_script() {
+    let commands = readme_commands();
+    assert!(
+        commands.len() >= 7,
+        "examples/README.md commands: {commands:?}"
+    );
     let mut scripted = BTreeSet::new();
     for dir in example_dirs() {
         for f in yaml_files(&dir) {
             if f.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("verdicts-"))
             {
-                scripted.insert(
-                    f.strip_prefix(examples())
-                        .expect("prefix")
-                        .display()
-                        .to_string(),
-                );
+                scripted.insert(format!(
+                    "examples/{}",
+                    f.strip_prefix(examples()).expect("prefix").display()
+                ));
             }
         }
     }
-    let listed: BTreeSet<String> = RUNS.iter().map(|(_, v, _)| v.to_string()).collect();
-    assert_eq!(
-        scripted, listed,
-        "every verdicts-*.yaml under examples/ has a row in RUNS"
-    );
-    for (plan, verdicts, phase) in RUNS {
-        let plan = format!("examples/{plan}");
-        let verdicts = format!("examples/{verdicts}");
-        let out = tidegate(&[
-            "simulate",
-            &plan,
-            "--verdicts",
-            &verdicts,
-            "--expect",
-            phase,
-        ]);
+    let mut covered = BTreeSet::new();
+    for args in &commands {
+        if args.first().map(String::as_str) == Some("simulate") {
+            assert!(
+                args.iter().any(|a| a == "--expect"),
+                "say what the run must end in: {args:?}"
+            );
+            if let Some(i) = args.iter().position(|a| a == "--verdicts") {
+                covered.insert(args[i + 1].clone());
+            }
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tidegate(&refs);
         assert!(
             out.status.success(),
-            "simulate {plan} with {verdicts} should end {phase}:\n{}",
+            "`tidegate {}` failed:\n{}",
+            args.join(" "),
             text(&out)
         );
     }
+    assert_eq!(
+        covered, scripted,
+        "every verdicts-*.yaml is run by a command in examples/README.md"
+    );
 }
 
 #[test]
