@@ -482,3 +482,38 @@ async fn dropping_the_queue_still_delivers_what_was_queued() {
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
 }
+
+#[tokio::test]
+async fn connection_errors_are_retried_and_hide_the_url() {
+    // A port that was just free: nothing listens there.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let n = notifier(
+        &format!("http://{addr}"),
+        "/secret-token",
+        ChannelKind::Slack,
+        2,
+        Duration::from_secs(5),
+    );
+    let err = n
+        .deliver(&rolled_back("orders-svc"))
+        .await
+        .expect_err("nothing listens");
+    match &err {
+        NotifyError::Failed {
+            attempts, detail, ..
+        } => {
+            assert_eq!(*attempts, 3);
+            assert!(detail.contains("<url>"), "{detail}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    let shown = err.to_string();
+    assert!(
+        !shown.contains("secret-token") && !shown.contains(&addr.to_string()),
+        "{shown}"
+    );
+}
