@@ -16,6 +16,7 @@ pub mod run;
 pub mod simulate;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 /// Exit code for usage errors (bad flags, missing files), as clap uses.
 pub const EXIT_USAGE: u8 = 2;
@@ -61,7 +62,6 @@ pub enum Command {
     /// traffic, real Prometheus, local Git remote, the daemon).
     Lab(lab::LabArgs),
 }
-
 
 /// Run the parsed command line; the exit code is the command's answer.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
