@@ -76,10 +76,10 @@ fn unmanaged(vs: &Value, managed: &[usize], header_idx: Option<usize>) -> Value 
         .and_then(Value::as_object_mut)
     {
         a.remove(ORIGINALS_ANNOTATION);
-        if a.is_empty() {
-            if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
-                m.remove("annotations");
-            }
+        if a.is_empty()
+            && let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut)
+        {
+            m.remove("annotations");
         }
     }
     v

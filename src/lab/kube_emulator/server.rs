@@ -516,9 +516,7 @@ async fn next_watch_item(mut st: WatchState) -> Option<(Result<Bytes, Infallible
         if st.done {
             return None;
         }
-        let Some(rx) = st.rx.as_mut() else {
-            return None;
-        };
+        let rx = st.rx.as_mut()?;
         let bookmark_sleep = tokio::time::sleep(st.bookmark_every);
         let deadline = st.deadline;
         let deadline_sleep = async move {

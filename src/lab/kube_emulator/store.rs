@@ -425,10 +425,10 @@ impl Store {
         self.rv += 1;
         self.uid += 1;
         meta.insert("name".into(), Value::String(name.clone()));
-        if let Some(ns) = &ns {
-            if def.namespaced {
-                meta.insert("namespace".into(), Value::String(ns.clone()));
-            }
+        if let Some(ns) = &ns
+            && def.namespaced
+        {
+            meta.insert("namespace".into(), Value::String(ns.clone()));
         }
         meta.insert(
             "uid".into(),
@@ -464,13 +464,13 @@ impl Store {
         if !new.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
-        if let Some(n) = meta_str(&new, "name") {
-            if n != key.name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({})",
-                    key.name
-                )));
-            }
+        if let Some(n) = meta_str(&new, "name")
+            && n != key.name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                key.name
+            )));
         }
         let old_gen = old
             .pointer("/metadata/generation")
@@ -586,10 +586,10 @@ impl Store {
             .to_string();
         let mut doc = Self::served(def, version, current);
         f(&mut doc)?;
-        if let Some(rv) = meta_str(&doc, "resourceVersion") {
-            if rv != current_rv {
-                return Err(ApiError::conflict(def, name));
-            }
+        if let Some(rv) = meta_str(&doc, "resourceVersion")
+            && rv != current_rv
+        {
+            return Err(ApiError::conflict(def, name));
         }
         self.replace(def, version, &key, doc)
     }
@@ -613,10 +613,10 @@ impl Store {
         let Some(current) = self.objects.get(&key) else {
             return Err(ApiError::not_found(def, name));
         };
-        if let Some(rv) = precondition_rv {
-            if meta_str(current, "resourceVersion") != Some(rv) {
-                return Err(ApiError::conflict(def, name));
-            }
+        if let Some(rv) = precondition_rv
+            && meta_str(current, "resourceVersion") != Some(rv)
+        {
+            return Err(ApiError::conflict(def, name));
         }
         let Some(mut obj) = self.objects.remove(&key) else {
             return Err(ApiError::not_found(def, name));

@@ -108,10 +108,10 @@ impl IstioRouter {
                 let group = discovery::group(&self.client, ISTIO_NETWORKING)
                     .await
                     .map_err(|e| RouterError::Discovery(e.to_string()))?;
-                if let Some((ar, _)) = group.recommended_kind("VirtualService") {
-                    if SUPPORTED_VERSIONS.contains(&ar.version.as_str()) {
-                        return Ok(ar);
-                    }
+                if let Some((ar, _)) = group.recommended_kind("VirtualService")
+                    && SUPPORTED_VERSIONS.contains(&ar.version.as_str())
+                {
+                    return Ok(ar);
                 }
                 for v in SUPPORTED_VERSIONS {
                     if let Some((ar, _)) = group
