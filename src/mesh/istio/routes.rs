@@ -149,8 +149,9 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
             let sends = r.get("route").and_then(Value::as_array).is_some_and(|ds| {
                 ds.iter().any(|d| {
                     let (h, s) = dest_of(d);
-                    same_host(&target.service, h, &namespace)
-                        && (s == Some(target.stable.as_str()) || s == Some(target.canary.as_str()))
+                    // tidegate keeps the stable destination (at weight 0 if need be), so
+                    // routes it split still qualify.
+                    same_host(&target.service, h, &namespace) && s == Some(target.stable.as_str())
                 })
             });
             if sends {
