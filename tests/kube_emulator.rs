@@ -551,3 +551,89 @@ async fn loads_the_shared_istio_fixtures() {
     assert!(listed.items.len() <= vss && !listed.items.is_empty());
     emu.shutdown().await;
 }
+
+/// "Validation" and "Pruning versus preserving unknown fields" (CustomResourceDefinition docs):
+/// with Istio's CRDs loaded, a wrongly typed field is 422 Invalid; unknown fields are pruned;
+/// every VirtualService and DestinationRule of the shared fixtures is accepted.
+#[tokio::test]
+async fn validates_custom_resources_against_the_istio_crd_schemas() {
+    common::init_tls();
+    let emu = kube_emulator::start(EmulatorConfig {
+        crd_paths: vec![common::fixture("istio/crds/crd-all.gen.yaml")],
+        namespaces: vec!["default".into(), "shop".into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts");
+    let docs =
+        tidegate::mesh::manifests::load(&[common::fixture("istio/manifests")]).expect("parse");
+    let mut accepted = 0;
+    let mut rejected = Vec::new();
+    for d in docs {
+        let served = emu.with_store(|s| s.def_for(d.api_version(), d.kind()).is_some());
+        if !served {
+            continue;
+        }
+        let name = d.name().to_string();
+        match emu.apply_manifest(d.value, "default") {
+            Ok(_) => accepted += 1,
+            Err(e) => rejected.push((name, e.message)),
+        }
+    }
+    assert!(accepted >= 40, "{accepted}");
+    // Istio's analyzer test data has a route destination `{}` on purpose ("test destination null").
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    assert_eq!(rejected[0].0, "reviews-bogushost");
+    assert!(
+        rejected[0]
+            .1
+            .contains("spec.http[0].route[0].destination: Required value"),
+        "{rejected:?}"
+    );
+
+    let api = vs_api(&emu, "v1");
+    let mut bad = vs("orders", 0);
+    bad.data["spec"]["http"][0]["route"][0]["weight"] = json!("ninety");
+    let st = api_status(
+        api.create(&PostParams::default(), &bad)
+            .await
+            .expect_err("invalid"),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
+    assert!(
+        st.message.contains("spec.http[0].route[0].weight"),
+        "{}",
+        st.message
+    );
+    assert!(
+        st.message.contains("must be of type integer"),
+        "{}",
+        st.message
+    );
+
+    let mut extra = vs("orders", 0);
+    extra.data["spec"]["http"][0]["bogusField"] = json!(true);
+    let created = api
+        .create(&PostParams::default(), &extra)
+        .await
+        .expect("pruned, accepted");
+    assert!(created.data["spec"]["http"][0].get("bogusField").is_none());
+    assert_eq!(created.data["spec"]["http"][0]["route"][0]["weight"], 100);
+
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/spec/http/0/route/0/destination", "value": {"subset": "v1"}}
+    ]))
+    .expect("patch");
+    let st = api_status(
+        api.patch("orders", &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+            .expect_err("host required"),
+    );
+    assert!(
+        st.message
+            .contains("spec.http[0].route[0].destination.host: Required value"),
+        "{}",
+        st.message
+    );
+    emu.shutdown().await;
+}

@@ -441,3 +441,38 @@ async fn history_shows_no_weight_beyond_the_steps_taken() {
     assert!(ever.contains(&5) && ever.contains(&10));
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_write_is_valid_against_the_istio_crd_schema() {
+    common::init_tls();
+    let emu = kube_emulator::start(EmulatorConfig {
+        crd_paths: vec![common::fixture("istio/crds/crd-all.gen.yaml")],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts");
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    let state = RouteState {
+        canary_weight: 35,
+        header_route: Some(HeaderRoute {
+            headers: BTreeMap::from([
+                ("x-canary".into(), StringMatch::Exact("true".into())),
+                ("x-user".into(), StringMatch::Regex("qa-.*".into())),
+            ]),
+        }),
+        mirror_percent: 15,
+    };
+    let rep = r
+        .set_route(&target(), &state)
+        .await
+        .expect("accepted by the schema");
+    assert!(rep.patched);
+    assert_eq!(rep.read_back, ReadBack::Verified, "nothing was pruned");
+    let rep = r
+        .clear(&target(), &RouteState::all_canary())
+        .await
+        .expect("clear accepted");
+    assert_eq!(rep.read_back, ReadBack::Verified);
+    emu.shutdown().await;
+}

@@ -11,6 +11,7 @@
 
 mod faults;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 mod server;
 pub mod store;
@@ -56,6 +57,9 @@ pub struct EmulatorConfig {
     pub event_log_capacity: usize,
     /// Namespaces created at start.
     pub namespaces: Vec<String>,
+    /// Files or folders with `CustomResourceDefinition`s (e.g. Istio's `crd-all.gen.yaml`):
+    /// custom resources are then validated against their schemas. Empty: no validation.
+    pub crd_paths: Vec<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -65,6 +69,7 @@ impl Default for EmulatorConfig {
             bookmark_interval: Duration::from_secs(30),
             event_log_capacity: 10_000,
             namespaces: vec!["default".into()],
+            crd_paths: Vec::new(),
         }
     }
 }
@@ -94,6 +99,12 @@ pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorErr
         resources::default_resources(&versions),
         config.event_log_capacity,
     );
+    if !config.crd_paths.is_empty() {
+        let docs = crate::mesh::manifests::load(&config.crd_paths)
+            .map_err(|e| EmulatorError::Manifests(e.to_string()))?;
+        let values: Vec<Value> = docs.into_iter().map(|d| d.value).collect();
+        store.set_schemas(schema::Schemas::from_documents(&values));
+    }
     if let Some(ns_def) = store.def("", "v1", "namespaces").cloned() {
         for ns in &config.namespaces {
             let obj = serde_json::json!({"metadata": {"name": ns}});

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::resources::ResourceDef;
+use super::schema::Schemas;
 use super::selector::{Selector, fields_of, labels_of};
 
 /// A Kubernetes `Status` failure: HTTP code, machine-readable reason, message.
@@ -138,6 +139,7 @@ pub struct Store {
     /// Highest resourceVersion dropped from the log: watching from at or below it is `410 Gone`.
     compacted: u64,
     tx: broadcast::Sender<StoredEvent>,
+    schemas: Schemas,
 }
 
 fn now_rfc3339() -> String {
@@ -179,6 +181,41 @@ impl Store {
             log_capacity: log_capacity.max(1),
             compacted: 0,
             tx,
+            schemas: Schemas::default(),
+        }
+    }
+
+    /// Validate custom resources against these CRD schemas from now on.
+    pub fn set_schemas(&mut self, schemas: Schemas) {
+        self.schemas = schemas;
+    }
+
+    /// `422 Invalid` when the object breaks its CRD schema; prunes unknown fields otherwise.
+    fn validate(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        name: &str,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
+        match self.schemas.validate(&def.group, &def.kind, version, obj) {
+            Ok(pruned) => {
+                if !pruned.is_empty() {
+                    tracing::debug!(kind = %def.kind, name, ?pruned, "unknown fields pruned");
+                }
+                Ok(())
+            }
+            Err(errors) => Err(ApiError::invalid(
+                def,
+                name,
+                format!(
+                    "{}.{} \"{}\" is invalid: [{}]",
+                    def.kind,
+                    def.group,
+                    name,
+                    errors.join(", ")
+                ),
+            )),
         }
     }
 
@@ -443,6 +480,11 @@ impl Store {
             Value::String(def.group_version(version)),
         );
         map.insert("kind".into(), Value::String(def.kind.clone()));
+        if let Err(e) = self.validate(def, version, &name, &mut obj) {
+            self.rv -= 1;
+            self.uid -= 1;
+            return Err(e);
+        }
         self.objects.insert(key.clone(), obj.clone());
         self.record(EventType::Added, &key, obj.clone());
         Ok(obj)
@@ -472,6 +514,7 @@ impl Store {
                 key.name
             )));
         }
+        self.validate(def, version, &key.name, &mut new)?;
         let old_gen = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
