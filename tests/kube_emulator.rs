@@ -637,3 +637,28 @@ async fn validates_custom_resources_against_the_istio_crd_schemas() {
     );
     emu.shutdown().await;
 }
+
+/// An ordinary kubeconfig file naming the emulator works with kube's config loading.
+#[tokio::test]
+async fn a_kubeconfig_file_reaches_the_emulator() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, emu.kubeconfig_yaml()).expect("write");
+    let kc = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig parses");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(cfg).expect("client");
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let names: Vec<String> = ns
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["default", "shop"]);
+    emu.shutdown().await;
+}
