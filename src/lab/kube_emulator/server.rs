@@ -117,6 +117,7 @@ pub(crate) async fn handle(
     let resp = if let Some(code) = fault.fail_with {
         let reason = match code {
             409 => "Conflict",
+            422 => "Invalid",
             429 => "TooManyRequests",
             503 => "ServiceUnavailable",
             504 => "Timeout",
