@@ -662,3 +662,118 @@ async fn a_kubeconfig_file_reaches_the_emulator() {
     assert_eq!(names, vec!["default", "shop"]);
     emu.shutdown().await;
 }
+
+/// Leases (coordination.k8s.io/v1) behave like any object under optimistic concurrency: the
+/// basis of leader election ("Concurrency Control and Consistency").
+#[tokio::test]
+async fn leases_support_compare_and_swap() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let emu = emulator().await;
+    let leases: Api<Lease> = Api::namespaced(emu.client().expect("client"), "default");
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "tidegate"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}
+    }))
+    .expect("lease");
+    let first = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create");
+    let mut take = first.clone();
+    take.spec.get_or_insert_default().holder_identity = Some("b".into());
+    leases
+        .replace("tidegate", &PostParams::default(), &take)
+        .await
+        .expect("b takes it");
+    let mut late = first.clone();
+    late.spec.get_or_insert_default().holder_identity = Some("c".into());
+    let st = api_status(
+        leases
+            .replace("tidegate", &PostParams::default(), &late)
+            .await
+            .expect_err("stale"),
+    );
+    assert_eq!(st.code, 409);
+    let now = leases.get("tidegate").await.expect("get");
+    assert_eq!(
+        now.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("b")
+    );
+    emu.shutdown().await;
+}
+
+/// API Concepts "Streaming lists" (sendInitialEvents) and label-selected watches: the current
+/// objects, then a bookmark annotated `k8s.io/initial-events-end`, then only matching changes.
+#[tokio::test]
+async fn watch_with_initial_events_and_a_label_selector() {
+    let emu = emulator().await;
+    let api = vs_api(&emu, "v1");
+    api.create(&PostParams::default(), &vs("orders", 0))
+        .await
+        .expect("create");
+    api.create(&PostParams::default(), &vs("cart", 0))
+        .await
+        .expect("create");
+    let wp = WatchParams::default()
+        .labels("app=orders")
+        .initial_events()
+        .timeout(5);
+    let mut stream = api.watch(&wp, "").await.expect("watch").boxed();
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Added(o)) => assert_eq!(o.metadata.name.as_deref(), Some("orders")),
+        other => panic!("expected ADDED orders, got {other:?}"),
+    }
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Bookmark(b)) => {
+            assert_eq!(
+                b.metadata
+                    .annotations
+                    .get("k8s.io/initial-events-end")
+                    .map(String::as_str),
+                Some("true")
+            );
+        }
+        other => panic!("expected the initial-events-end bookmark, got {other:?}"),
+    }
+    let writer = vs_api(&emu, "v1");
+    writer
+        .patch(
+            "cart",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hosts": ["c"]}})),
+        )
+        .await
+        .expect("cart");
+    writer
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hosts": ["o"]}})),
+        )
+        .await
+        .expect("orders");
+    loop {
+        match stream.try_next().await.expect("event") {
+            Some(WatchEvent::Modified(o)) => {
+                assert_eq!(
+                    o.metadata.name.as_deref(),
+                    Some("orders"),
+                    "cart is filtered out"
+                );
+                break;
+            }
+            Some(WatchEvent::Bookmark(_)) => continue,
+            other => panic!("expected MODIFIED orders, got {other:?}"),
+        }
+    }
+    let dry = api
+        .patch(
+            "orders",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(json!({"spec": {"hosts": ["x"]}})),
+        )
+        .await
+        .expect_err("dry run refused");
+    assert_eq!(api_status(dry).code, 400);
+    emu.shutdown().await;
+}

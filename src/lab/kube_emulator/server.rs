@@ -199,6 +199,12 @@ async fn route(
     }
     let params = query_params(uri);
     let ns = namespace.as_deref();
+    if params.get("dryRun").is_some_and(|d| !d.is_empty()) && method != Method::GET {
+        // Refuse rather than silently persist what the client meant as a dry run.
+        return error_response(&ApiError::bad_request(
+            "dryRun is not supported by the tidegate API emulator",
+        ));
+    }
     let ok = |v: Value| (200u16, v);
     let result: Result<(u16, Value), ApiError> = match (method.clone(), name) {
         (Method::GET, None) if is_true(params.get("watch")) => {
