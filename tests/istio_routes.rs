@@ -391,3 +391,32 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn mirroring_a_route_that_uses_mirrors_is_refused() {
+    let vs = serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {"hosts": ["orders"], "http": [{"name": "primary",
+            "mirrors": [{"destination": {"host": "audit"}, "percentage": {"value": 5.0}}],
+            "route": [{"destination": {"host": "orders", "subset": "v1"}}]}]}
+    });
+    let t = target("orders", "v1", "v2", vec![]);
+    let st = RouteState {
+        canary_weight: 10,
+        header_route: None,
+        mirror_percent: 20,
+    };
+    let err = routes::plan_set(&vs, &t, &st).expect_err("mirror and mirrors");
+    assert!(err.to_string().contains("`mirrors`"), "{err}");
+    // Weights alone are fine, and the existing `mirrors` is kept.
+    let st = RouteState {
+        mirror_percent: 0,
+        ..st
+    };
+    let after = routes::apply(&vs, &routes::plan_set(&vs, &t, &st).expect("set")).expect("apply");
+    assert_eq!(
+        after["spec"]["http"][0]["mirrors"],
+        vs["spec"]["http"][0]["mirrors"]
+    );
+}
