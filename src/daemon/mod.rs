@@ -499,7 +499,7 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                         .and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
                 let objects: Vec<Object> =
                     values.into_iter().map(|v| Object::new(v, None)).collect();
-                let findings = preflight::check_target(&objects, &target);
+                let findings = preflight::check_rollout(&objects, &target);
                 let errors: Vec<String> = findings
                     .iter()
                     .filter(|f| f.severity == preflight::Severity::Error)
