@@ -82,7 +82,7 @@ pub enum TargetError {
     Subset {
         id: RolloutId,
         #[source]
-        source: SubsetError,
+        source: Box<SubsetError>,
     },
 }
 
@@ -122,7 +122,7 @@ impl Target {
             .mapping(&plan.canary, &plan.stable)
             .map_err(|source| TargetError::Subset {
                 id: plan.id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let (service, namespace) = split_host(&plan.service, &plan.id.namespace);
         Ok(Target {
@@ -303,10 +303,7 @@ pub fn plan(targets: &[Target]) -> BatchPlan {
         reporter: t.reporter.clone(),
     };
     // First pass: collect batch groups and custom queries.
-    let mut pending: Vec<(
-        Target,
-        Vec<(MetricSpec, Unit, PendingSource, Option<PendingSource>)>,
-    )> = Vec::new();
+    let mut pending: Vec<(Target, Vec<PendingCheck>)> = Vec::new();
     for t in targets {
         let add = |groups: &mut BTreeMap<BatchKey, BatchGroup>, kind: Kind, both: bool| {
             let g = groups.entry(key(t, kind)).or_default();
@@ -407,6 +404,9 @@ pub fn plan(targets: &[Target]) -> BatchPlan {
         .collect();
     BatchPlan { queries, targets }
 }
+
+/// A check before query indexes are known: spec, unit, canary and stable sources.
+type PendingCheck = (MetricSpec, Unit, PendingSource, Option<PendingSource>);
 
 #[derive(Debug, Clone)]
 enum PendingSource {
