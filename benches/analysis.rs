@@ -189,7 +189,9 @@ shared 2-core machine while other builds ran.\n",
     let _ = writeln!(
         section,
         "\nThe query count stays at 3 whatever the number of rollouts; the tick grows only with \
-the series Prometheus reads. The analysis interval is typically 30 s–1 m."
+the series Prometheus has to read (at 1,000 rollouts the three queries touch every one of the \
+~44,000 destination series, which dominates), and stays far below an analysis interval of \
+30 s–1 m. One query set per rollout costs 10× to 1,000× the queries and about twice the time."
     );
     write_section(&section);
     drop(server);
