@@ -106,7 +106,10 @@ fn main() {
         if n >= (2 * SERVICES) as f64 {
             break;
         }
-        assert!(Instant::now() < deadline, "Prometheus never had data for all subsets ({n})");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had data for all subsets ({n})"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -134,7 +137,10 @@ fn main() {
         let worst = ticks.iter().max().copied().unwrap_or_default();
 
         // The same checks with one query set per rollout (what batching avoids).
-        let singles: Vec<_> = targets.iter().map(|t| batch::plan(std::slice::from_ref(t))).collect();
+        let singles: Vec<_> = targets
+            .iter()
+            .map(|t| batch::plan(std::slice::from_ref(t)))
+            .collect();
         let unbatched_queries: usize = singles.iter().map(|p| p.queries.len()).sum();
         let t = Instant::now();
         rt.block_on(async {
@@ -153,7 +159,15 @@ fn main() {
             unbatched_queries,
             ms(unbatched)
         );
-        rows.push((n, plan.queries.len(), planning, batched, worst, unbatched_queries, unbatched));
+        rows.push((
+            n,
+            plan.queries.len(),
+            planning,
+            batched,
+            worst,
+            unbatched_queries,
+            unbatched,
+        ));
     }
 
     let mut section = String::from("## Analysis\n\n");
@@ -190,7 +204,7 @@ shared 2-core machine while other builds ran.\n",
         section,
         "\nThe query count stays at 3 whatever the number of rollouts; the tick grows only with \
 the series Prometheus has to read (at 1,000 rollouts the three queries touch every one of the \
-~44,000 destination series, which dominates), and stays far below an analysis interval of \
+~48,000 destination-reported series, which dominates), and stays far below an analysis interval of \
 30 s–1 m. One query set per rollout costs 10× to 1,000× the queries and about twice the time."
     );
     write_section(&section);
