@@ -5,6 +5,11 @@
 pub mod analysis;
 pub mod cli;
 pub mod control;
+pub mod lab;
+pub mod mesh;
 pub mod metrics;
+pub mod git;
 pub mod plan;
 pub mod rollout;
+pub mod server;
+pub mod telemetry;

@@ -5,8 +5,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+use crate::control::ControlAction;
+
+pub mod control_cmd;
 mod files;
+pub mod lint;
+pub mod preview;
 pub mod simulate;
+pub mod status;
 pub mod validate;
 
 /// Exit code for usage errors (bad flags, missing files), as clap uses.
@@ -31,24 +37,24 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run the daemon (not yet available).
     Run(NotYet),
-    /// Check Istio manifests and plans for silent traffic mistakes (not yet available).
-    Lint(NotYet),
-    /// Show the VirtualService patches a plan would make, step by step (not yet available).
-    Preview(NotYet),
+    /// Check Istio manifests and plans for silent traffic mistakes (exit 1 on errors).
+    Lint(lint::LintArgs),
+    /// Show the VirtualService patches a plan would make, step by step.
+    Preview(preview::PreviewArgs),
     /// Run one analysis round against Prometheus and print every check's query, values and verdict.
     Analyze(analyze::AnalyzeArgs),
-    /// Print every rollout's status from the Git status files (not yet available).
-    Status(NotYet),
-    /// Commit and push `Tidegate: pause NAME` (not yet available).
-    Pause(NotYet),
-    /// Commit and push `Tidegate: resume NAME` (not yet available).
-    Resume(NotYet),
-    /// Commit and push `Tidegate: abort NAME` (not yet available).
-    Abort(NotYet),
-    /// Commit and push `Tidegate: promote NAME` (not yet available).
-    Promote(NotYet),
-    /// Commit and push `Tidegate: retry NAME` (not yet available).
-    Retry(NotYet),
+    /// Print every rollout's status from the Git status files.
+    Status(status::StatusArgs),
+    /// Commit and push `Tidegate: pause NAME`: hold the rollout at its current step.
+    Pause(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: resume NAME`: continue a paused rollout.
+    Resume(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: abort NAME`: send all traffic back to stable.
+    Abort(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: promote NAME`: skip the remaining steps.
+    Promote(control_cmd::ControlArgs),
+    /// Commit and push `Tidegate: retry NAME`: start again after RolledBack or Aborted.
+    Retry(control_cmd::ControlArgs),
     /// Run the whole loop on this machine without a cluster (not yet available).
     Lab(NotYet),
 }
@@ -65,7 +71,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Lint(args) => lint::run(args),
+        Command::Preview(args) => preview::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Pause(args) => control_cmd::run(ControlAction::Pause, args),
+        Command::Resume(args) => control_cmd::run(ControlAction::Resume, args),
+        Command::Abort(args) => control_cmd::run(ControlAction::Abort, args),
+        Command::Promote(args) => control_cmd::run(ControlAction::Promote, args),
+        Command::Retry(args) => control_cmd::run(ControlAction::Retry, args),
         other => {
             let name = format!("{other:?}");
             let name = name

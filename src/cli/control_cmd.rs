@@ -1,0 +1,188 @@
+//! `tidegate pause|resume|abort|promote|retry NAME [-m MESSAGE] [--repo URL|PATH]`: make the
+//! control commit (an empty commit whose message ends with the `Tidegate:` trailer) on the tip of
+//! the plans branch and push it, rebuilding on a newer tip if someone pushed first.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::control::{ControlAction, control_message};
+use crate::git::{Auth, CommitSigner, GitConfig, GitRepo, Identity, SecretSource};
+
+/// Which repository to talk to and how (shared by the control commands and `status`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepoArgs {
+    /// Plans repository URL or path (default: `$TIDEGATE_REPO`, else the `origin` remote of the
+    /// Git repository in the current directory).
+    #[arg(long, env = "TIDEGATE_REPO")]
+    pub repo: Option<String>,
+    /// Branch holding the plans and status files.
+    #[arg(long, env = "TIDEGATE_BRANCH", default_value = "main")]
+    pub branch: String,
+    /// Folder of the status files in the repository.
+    #[arg(long, default_value = "status")]
+    pub status_dir: String,
+    /// File holding an HTTP(S) token (sent as the basic-auth password).
+    #[arg(long, env = "TIDEGATE_GIT_TOKEN_FILE", conflicts_with = "token_env")]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding an HTTP(S) token.
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// User name sent with the token.
+    #[arg(long, default_value = "tidegate")]
+    pub username: String,
+    /// SSH private key for ssh:// and user@host:path URLs.
+    #[arg(long, env = "TIDEGATE_GIT_SSH_KEY", requires = "known_hosts")]
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts file listing the SSH server's host key (unknown hosts are refused).
+    #[arg(long, env = "TIDEGATE_GIT_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for HTTPS.
+    #[arg(long, env = "TIDEGATE_GIT_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl RepoArgs {
+    /// Open a fresh bare mirror of the repository in a temporary folder.
+    pub(crate) fn open(&self) -> anyhow::Result<(GitRepo, tempfile::TempDir)> {
+        let url = match &self.repo {
+            Some(r) => r.clone(),
+            None => origin_of_current_dir().context(
+                "no --repo given, $TIDEGATE_REPO is unset, and the current directory has no `origin` remote",
+            )?,
+        };
+        let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let mut cfg = GitConfig::new(url, tmp.path());
+        cfg.branch = self.branch.clone();
+        cfg.status_dir = self.status_dir.clone();
+        cfg.ca_bundle = self.ca_bundle.clone();
+        cfg.auth = if let Some(key) = &self.ssh_key {
+            Auth::SshKey {
+                username: "git".into(),
+                private_key: key.clone(),
+                passphrase: None,
+                known_hosts: self.known_hosts.clone().unwrap_or_default(),
+            }
+        } else if let Some(f) = &self.token_file {
+            Auth::Token {
+                username: self.username.clone(),
+                token: SecretSource::File(f.clone()),
+            }
+        } else if let Some(v) = &self.token_env {
+            Auth::Token {
+                username: self.username.clone(),
+                token: SecretSource::Env(v.clone()),
+            }
+        } else {
+            Auth::None
+        };
+        let repo = GitRepo::open(cfg)?;
+        Ok((repo, tmp))
+    }
+}
+
+fn origin_of_current_dir() -> anyhow::Result<String> {
+    let repo = git2::Repository::discover(".")?;
+    let remote = repo.find_remote("origin")?;
+    match remote.url() {
+        Ok(u) => Ok(u.to_string()),
+        Err(_) => bail!("the origin URL is not UTF-8"),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    /// The rollout: `NAME` (the daemon's namespace) or `NAMESPACE/NAME`.
+    pub name: String,
+    /// Why (added to the trailer and the commit subject).
+    #[arg(short = 'm', long = "message", default_value = "")]
+    pub message: String,
+    /// Author as `Name <email>` (default: git config user.name and user.email).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// SSH private key signing the commit (for policies that require signatures).
+    #[arg(long, env = "TIDEGATE_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+}
+
+/// Make and push the control commit; prints its id.
+pub fn run(action: ControlAction, args: &ControlArgs) -> anyhow::Result<ExitCode> {
+    let target = args.name.trim();
+    let valid = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let ok = match target.split_once('/') {
+        Some((ns, n)) => valid(ns) && valid(n),
+        None => valid(target),
+    };
+    if !ok {
+        bail!("{target:?} is not a rollout name (NAME or NAMESPACE/NAME)");
+    }
+    let author = match &args.author {
+        Some(a) => parse_author(a)?,
+        None => author_from_git_config()?,
+    };
+    let signer = args
+        .signing_key
+        .as_deref()
+        .map(CommitSigner::load)
+        .transpose()?;
+    let message = control_message(action, target, args.message.trim());
+    let (mut repo, _tmp) = args.repo.open()?;
+    repo.fetch()?;
+    let commit = repo
+        .push_empty_commit(&message, &author, signer.as_ref())
+        .with_context(|| format!("failed to push the {action} control commit"))?;
+    println!("{commit} {action} {target}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `Name <email>`.
+pub fn parse_author(s: &str) -> anyhow::Result<Identity> {
+    let (name, rest) = s
+        .split_once('<')
+        .with_context(|| format!("author {s:?} must look like `Name <email>`"))?;
+    let email = rest
+        .strip_suffix('>')
+        .with_context(|| format!("author {s:?} must look like `Name <email>`"))?;
+    if name.trim().is_empty() || !email.contains('@') {
+        bail!("author {s:?} must look like `Name <email>`");
+    }
+    Ok(Identity {
+        name: name.trim().to_string(),
+        email: email.trim().to_string(),
+    })
+}
+
+fn author_from_git_config() -> anyhow::Result<Identity> {
+    let cfg = git2::Config::open_default().context("cannot read git configuration")?;
+    let name = cfg.get_string("user.name").ok();
+    let email = cfg.get_string("user.email").ok();
+    match (name, email) {
+        (Some(name), Some(email)) if !name.is_empty() && !email.is_empty() => {
+            Ok(Identity { name, email })
+        }
+        _ => bail!("set git config user.name and user.email, or pass --author \"Name <email>\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authors_parse() {
+        let a = parse_author("Ana Ops <ana@example.com>").expect("ok");
+        assert_eq!(a.name, "Ana Ops");
+        assert_eq!(a.email, "ana@example.com");
+        assert!(parse_author("ana@example.com").is_err());
+        assert!(parse_author("<ana@example.com>").is_err());
+    }
+}

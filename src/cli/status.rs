@@ -1,0 +1,99 @@
+//! `tidegate status [--repo URL|PATH] [-o table|json|yaml]`: print every rollout's status from
+//! the status files at the tip of the plans branch.
+
+use std::process::ExitCode;
+
+use crate::rollout::Status;
+
+use super::control_cmd::RepoArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+}
+
+/// Fetch and print; unreadable status files are reported on stderr and make the exit code 1.
+pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let (mut repo, _tmp) = args.repo.open()?;
+    repo.fetch()?;
+    let mut statuses = Vec::new();
+    let mut bad = 0;
+    for doc in repo.status_documents()? {
+        match doc {
+            Ok(s) => statuses.push(s),
+            Err(e) => {
+                bad += 1;
+                eprintln!("tidegate status: {e}");
+            }
+        }
+    }
+    statuses.sort_by(|a, b| a.rollout.cmp(&b.rollout));
+    print!("{}", render(&statuses, args.output)?);
+    Ok(if bad > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The text `status` prints for these statuses.
+pub fn render(statuses: &[Status], format: StatusFormat) -> anyhow::Result<String> {
+    Ok(match format {
+        StatusFormat::Json => serde_json::to_string_pretty(statuses)? + "\n",
+        StatusFormat::Yaml => serde_saphyr::to_string(&statuses)?,
+        StatusFormat::Table => {
+            let mut rows = vec![[
+                "ROLLOUT".to_string(),
+                "PHASE".into(),
+                "STEP".into(),
+                "CANARY".into(),
+                "UPDATED".into(),
+                "REASON".into(),
+            ]];
+            for s in statuses {
+                rows.push([
+                    s.rollout.to_string(),
+                    s.phase.to_string(),
+                    format!("{}/{}", s.step, s.step_count),
+                    format!("{}%", s.route.canary_weight),
+                    s.updated_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                    s.reason.clone(),
+                ]);
+            }
+            let mut widths = [0usize; 6];
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            let mut out = String::new();
+            for r in &rows {
+                let mut line = String::new();
+                for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+                    if i == 5 {
+                        line.push_str(c);
+                    } else {
+                        line.push_str(&format!("{c:<w$}  "));
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+            if statuses.is_empty() {
+                out.push_str("(no status files yet)\n");
+            }
+            out
+        }
+    })
+}

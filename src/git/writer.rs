@@ -1,0 +1,167 @@
+//! Coalescing status writer: a thread that gathers the transitions submitted within a window
+//! (default 1 s) and writes them as one commit, so pushes stay at most one per window however
+//! many rollouts change. A failed write keeps its transitions for the next round.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{GitError, StateStore};
+use crate::rollout::Status;
+
+enum Msg {
+    Submit(Box<Status>),
+    Processed(String),
+    Flush(Sender<()>),
+}
+
+/// What one write did (sent to the report channel for metrics and logs).
+#[derive(Debug)]
+pub struct WriterReport {
+    pub transitions: usize,
+    pub result: Result<super::WriteOutcome, GitError>,
+    pub took: Duration,
+}
+
+/// Submits transitions to the writer thread. Dropping every handle stops the thread after a last
+/// write of anything pending.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: Sender<Msg>,
+}
+
+impl WriterHandle {
+    /// Queue one transition (its status document after the change).
+    pub fn submit(&self, status: Status) -> bool {
+        self.tx.send(Msg::Submit(Box::new(status))).is_ok()
+    }
+
+    /// Record that the statuses submitted so far reflect every control up to `commit`.
+    pub fn processed_through(&self, commit: impl Into<String>) -> bool {
+        self.tx.send(Msg::Processed(commit.into())).is_ok()
+    }
+
+    /// Write everything pending now and wait until it is done.
+    pub fn flush(&self) -> bool {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_err() {
+            return false;
+        }
+        rx.recv().is_ok()
+    }
+}
+
+/// The writer thread.
+pub struct StatusWriter {
+    handle: JoinHandle<()>,
+}
+
+impl StatusWriter {
+    /// Start the thread over `store`; reports of every write go to the returned receiver.
+    pub fn spawn<S: StateStore + Send + 'static>(
+        store: S,
+        window: Duration,
+    ) -> (StatusWriter, WriterHandle, Receiver<WriterReport>) {
+        let (tx, rx) = mpsc::channel();
+        let (report_tx, report_rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("tidegate-git-writer".into())
+            .spawn(move || run(store, window, rx, report_tx))
+            .unwrap_or_else(|e| panic!("cannot start the git writer thread: {e}"));
+        (StatusWriter { handle }, WriterHandle { tx }, report_rx)
+    }
+
+    /// Wait for the thread to finish (after every handle is dropped).
+    pub fn join(self) {
+        if self.handle.join().is_err() {
+            tracing::error!("the git writer thread panicked");
+        }
+    }
+}
+
+fn run<S: StateStore>(
+    mut store: S,
+    window: Duration,
+    rx: Receiver<Msg>,
+    reports: Sender<WriterReport>,
+) {
+    let mut pending: Vec<Status> = Vec::new();
+    let mut processed: Option<String> = None;
+    let mut last_write: Option<Instant> = None;
+    let mut waiters: Vec<Sender<()>> = Vec::new();
+    let mut open = true;
+    let mut failures_after_close = 0u32;
+    while open || !pending.is_empty() {
+        // Wait for the first item of a batch (or keep what a failed write left).
+        if pending.is_empty() && waiters.is_empty() {
+            match rx.recv() {
+                Ok(msg) => take(msg, &mut pending, &mut processed, &mut waiters),
+                Err(_) => break,
+            }
+        }
+        let mut deadline = Instant::now() + window;
+        if let Some(last) = last_write {
+            deadline = deadline.max(last + window);
+        }
+        // Gather until the window closes (a flush closes it at once).
+        while open && waiters.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(msg) => take(msg, &mut pending, &mut processed, &mut waiters),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        // Drain anything already queued without waiting.
+        while let Ok(msg) = rx.try_recv() {
+            take(msg, &mut pending, &mut processed, &mut waiters);
+        }
+        if !pending.is_empty() {
+            let started = Instant::now();
+            last_write = Some(started);
+            let result = store.write_statuses(&pending, processed.as_deref());
+            let transitions = pending.len();
+            let ok = result.is_ok();
+            if ok {
+                pending.clear();
+                processed = None;
+            } else if let Err(e) = &result {
+                tracing::error!(error = %e, transitions, "status write failed; keeping the transitions for the next round");
+            }
+            let _ = reports.send(WriterReport {
+                transitions,
+                result,
+                took: started.elapsed(),
+            });
+            if !ok && !open {
+                failures_after_close += 1;
+                if failures_after_close >= 3 {
+                    tracing::error!(
+                        transitions,
+                        "giving up on pending status transitions at shutdown"
+                    );
+                    break;
+                }
+            }
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+fn take(
+    msg: Msg,
+    pending: &mut Vec<Status>,
+    processed: &mut Option<String>,
+    waiters: &mut Vec<Sender<()>>,
+) {
+    match msg {
+        Msg::Submit(s) => pending.push(*s),
+        Msg::Processed(c) => *processed = Some(c),
+        Msg::Flush(w) => waiters.push(w),
+    }
+}

@@ -1,0 +1,277 @@
+//! Smart HTTP: a real `git http-backend` behind a small Python server with token (basic) auth.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use tidegate::git::{Auth, GitError, GitRepo, PlanSource, SecretSource, StateStore};
+use tidegate::rollout::Phase;
+
+use crate::common::*;
+
+const TOKEN: &str = "tok-3f9a1c77e2";
+
+struct HttpServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(root: &std::path::Path) -> HttpServer {
+    serve_tls(root, None)
+}
+
+/// Start the server; with `tls = Some((cert, key))` it speaks HTTPS.
+fn serve_tls(
+    root: &std::path::Path,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> HttpServer {
+    require_tool("python3", "python3");
+    require_tool("git", "git");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/git_http_server.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(root)
+        .arg(TOKEN)
+        .args(
+            tls.map(|(c, k)| vec![c.to_path_buf(), k.to_path_buf()])
+                .unwrap_or_default(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the git http server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read port");
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("git http server did not start: {line:?}"));
+    HttpServer { child, port }
+}
+
+fn http_config(
+    remote: &Remote,
+    server: &HttpServer,
+    token: SecretSource,
+) -> tidegate::git::GitConfig {
+    let mut cfg = remote.config();
+    cfg.url = format!("http://127.0.0.1:{}/plans.git", server.port);
+    cfg.auth = Auth::Token {
+        username: "tidegate".into(),
+        token,
+    };
+    cfg
+}
+
+#[test]
+fn token_over_smart_http_fetches_and_pushes() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let server = serve(remote.dir.path());
+    let token_file = remote.dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write");
+    let mut repo = GitRepo::open(http_config(
+        &remote,
+        &server,
+        SecretSource::File(token_file),
+    ))
+    .expect("open");
+    let update = repo.poll().expect("fetch over http");
+    assert_eq!(update.plans.changed.len(), 1);
+    assert_eq!(update.tip, remote.head());
+    // Someone else pushes first: the push is rejected, rebuilt and retried over HTTP too.
+    remote.commit(&[("notes.txt", "hi")], "someone else");
+    let out = repo
+        .write_statuses(
+            &[status("prod", "a", Phase::Progressing, 5, "step 1")],
+            None,
+        )
+        .expect("push over http");
+    assert_eq!(out.attempts, 2);
+    assert_eq!(
+        remote.remote_git(&["rev-parse", "main"]),
+        out.commit.expect("commit")
+    );
+}
+
+#[test]
+fn wrong_or_missing_token_is_a_clear_auth_error_without_the_secret() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let server = serve(remote.dir.path());
+    let var = "TIDEGATE_TEST_WRONG_GIT_TOKEN";
+    // The variable is read only by this test's adapter; the value is unique to it.
+    let wrong = "wrong-token-5521";
+    let token_file = remote.dir.path().join("wrong");
+    std::fs::write(&token_file, wrong).expect("write");
+    let mut repo = GitRepo::open(http_config(
+        &remote,
+        &server,
+        SecretSource::File(token_file),
+    ))
+    .expect("open");
+    let err = repo.poll().expect_err("wrong token");
+    assert!(matches!(err, GitError::Auth { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("authentication to http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("refused"), "{text}");
+    assert!(
+        !text.contains(wrong) && !format!("{err:?}").contains(wrong),
+        "{text}"
+    );
+
+    let mut none = remote.config();
+    none.url = format!("http://127.0.0.1:{}/plans.git", server.port);
+    let err = GitRepo::open(none)
+        .expect("open")
+        .poll()
+        .expect_err("no token");
+    assert!(err.to_string().contains("requires credentials"), "{err}");
+
+    let missing = http_config(&remote, &server, SecretSource::Env(var.into()));
+    let err = GitRepo::open(missing).expect_err("unset variable");
+    assert!(err.to_string().contains(var), "{err}");
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    require_tool("openssl", "openssl");
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throw-away CA and a server certificate for 127.0.0.1 signed by it.
+fn make_ca(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tidegate test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+}
+
+#[test]
+fn https_with_a_custom_ca_bundle() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let tls = remote.dir.path().join("tls");
+    std::fs::create_dir_all(&tls).expect("mkdir");
+    make_ca(&tls);
+    let server = serve_tls(
+        remote.dir.path(),
+        Some((&tls.join("leaf.pem"), &tls.join("leaf.key"))),
+    );
+    let token_file = remote.dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("write");
+    let mut cfg = http_config(&remote, &server, SecretSource::File(token_file));
+    cfg.url = format!("https://127.0.0.1:{}/plans.git", server.port);
+
+    // Without the bundle the server's certificate is not trusted.
+    let err = GitRepo::open(cfg.clone())
+        .expect("open")
+        .poll()
+        .expect_err("untrusted");
+    assert!(matches!(err, GitError::Tls { .. }), "{err:?}");
+
+    // A bundle with an unrelated CA does not help, and says why.
+    let other = remote.dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    make_ca(&other);
+    let mut wrong = cfg.clone();
+    wrong.ca_bundle = Some(other.join("ca.pem"));
+    let err = GitRepo::open(wrong)
+        .expect("open")
+        .poll()
+        .expect_err("wrong CA");
+    assert!(err.to_string().contains("CA bundle"), "{err}");
+
+    cfg.ca_bundle = Some(tls.join("ca.pem"));
+    let mut repo = GitRepo::open(cfg).expect("open");
+    let update = repo.poll().expect("fetch over https with the bundle");
+    assert_eq!(update.plans.changed.len(), 1);
+    let out = repo
+        .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
+        .expect("push over https");
+    assert_eq!(
+        remote.remote_git(&["rev-parse", "main"]),
+        out.commit.expect("commit")
+    );
+}

@@ -1,0 +1,49 @@
+//! The coalescing writer turns a burst of transitions into one commit.
+
+use std::time::Duration;
+
+use tidegate::git::{GitRepo, PlanSource, StatusWriter};
+use tidegate::rollout::Phase;
+
+use crate::common::*;
+
+#[test]
+fn a_burst_of_transitions_becomes_one_commit() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let mut repo = GitRepo::open(remote.config()).expect("open");
+    let tip = repo.poll().expect("poll").tip;
+    let (writer, handle, reports) = StatusWriter::spawn(repo, Duration::from_millis(300));
+    let mut expected = Vec::new();
+    for i in 0..100u8 {
+        let name = format!("svc-{}", i % 25);
+        assert!(handle.submit(status("prod", &name, Phase::Progressing, i, "burst")));
+        expected.push(format!("prod/{name} Progressing {i}%"));
+    }
+    assert!(handle.processed_through(tip.clone()));
+    assert!(handle.flush());
+    let report = reports
+        .recv_timeout(Duration::from_secs(30))
+        .expect("report");
+    let outcome = report.result.expect("write ok");
+    assert_eq!(outcome.transitions, 100);
+    assert_eq!(report.transitions, 100);
+    assert_eq!(
+        status_trailers(&remote),
+        expected,
+        "one trailer per transition, in order"
+    );
+    assert_eq!(
+        remote.remote_git(&["rev-list", "--count", "main"]),
+        "2",
+        "the initial commit plus one status commit"
+    );
+    assert_eq!(
+        remote
+            .remote_git(&["ls-tree", "-r", "--name-only", "main", "status/prod"])
+            .lines()
+            .count(),
+        25
+    );
+    drop(handle);
+    writer.join();
+}
