@@ -5,10 +5,10 @@
 pub mod analysis;
 pub mod cli;
 pub mod control;
+pub mod git;
 pub mod lab;
 pub mod mesh;
 pub mod metrics;
-pub mod git;
 pub mod plan;
 pub mod rollout;
 pub mod server;

@@ -87,7 +87,13 @@ pub async fn bind(
     addr: &str,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, impl std::future::Future<Output = Result<(), ServerError>>), ServerError> {
+) -> Result<
+    (
+        SocketAddr,
+        impl std::future::Future<Output = Result<(), ServerError>>,
+    ),
+    ServerError,
+> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -179,7 +185,11 @@ async fn hook(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -
                     result: "ignored",
                 })
                 .inc();
-            (StatusCode::OK, axum::Json(json!({"fetch": false, "why": why}))).into_response()
+            (
+                StatusCode::OK,
+                axum::Json(json!({"fetch": false, "why": why})),
+            )
+                .into_response()
         }
         Err(e) => {
             let (code, result) = if e.is_unauthorized() {

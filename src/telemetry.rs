@@ -98,23 +98,83 @@ impl Metrics {
             tick_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             registry: Registry::default(),
         };
-        registry.register("rollout_canary_weight", "Percent of the managed routes' traffic on the canary, as set", m.canary_weight.clone());
-        registry.register("rollout_phase", "1 for the rollout's current phase", m.phase.clone());
-        registry.register("rollout_step", "Index of the rollout's current step", m.step.clone());
-        registry.register("rollout_step_started_timestamp_seconds", "When the current step began (Unix seconds)", m.step_started.clone());
-        registry.register("analysis_verdict", "1 for the latest outcome of each metric check", m.verdict.clone());
-        registry.register("analysis_checks", "Analysis rounds evaluated", m.checks.clone());
-        registry.register("analysis_failures", "Analysis rounds that failed", m.failures.clone());
-        registry.register("git_fetch_duration_seconds", "Duration of fetches of the plans repository", m.git_fetch_duration.clone());
-        registry.register("git_fetch_errors", "Failed fetches of the plans repository", m.git_fetch_errors.clone());
+        registry.register(
+            "rollout_canary_weight",
+            "Percent of the managed routes' traffic on the canary, as set",
+            m.canary_weight.clone(),
+        );
+        registry.register(
+            "rollout_phase",
+            "1 for the rollout's current phase",
+            m.phase.clone(),
+        );
+        registry.register(
+            "rollout_step",
+            "Index of the rollout's current step",
+            m.step.clone(),
+        );
+        registry.register(
+            "rollout_step_started_timestamp_seconds",
+            "When the current step began (Unix seconds)",
+            m.step_started.clone(),
+        );
+        registry.register(
+            "analysis_verdict",
+            "1 for the latest outcome of each metric check",
+            m.verdict.clone(),
+        );
+        registry.register(
+            "analysis_checks",
+            "Analysis rounds evaluated",
+            m.checks.clone(),
+        );
+        registry.register(
+            "analysis_failures",
+            "Analysis rounds that failed",
+            m.failures.clone(),
+        );
+        registry.register(
+            "git_fetch_duration_seconds",
+            "Duration of fetches of the plans repository",
+            m.git_fetch_duration.clone(),
+        );
+        registry.register(
+            "git_fetch_errors",
+            "Failed fetches of the plans repository",
+            m.git_fetch_errors.clone(),
+        );
         registry.register("git_pushes", "Status commits pushed", m.git_pushes.clone());
-        registry.register("git_push_errors", "Status pushes that failed after every retry", m.git_push_errors.clone());
-        registry.register("prometheus_query_duration_seconds", "Duration of Prometheus queries", m.prometheus_query_duration.clone());
-        registry.register("prometheus_query_errors", "Failed Prometheus queries by kind", m.prometheus_query_errors.clone());
-        registry.register("mesh_write_errors", "Failed VirtualService writes", m.mesh_write_errors.clone());
-        registry.register("webhooks", "Git webhooks received, by provider and result", m.webhooks.clone());
+        registry.register(
+            "git_push_errors",
+            "Status pushes that failed after every retry",
+            m.git_push_errors.clone(),
+        );
+        registry.register(
+            "prometheus_query_duration_seconds",
+            "Duration of Prometheus queries",
+            m.prometheus_query_duration.clone(),
+        );
+        registry.register(
+            "prometheus_query_errors",
+            "Failed Prometheus queries by kind",
+            m.prometheus_query_errors.clone(),
+        );
+        registry.register(
+            "mesh_write_errors",
+            "Failed VirtualService writes",
+            m.mesh_write_errors.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Git webhooks received, by provider and result",
+            m.webhooks.clone(),
+        );
         registry.register("ticks", "Scheduler ticks", m.ticks.clone());
-        registry.register("tick_duration_seconds", "Duration of one scheduler tick", m.tick_duration.clone());
+        registry.register(
+            "tick_duration_seconds",
+            "Duration of one scheduler tick",
+            m.tick_duration.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -125,28 +185,36 @@ impl Metrics {
             namespace: status.rollout.namespace.clone(),
             rollout: status.rollout.name.clone(),
         };
-        self.canary_weight.get_or_create(&l).set(i64::from(status.route.canary_weight));
+        self.canary_weight
+            .get_or_create(&l)
+            .set(i64::from(status.route.canary_weight));
         for p in Phase::ALL {
             let pl = PhaseLabels {
                 namespace: l.namespace.clone(),
                 rollout: l.rollout.clone(),
                 phase: p.as_str(),
             };
-            self.phase.get_or_create(&pl).set(i64::from(p == status.phase));
+            self.phase
+                .get_or_create(&pl)
+                .set(i64::from(p == status.phase));
         }
-        self.step.get_or_create(&l).set(i64::try_from(status.step).unwrap_or(i64::MAX));
+        self.step
+            .get_or_create(&l)
+            .set(i64::try_from(status.step).unwrap_or(i64::MAX));
         self.step_started
             .get_or_create(&l)
             .set(status.step_started_at.timestamp_millis() as f64 / 1000.0);
-        let (prev_checks, prev_failures) = previous
-            .map_or((0, 0), |p| (p.analysis.checks, p.analysis.failures));
+        let (prev_checks, prev_failures) =
+            previous.map_or((0, 0), |p| (p.analysis.checks, p.analysis.failures));
         let new_checks = status.analysis.checks.saturating_sub(prev_checks);
         let new_failures = status.analysis.failures.saturating_sub(prev_failures);
         if new_checks > 0 {
             self.checks.get_or_create(&l).inc_by(u64::from(new_checks));
         }
         if new_failures > 0 {
-            self.failures.get_or_create(&l).inc_by(u64::from(new_failures));
+            self.failures
+                .get_or_create(&l)
+                .inc_by(u64::from(new_failures));
         }
         for v in &status.analysis.last {
             for o in [Outcome::Pass, Outcome::Fail, Outcome::Inconclusive] {
@@ -160,7 +228,9 @@ impl Metrics {
                         Outcome::Inconclusive => "inconclusive",
                     },
                 };
-                self.verdict.get_or_create(&vl).set(i64::from(o == v.outcome));
+                self.verdict
+                    .get_or_create(&vl)
+                    .set(i64::from(o == v.outcome));
             }
         }
     }

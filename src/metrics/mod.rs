@@ -47,11 +47,17 @@ pub trait MetricsSource {
     ) -> impl Future<Output = Result<Vec<Series>, MetricsError>> + Send;
 }
 
-/// Statistics of one tick, for logs and benchmarks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Statistics of one tick, for logs, the daemon's own metrics and benchmarks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TickStats {
     pub queries: usize,
     pub failed: usize,
+    /// The class of every failed query (for `prometheus_query_errors{kind}`).
+    pub errors: Vec<ErrorKind>,
+    /// How long each query took, in query order.
+    pub query_durations: Vec<std::time::Duration>,
+    /// Wall time of the whole tick.
+    pub elapsed: std::time::Duration,
 }
 
 /// Queries of one tick in flight at once (batched ticks have a handful; custom queries one per
@@ -67,28 +73,38 @@ pub async fn run_tick<S: MetricsSource + Sync>(
 ) -> (Vec<RolloutResult>, TickStats) {
     use futures_util::StreamExt as _;
     let started = std::time::Instant::now();
-    let answers: Vec<Result<Vec<Series>, QueryFailure>> =
+    let timed: Vec<(Result<Vec<Series>, QueryFailure>, std::time::Duration)> =
         futures_util::stream::iter(plan.queries.iter().map(|q| async move {
-            source.instant(q, at).await.map_err(|e| {
+            let t = std::time::Instant::now();
+            let answer = source.instant(q, at).await.map_err(|e| {
                 tracing::warn!(kind = %e.kind(), error = %e, "metrics query failed");
                 QueryFailure {
                     kind: e.kind(),
                     message: e.to_string(),
                 }
-            })
+            });
+            (answer, t.elapsed())
         }))
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await;
+    let (answers, query_durations): (Vec<_>, Vec<_>) = timed.into_iter().unzip();
+    let errors: Vec<ErrorKind> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err().map(|e| e.kind))
+        .collect();
     let stats = TickStats {
         queries: answers.len(),
-        failed: answers.iter().filter(|a| a.is_err()).count(),
+        failed: errors.len(),
+        errors,
+        query_durations,
+        elapsed: started.elapsed(),
     };
     tracing::debug!(
         rollouts = plan.rollouts(),
         queries = stats.queries,
         failed = stats.failed,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = stats.elapsed.as_millis() as u64,
         "analysis tick"
     );
     (plan.split(&answers), stats)
@@ -181,6 +197,8 @@ mod tests {
         let (results, stats) = run_tick(&fake, &plan, None).await;
         assert_eq!(stats.queries, 102);
         assert_eq!(stats.failed, 1);
+        assert_eq!(stats.errors, vec![ErrorKind::Timeout]);
+        assert_eq!(stats.query_durations.len(), 102);
         for (i, r) in results.iter().take(100).enumerate() {
             assert_eq!(r.verdicts[0].value, Some(i as f64));
             let expected = if i <= 50 {

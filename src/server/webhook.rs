@@ -33,7 +33,9 @@ pub enum WebhookError {
     MissingSignature(&'static str),
     #[error("signature does not match the configured webhook secret")]
     BadSignature,
-    #[error("not a recognised push webhook: expected an X-GitHub-Event, X-Gitlab-Event or X-Gitea-Event header")]
+    #[error(
+        "not a recognised push webhook: expected an X-GitHub-Event, X-Gitlab-Event or X-Gitea-Event header"
+    )]
     UnknownProvider,
     #[error("malformed signature header {0}: expected hex HMAC-SHA256")]
     MalformedSignature(&'static str),
@@ -78,12 +80,18 @@ impl Headers for [(&str, &str)] {
     }
 }
 
-fn verify_hmac(secret: &[u8], body: &[u8], hex_sig: &str, header: &'static str) -> Result<(), WebhookError> {
+fn verify_hmac(
+    secret: &[u8],
+    body: &[u8],
+    hex_sig: &str,
+    header: &'static str,
+) -> Result<(), WebhookError> {
     let sig = hex::decode(hex_sig.trim()).map_err(|_| WebhookError::MalformedSignature(header))?;
     let mut mac = HmacSha256::new_from_slice(secret).map_err(|_| WebhookError::BadSignature)?;
     mac.update(body);
     // `verify_slice` compares in constant time.
-    mac.verify_slice(&sig).map_err(|_| WebhookError::BadSignature)
+    mac.verify_slice(&sig)
+        .map_err(|_| WebhookError::BadSignature)
 }
 
 /// Check a webhook and decide. `secret`: when set, a valid signature (GitHub, Gitea) or token
@@ -170,42 +178,90 @@ mod tests {
         let h: &[(&str, &str)] = &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &good)];
         assert_eq!(
             check(h, BODY, Some(b"s3cret"), "main"),
-            Ok(Action::Fetch { provider: Provider::GitHub })
+            Ok(Action::Fetch {
+                provider: Provider::GitHub
+            })
         );
         let bad = format!("sha256={}", sign(b"other", BODY));
         let h: &[(&str, &str)] = &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &bad)];
         let e = check(h, BODY, Some(b"s3cret"), "main").expect_err("bad signature");
         assert!(e.is_unauthorized());
         let h: &[(&str, &str)] = &[("X-GitHub-Event", "push")];
-        assert!(check(h, BODY, Some(b"s3cret"), "main").expect_err("missing").is_unauthorized());
+        assert!(
+            check(h, BODY, Some(b"s3cret"), "main")
+                .expect_err("missing")
+                .is_unauthorized()
+        );
         // Tampered body.
         let h: &[(&str, &str)] = &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &good)];
-        assert_eq!(check(h, b"{\"ref\":\"refs/heads/main\"}", Some(b"s3cret"), "main"), Err(WebhookError::BadSignature));
+        assert_eq!(
+            check(h, b"{\"ref\":\"refs/heads/main\"}", Some(b"s3cret"), "main"),
+            Err(WebhookError::BadSignature)
+        );
     }
 
     #[test]
     fn gitlab_token_and_gitea_signature() {
-        let h: &[(&str, &str)] = &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "s3cret")];
-        assert!(matches!(check(h, BODY, Some(b"s3cret"), "main"), Ok(Action::Fetch { .. })));
-        let h: &[(&str, &str)] = &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "s3creT")];
-        assert_eq!(check(h, BODY, Some(b"s3cret"), "main"), Err(WebhookError::BadSignature));
+        let h: &[(&str, &str)] = &[
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Token", "s3cret"),
+        ];
+        assert!(matches!(
+            check(h, BODY, Some(b"s3cret"), "main"),
+            Ok(Action::Fetch { .. })
+        ));
+        let h: &[(&str, &str)] = &[
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Token", "s3creT"),
+        ];
+        assert_eq!(
+            check(h, BODY, Some(b"s3cret"), "main"),
+            Err(WebhookError::BadSignature)
+        );
         let sig = sign(b"k", BODY);
-        let h: &[(&str, &str)] = &[("X-Gitea-Event", "push"), ("X-Gitea-Signature", &sig), ("X-GitHub-Event", "push")];
-        assert_eq!(check(h, BODY, Some(b"k"), "main"), Ok(Action::Fetch { provider: Provider::Gitea }));
+        let h: &[(&str, &str)] = &[
+            ("X-Gitea-Event", "push"),
+            ("X-Gitea-Signature", &sig),
+            ("X-GitHub-Event", "push"),
+        ];
+        assert_eq!(
+            check(h, BODY, Some(b"k"), "main"),
+            Ok(Action::Fetch {
+                provider: Provider::Gitea
+            })
+        );
     }
 
     #[test]
     fn other_branches_events_and_garbage() {
         let h: &[(&str, &str)] = &[("X-GitHub-Event", "push")];
         let other = br#"{"ref":"refs/heads/feature"}"#;
-        assert!(matches!(check(h, other, None, "main"), Ok(Action::Ignore { .. })));
+        assert!(matches!(
+            check(h, other, None, "main"),
+            Ok(Action::Ignore { .. })
+        ));
         let h: &[(&str, &str)] = &[("X-GitHub-Event", "ping")];
-        assert!(matches!(check(h, b"{}", None, "main"), Ok(Action::Ignore { .. })));
+        assert!(matches!(
+            check(h, b"{}", None, "main"),
+            Ok(Action::Ignore { .. })
+        ));
         let h: &[(&str, &str)] = &[("X-GitHub-Event", "push")];
-        assert!(matches!(check(h, b"not json", None, "main"), Err(WebhookError::BadBody(_))));
+        assert!(matches!(
+            check(h, b"not json", None, "main"),
+            Err(WebhookError::BadBody(_))
+        ));
         let h: &[(&str, &str)] = &[("Content-Type", "application/json")];
-        assert_eq!(check(h, BODY, None, "main"), Err(WebhookError::UnknownProvider));
-        let h: &[(&str, &str)] = &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=zz")];
-        assert_eq!(check(h, BODY, Some(b"k"), "main"), Err(WebhookError::MalformedSignature("X-Hub-Signature-256")));
+        assert_eq!(
+            check(h, BODY, None, "main"),
+            Err(WebhookError::UnknownProvider)
+        );
+        let h: &[(&str, &str)] = &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", "sha256=zz"),
+        ];
+        assert_eq!(
+            check(h, BODY, Some(b"k"), "main"),
+            Err(WebhookError::MalformedSignature("X-Hub-Signature-256"))
+        );
     }
 }
