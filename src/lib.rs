@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod git;
 pub mod lab;
@@ -13,3 +14,4 @@ pub mod plan;
 pub mod rollout;
 pub mod server;
 pub mod telemetry;
+pub mod daemon;

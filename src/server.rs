@@ -83,27 +83,28 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Bind `addr` (port 0 picks a free one) and return the bound address and the serving future.
-pub async fn bind(
-    addr: &str,
+pub async fn bind<F>(
+    addr: String,
     state: Arc<AppState>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: F,
 ) -> Result<
     (
         SocketAddr,
-        impl std::future::Future<Output = Result<(), ServerError>>,
+        impl std::future::Future<Output = Result<(), ServerError>> + Send + use<F>,
     ),
     ServerError,
-> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })?;
+>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = match tokio::net::TcpListener::bind(&*addr).await {
+        Ok(l) => l,
+        Err(source) => return Err(ServerError::Bind { addr, source }),
+    };
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(source) => return Err(ServerError::Bind { addr, source }),
+    };
     let app = router(state);
     let fut = async move {
         axum::serve(listener, app)

@@ -9,7 +9,6 @@ pub mod verdict;
 
 pub use template::{Template, Unit};
 pub use verdict::{Outcome, Verdict};
-pub mod query;
 
 // Plan validation checks custom queries with the renderer's own rules (names and contexts).
 pub use render::{check_query, query_hint};
