@@ -13,7 +13,7 @@ use crate::analysis::template::Template;
 /// Why a custom query cannot be rendered (or validated).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
-    #[error("unknown variable `{name}` (known: {known})", known = VARIABLES_HELP)]
+    #[error("unknown query variable {{{{ {name} }}}}; known: {known}", known = VARIABLES_HELP)]
     UnknownVariable { name: String },
     #[error("unterminated {{{{ at byte {offset}: a variable ends with }}}}")]
     Unterminated { offset: usize },
