@@ -577,18 +577,12 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
             return BTreeMap::new();
         }
         let plan = batch::plan(&targets);
-        let started = std::time::Instant::now();
         let (results, stats) = run_tick(&self.metrics, &plan, None).await;
-        self.state
-            .metrics
-            .prometheus_query_duration
-            .observe(started.elapsed().as_secs_f64());
-        if stats.failed > 0 {
-            self.state
-                .metrics
-                .prometheus_query_errors
-                .get_or_create(&crate::telemetry::KindLabels { kind: "query" })
-                .inc_by(stats.failed as u64);
+        for d in &stats.query_durations {
+            self.state.metrics.prometheus_query_duration.observe(d.as_secs_f64());
+        }
+        for kind in &stats.errors {
+            self.state.metrics.prometheus_query_errors.get_or_create(&crate::telemetry::KindLabels { kind: kind.as_str() }).inc();
         }
         tracing::debug!(
             rollouts = targets.len(),
