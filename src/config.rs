@@ -443,18 +443,17 @@ fn validate(
             "the plans repository is not set",
             "set git.url (or TIDEGATE_GIT_URL / --git-url)",
         );
-    } else if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
-        if rest
+    } else if let Some(rest) = url.split_once("://").map(|(_, r)| r)
+        && rest
             .split('/')
             .next()
             .is_some_and(|host| host.contains('@') && host.contains(':') && url.starts_with("http"))
-        {
-            is.push(
-                "git.url",
-                "the URL carries a password",
-                "remove it from the URL and use git.auth.token or git.auth.password",
-            );
-        }
+    {
+        is.push(
+            "git.url",
+            "the URL carries a password",
+            "remove it from the URL and use git.auth.token or git.auth.password",
+        );
     }
     let mut git = GitConfig::new(url, data_dir.clone());
     if let Some(b) = g.branch {

@@ -15,6 +15,7 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 async fn start(secret: Option<&[u8]>) -> (String, Arc<AppState>) {
+    tidegate::notify::ensure_crypto_provider();
     let state = Arc::new(AppState::new("main", secret.map(<[u8]>::to_vec), 64 * 1024));
     let (addr, serve) = server::bind("127.0.0.1:0".into(), state.clone(), std::future::pending())
         .await

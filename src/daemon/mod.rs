@@ -274,9 +274,8 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         drop(self.writer);
         let _ = tokio::task::spawn_blocking(move || self.writer_thread.join()).await;
         let _ = server_stop_tx.send(true);
-        match tokio::time::timeout(Duration::from_secs(5), server_task).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
-            Ok(_) | Err(_) => {}
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server_task).await {
+            tracing::warn!(error = %e, "server stopped with an error")
         }
         result
     }
@@ -371,10 +370,8 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                     .observe(started.elapsed().as_secs_f64());
             }
             let mut wake = next_poll.min(next_health);
-            if is_leader {
-                if let Some(w) = self.registry.next_wake() {
-                    wake = wake.min(w);
-                }
+            if is_leader && let Some(w) = self.registry.next_wake() {
+                wake = wake.min(w);
             }
             let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
@@ -579,10 +576,19 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         let plan = batch::plan(&targets);
         let (results, stats) = run_tick(&self.metrics, &plan, None).await;
         for d in &stats.query_durations {
-            self.state.metrics.prometheus_query_duration.observe(d.as_secs_f64());
+            self.state
+                .metrics
+                .prometheus_query_duration
+                .observe(d.as_secs_f64());
         }
         for kind in &stats.errors {
-            self.state.metrics.prometheus_query_errors.get_or_create(&crate::telemetry::KindLabels { kind: kind.as_str() }).inc();
+            self.state
+                .metrics
+                .prometheus_query_errors
+                .get_or_create(&crate::telemetry::KindLabels {
+                    kind: kind.as_str(),
+                })
+                .inc();
         }
         tracing::debug!(
             rollouts = targets.len(),

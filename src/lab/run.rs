@@ -662,15 +662,15 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     if !messages.iter().any(|m| m.contains(&final_trailer)) {
         problems.push(format!("no status commit carries `{final_trailer}`"));
     }
-    if let Some(st) = status(&lab).await {
-        if let Some(h) = st.get("history").and_then(Value::as_array) {
-            for pair in h.windows(2) {
-                if pair[0] == pair[1] {
-                    problems.push(format!(
-                        "duplicated transition in the status history: {}",
-                        pair[0]
-                    ));
-                }
+    if let Some(st) = status(&lab).await
+        && let Some(h) = st.get("history").and_then(Value::as_array)
+    {
+        for pair in h.windows(2) {
+            if pair[0] == pair[1] {
+                problems.push(format!(
+                    "duplicated transition in the status history: {}",
+                    pair[0]
+                ));
             }
         }
     }
