@@ -135,9 +135,9 @@ pub const API_CALLS: &[ApiCall] = &[
     call(
         "coordination.k8s.io",
         "leases",
-        "update",
+        "patch",
         Scope::OwnNamespace,
-        "leader election: acquire and renew the lease",
+        "leader election: acquire and renew the lease (kube-lease-manager patches it)",
     ),
     call(
         "events.k8s.io",

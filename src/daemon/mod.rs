@@ -11,6 +11,7 @@
 //! order: traffic first (rollbacks before anything else), then notifications, then the status
 //! commit that reports it.
 
+mod events;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -126,6 +127,8 @@ pub struct App<R: Mesh, M: MetricsSource> {
     lease: Option<(kube::Client, crate::config::LeaseConfig)>,
     channels: Vec<crate::notify::Channel>,
     notify: Option<crate::notify::NotifyQueue>,
+    /// Writes transitions as Kubernetes Events (None in tests without a cluster).
+    events: Option<(kube::Client, String)>,
 }
 
 /// Connect everything described by `config`: kube client, router, Prometheus, Git mirror (first
@@ -194,9 +197,16 @@ pub async fn build(config: &Config) -> Result<App<IstioRouter, Prometheus>, Daem
         },
         listen: config.listen.clone(),
         grace: config.shutdown_grace,
-        lease: config.leader_election.clone().map(|l| (client, l)),
+        lease: config.leader_election.clone().map(|l| (client.clone(), l)),
         channels: config.notifications.clone(),
         notify: None,
+        events: Some((
+            client.clone(),
+            config.leader_election.as_ref().map_or_else(
+                || format!("tidegate-{}", std::process::id()),
+                |l| l.identity.clone(),
+            ),
+        )),
     })
 }
 
@@ -693,6 +703,9 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                     ));
                 }
             }
+        }
+        if let (Some((client, instance)), Ok(plan)) = (&self.events, &plan) {
+            events::record(client, plan, &decision.transitions, instance);
         }
         if decision.effects.contains(&Effect::RecordStatus) {
             self.writer.submit(decision.status.clone());
