@@ -442,6 +442,8 @@ fn control(lab: &Lab, binary: &Path, action: &str, message: &str) -> Result<(), 
 
 /// Run the lab: a scenario to its end, or interactively until Ctrl-C.
 pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
+    // The lab's HTTP clients use rustls with the ring provider (one provider per process).
+    crate::notify::ensure_crypto_provider();
     let mut lab = setup(&opts).await?;
     let Some(scenario) = opts.scenario else {
         interactive(&lab).await;
