@@ -453,3 +453,39 @@ fn walkthrough_status_file_is_a_real_status_document() {
         "the status block must be byte-for-byte what tidegate renders"
     );
 }
+
+/// Every example is linted (no error-level finding) and previewed (every step's patch computes
+/// against its own manifests).
+#[test]
+fn every_example_is_linted_and_previewed() {
+    let mut previewed = 0;
+    for dir in example_dirs() {
+        let d = dir.display().to_string();
+        let lint = tidegate(&["lint", &d]);
+        assert_eq!(lint.status.code(), Some(0), "lint {d}:\n{}", text(&lint));
+        let manifests = dir.join("manifests");
+        for plan in yaml_files(&dir.join("rollouts")) {
+            let p = plan.display().to_string();
+            let out = tidegate(&[
+                "preview",
+                &p,
+                "--manifests",
+                &manifests.display().to_string(),
+                "-o",
+                "json",
+            ]);
+            assert_eq!(out.status.code(), Some(0), "preview {p}:\n{}", text(&out));
+            let v: Value = serde_json::from_slice(&out.stdout).expect("preview JSON");
+            let docs = v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+            for doc in docs {
+                let steps = doc["steps"].as_array().map(Vec::len).unwrap_or(0);
+                assert!(steps > 0, "preview {p} shows no step: {doc}");
+            }
+            previewed += 1;
+        }
+    }
+    assert!(
+        previewed >= 5,
+        "expected at least five example plans, previewed {previewed}"
+    );
+}
