@@ -424,7 +424,13 @@ fn control(lab: &Lab, binary: &Path, action: &str, message: &str) -> Result<(), 
     let out = Command::new(binary)
         .arg(action)
         .arg(format!("{NAMESPACE}/{NAME}"))
-        .args(["-m", message, "--repo"])
+        .args([
+            "-m",
+            message,
+            "--author",
+            "Lab User <you@example.com>",
+            "--repo",
+        ])
         .arg(lab.repos.url())
         .output()
         .map_err(|e| LabError::Control {

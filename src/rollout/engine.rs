@@ -146,6 +146,8 @@ struct Machine<'p> {
     awaiting_route: bool,
     /// Something this call forbids progress (window, metrics, drift, a fresh control).
     held: Option<String>,
+    /// The passing verdicts that let a hold complete, for the next transition's reason.
+    justification: Option<String>,
 }
 
 impl<'p> Machine<'p> {
@@ -163,6 +165,7 @@ impl<'p> Machine<'p> {
             transitions: Vec::new(),
             awaiting_route: false,
             held: None,
+            justification: None,
         };
         match prev {
             Some(p) if p.plan.digest == plan_ref.digest && p.phase != Phase::Invalid => {
@@ -548,6 +551,21 @@ impl<'p> Machine<'p> {
             Step::Pause(None) => false,
         };
         if done {
+            let held_step = matches!(current, Step::Analyze(_) | Step::Pause(Some(_)));
+            if held_step && !self.status.analysis.last.is_empty() {
+                let verdicts: Vec<String> = self
+                    .status
+                    .analysis
+                    .last
+                    .iter()
+                    .map(Verdict::to_string)
+                    .collect();
+                self.justification = Some(format!(
+                    "step {} passed: {}",
+                    self.status.step,
+                    verdicts.join("; ")
+                ));
+            }
             let next = self.status.step + 1;
             self.enter_step(next);
         }
@@ -576,7 +594,10 @@ impl<'p> Machine<'p> {
                 return;
             }
         }
-        self.status.reason = format!("step {index}: {step}");
+        self.status.reason = match self.justification.take() {
+            Some(why) => format!("step {index}: {step} (after {why})"),
+            None => format!("step {index}: {step}"),
+        };
         if index > 0 {
             self.effects.push(Effect::Notify {
                 event: Event::StepAdvanced,
@@ -600,7 +621,13 @@ impl<'p> Machine<'p> {
 
     fn complete(&mut self) {
         match self.plan.on_success {
-            OnSuccess::Promote => self.promote("every step passed".into()),
+            OnSuccess::Promote => {
+                let reason = match self.justification.take() {
+                    Some(why) => format!("every step passed (last: {why})"),
+                    None => "every step passed".into(),
+                };
+                self.promote(reason);
+            }
             OnSuccess::Keep => self.transition(
                 Phase::Succeeded,
                 "every step passed; routes kept as the last step set them (onSuccess: keep)".into(),

@@ -713,3 +713,25 @@ fn reconcile_adopts_routes_one_write_ahead() {
     .expect("adopted");
     assert_eq!(done.phase, Phase::Aborted);
 }
+
+#[test]
+fn transitions_after_a_hold_name_the_verdicts_that_passed() {
+    let mut r = Run::new(plan_with(
+        "    - setWeight: 10\n    - analyze: 30s\n    - setWeight: 50\n    - pause: {}\n",
+    ));
+    r.tick(verdicts(vec![]));
+    let mut v = Verdict::bare("success-rate", Outcome::Pass);
+    v.value = Some(99.7);
+    r.after(30, verdicts(vec![v]));
+    let s = r.status.clone().expect("status");
+    let entered = s
+        .history
+        .iter()
+        .find(|t| t.step == 2)
+        .expect("step 2 entered");
+    assert!(
+        entered.reason.contains("success-rate Pass value=99.7"),
+        "{}",
+        entered.reason
+    );
+}

@@ -1,5 +1,6 @@
-//! Two daemons against one Kubernetes API emulator and one Git remote: only the holder of the
-//! Lease ticks and writes; when it is killed (SIGKILL) the other takes over and carries on.
+//! The daemon as a process against the Kubernetes API emulator and a file:// Git remote:
+//! control commits pushed by the `tidegate` CLI (and refused ones), and two daemons where only
+//! the holder of the Lease ticks and writes, the other taking over after a SIGKILL.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,10 +30,27 @@ fn free_port() -> u16 {
 }
 
 fn start_daemon(dir: &Path, name: &str, git_url: &str, kubeconfig: &Path) -> (Proc, u16) {
+    start_daemon_with(
+        dir,
+        name,
+        git_url,
+        kubeconfig,
+        "leaderElection: {enabled: true, leaseName: tidegate, leaseDuration: 3s, identity: NAME}\n",
+    )
+}
+
+fn start_daemon_with(
+    dir: &Path,
+    name: &str,
+    git_url: &str,
+    kubeconfig: &Path,
+    extra: &str,
+) -> (Proc, u16) {
     let port = free_port();
+    let extra = extra.replace("NAME", name);
     let data = dir.join(format!("data-{name}"));
     let config = format!(
-        "namespace: tidegate\ndataDir: {data}\ngit:\n  url: {git_url}\n  pollInterval: 500ms\n  coalesceWindow: 200ms\nkubernetes: {{kubeconfig: {kc}}}\nprometheus: {{url: 'http://127.0.0.1:{unused}'}}\nserver: {{listen: '127.0.0.1:{port}'}}\nleaderElection: {{enabled: true, leaseName: tidegate, leaseDuration: 3s, identity: {name}}}\nshutdownGrace: 2s\n",
+        "namespace: tidegate\ndataDir: {data}\ngit:\n  url: {git_url}\n  pollInterval: 500ms\n  coalesceWindow: 200ms\nkubernetes: {{kubeconfig: {kc}}}\nprometheus: {{url: 'http://127.0.0.1:{unused}'}}\nserver: {{listen: '127.0.0.1:{port}'}}\n{extra}shutdownGrace: 2s\n",
         data = data.display(),
         kc = kubeconfig.display(),
         unused = free_port(),
@@ -211,5 +229,157 @@ fn only_the_lease_holder_writes_and_the_other_takes_over() {
         "{weights:?}"
     );
     assert!(ticks(standby_port) > 0);
+    runtime.block_on(emulator.shutdown());
+}
+
+fn status_of(port: u16) -> Option<Value> {
+    get_json(port, "/api/v1/rollouts/production/orders-svc")
+}
+
+fn control(url: &str, action: &str, author: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            action,
+            "production/orders-svc",
+            "-m",
+            &format!("test {action}"),
+            "--repo",
+            url,
+            "--author",
+            author,
+        ])
+        .output()
+        .expect("control command");
+    assert!(
+        out.status.success(),
+        "{action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
+    tidegate::notify::ensure_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let emulator = runtime
+        .block_on(kube_emulator::start(EmulatorConfig {
+            namespaces: vec!["default".into(), "production".into(), "tidegate".into()],
+            ..EmulatorConfig::default()
+        }))
+        .expect("emulator");
+    let manifests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/orders-svc/manifests");
+    emulator
+        .load_paths(&[manifests], "production")
+        .expect("load manifests");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).expect("kubeconfig");
+    let repos =
+        remote::seed(dir.path(), &[("rollouts/orders-svc.yaml", PLAN.to_owned())]).expect("seed");
+    let url = repos.url();
+    let (_d, port) = start_daemon_with(
+        dir.path(),
+        "solo",
+        &url,
+        &kubeconfig,
+        "control: {allowedAuthors: ['*@example.com']}\n",
+    );
+    let weight = || {
+        emulator
+            .get(
+                "networking.istio.io/v1",
+                "VirtualService",
+                Some("production"),
+                "orders-svc",
+            )
+            .as_ref()
+            .and_then(canary_weight)
+    };
+    let phase = || {
+        status_of(port)
+            .and_then(|s| s["phase"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let ana = "Ana <ana@example.com>";
+    wait_for("the plan's pause at 20%", Duration::from_secs(30), || {
+        phase() == "Paused" && weight() == Some(20)
+    });
+
+    // Someone outside the policy tries to abort: refused, recorded, nothing changes.
+    control(&url, "abort", "Mallory <mallory@evil.test>");
+    wait_for(
+        "the refusal to be recorded",
+        Duration::from_secs(30),
+        || {
+            status_of(port).is_some_and(|s| {
+                s["controls"].as_array().is_some_and(|c| {
+                    c.iter().any(|r| {
+                        r["applied"] == false
+                            && r["note"]
+                                .as_str()
+                                .is_some_and(|n| n.contains("mallory@evil.test"))
+                    })
+                })
+            })
+        },
+    );
+    assert_eq!(phase(), "Paused");
+    assert_eq!(weight(), Some(20));
+
+    control(&url, "resume", ana);
+    wait_for(
+        "resume: 50% and the next pause",
+        Duration::from_secs(30),
+        || phase() == "Paused" && weight() == Some(50),
+    );
+    control(&url, "abort", ana);
+    wait_for("abort: all on stable", Duration::from_secs(30), || {
+        phase() == "Aborted" && weight() == Some(0)
+    });
+    control(&url, "retry", ana);
+    wait_for(
+        "retry: back at the first pause",
+        Duration::from_secs(30),
+        || phase() == "Paused" && weight() == Some(20),
+    );
+    control(&url, "promote", ana);
+    wait_for(
+        "promote: all on the canary",
+        Duration::from_secs(30),
+        || phase() == "Succeeded",
+    );
+    let vs = emulator
+        .get(
+            "networking.istio.io/v1",
+            "VirtualService",
+            Some("production"),
+            "orders-svc",
+        )
+        .expect("vs");
+    let primary = vs
+        .pointer("/spec/http")
+        .and_then(Value::as_array)
+        .and_then(|r| r.iter().find(|r| r["name"] == "primary").cloned())
+        .expect("primary");
+    let to_v2: u64 = primary["route"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter(|d| d.pointer("/destination/subset") == Some(&Value::from("v2")))
+        .map(|d| d["weight"].as_u64().unwrap_or(100))
+        .sum();
+    assert_eq!(to_v2, 100, "{primary}");
+    let st = status_of(port).expect("status");
+    let applied: Vec<String> = st["controls"]
+        .as_array()
+        .expect("controls")
+        .iter()
+        .filter(|c| c["applied"] == true)
+        .filter_map(|c| c["action"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(applied, ["resume", "abort", "retry", "promote"]);
     runtime.block_on(emulator.shutdown());
 }
