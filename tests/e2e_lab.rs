@@ -32,6 +32,7 @@ fn lab(scenario: Scenario, kill_at_step: Option<usize>) -> LabOutcome {
         timeout: Duration::from_secs(150),
         verbose: true,
         kill_at_step,
+        kill_delay: Duration::from_millis(300),
         ..LabOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

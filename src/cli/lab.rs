@@ -23,6 +23,12 @@ pub struct LabArgs {
     /// Give up on a scenario after this many seconds.
     #[arg(long, default_value_t = 180)]
     pub timeout: u64,
+    /// crash-restart: kill the daemon once the rollout reached this step...
+    #[arg(long)]
+    pub kill_at_step: Option<usize>,
+    /// ...and this many milliseconds later.
+    #[arg(long, default_value_t = 0)]
+    pub kill_delay_ms: u64,
 }
 
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
@@ -34,7 +40,8 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
         canary_error_rate: args.canary_error_rate,
         timeout: Duration::from_secs(args.timeout),
         verbose: true,
-        kill_at_step: None,
+        kill_at_step: args.kill_at_step,
+        kill_delay: Duration::from_millis(args.kill_delay_ms),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

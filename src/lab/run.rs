@@ -57,8 +57,10 @@ pub struct LabOptions {
     pub timeout: Duration,
     /// Print the timeline as it happens.
     pub verbose: bool,
-    /// For crash-restart: when to kill, as a fraction of the steps done (0..1); default 0.4.
+    /// For crash-restart: kill once the rollout reached this step (default 2)...
     pub kill_at_step: Option<usize>,
+    /// ...and this much later (random points inside a step).
+    pub kill_delay: Duration,
 }
 
 impl Default for LabOptions {
@@ -72,6 +74,7 @@ impl Default for LabOptions {
             timeout: Duration::from_secs(180),
             verbose: true,
             kill_at_step: None,
+            kill_delay: Duration::ZERO,
         }
     }
 }
