@@ -316,20 +316,26 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let (lines, status) = simulate(plan, &script).with_context(|| script_name.to_string())?;
+    let mut text = String::new();
     match args.output {
-        super::validate::Format::Json => println!("{}", serde_json::to_string_pretty(&lines)?),
+        super::validate::Format::Json => text = serde_json::to_string_pretty(&lines)? + "\n",
         super::validate::Format::Text => {
             for l in &lines {
-                println!(
-                    "{:>10}  {:<12} step {:<2} canary {:>3}%  {}",
+                text.push_str(&format!(
+                    "{:>10}  {:<12} step {:<2} canary {:>3}%  {}\n",
                     l.elapsed, l.phase, l.step, l.canary_weight, l.what
-                );
+                ));
             }
-            println!(
-                "final: {} at step {} ({})",
+            text.push_str(&format!(
+                "final: {} at step {} ({})\n",
                 status.phase, status.step, status.reason
-            );
+            ));
         }
+    }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
     if let Some(expect) = &args.expect
         && !status.phase.as_str().eq_ignore_ascii_case(expect)
