@@ -59,11 +59,7 @@ fn plan(ns: &str, name: &str, interval: &str, metrics: bool) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    prometheus::free_port().expect("a free port")
 }
 
 fn start_daemon(

@@ -122,8 +122,16 @@ fn canary_weight(vs: &Value) -> Option<u64> {
         .and_then(|d| d["weight"].as_u64())
 }
 
-#[test]
-fn only_the_lease_holder_writes_and_the_other_takes_over() {
+/// The emulator with the orders-svc manifests, its kubeconfig, and a Git remote with `PLAN`.
+struct World {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    emulator: kube_emulator::EmulatorHandle,
+    kubeconfig: PathBuf,
+    repos: remote::LabRepos,
+}
+
+fn world() -> World {
     tidegate::notify::ensure_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -144,6 +152,24 @@ fn only_the_lease_holder_writes_and_the_other_takes_over() {
     std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).expect("kubeconfig");
     let repos =
         remote::seed(dir.path(), &[("rollouts/orders-svc.yaml", PLAN.to_owned())]).expect("seed");
+    World {
+        dir,
+        runtime,
+        emulator,
+        kubeconfig,
+        repos,
+    }
+}
+
+#[test]
+fn only_the_lease_holder_writes_and_the_other_takes_over() {
+    let World {
+        dir,
+        runtime,
+        emulator,
+        kubeconfig,
+        repos,
+    } = world();
     let url = repos.url();
 
     let (a, port_a) = start_daemon(dir.path(), "alpha", &url, &kubeconfig);
@@ -259,26 +285,13 @@ fn control(url: &str, action: &str, author: &str) {
 
 #[test]
 fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
-    tidegate::notify::ensure_crypto_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let emulator = runtime
-        .block_on(kube_emulator::start(EmulatorConfig {
-            namespaces: vec!["default".into(), "production".into(), "tidegate".into()],
-            ..EmulatorConfig::default()
-        }))
-        .expect("emulator");
-    let manifests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/orders-svc/manifests");
-    emulator
-        .load_paths(&[manifests], "production")
-        .expect("load manifests");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).expect("kubeconfig");
-    let repos =
-        remote::seed(dir.path(), &[("rollouts/orders-svc.yaml", PLAN.to_owned())]).expect("seed");
+    let World {
+        dir,
+        runtime,
+        emulator,
+        kubeconfig,
+        repos,
+    } = world();
     let url = repos.url();
     let (_d, port) = start_daemon_with(
         dir.path(),
