@@ -240,7 +240,12 @@ impl GitRepo {
         match result {
             Ok(()) => match st.push_rejections.first() {
                 None => Ok(PushResult::Landed),
-                Some((_, msg)) => Ok(PushResult::Rejected(msg.clone())),
+                Some((_, msg)) if is_race(msg) => Ok(PushResult::Rejected(msg.clone())),
+                Some((refname, msg)) => Err(GitError::PushRefused {
+                    url: self.transport.redacted.clone(),
+                    refname: refname.clone(),
+                    reason: msg.clone(),
+                }),
             },
             Err(e) => {
                 let msg = e.message().to_lowercase();
@@ -390,6 +395,23 @@ impl GitRepo {
         let half = capped / 2;
         Duration::from_millis(half + if half > 0 { nanos % (half + 1) } else { 0 })
     }
+}
+
+/// Whether a server-side refusal means "the branch moved under you" (rebuild and retry) rather
+/// than a policy refusal (hook, protected branch) that retrying cannot fix.
+fn is_race(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    [
+        "non-fast-forward",
+        "fetch first",
+        "failed to update ref",
+        "cannot lock ref",
+        "failed to lock",
+        "stale info",
+        "incorrect old value",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 /// One line per transition, one trailer per transition, and the processed marker.

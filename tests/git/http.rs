@@ -275,3 +275,38 @@ fn https_with_a_custom_ca_bundle() {
         out.commit.expect("commit")
     );
 }
+
+#[test]
+fn a_hook_refusal_is_reported_at_once_not_retried() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let server = serve(remote.dir.path());
+    let token_file = remote.dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("write");
+    let mut repo = GitRepo::open(http_config(
+        &remote,
+        &server,
+        SecretSource::File(token_file),
+    ))
+    .expect("open");
+    repo.poll().expect("poll");
+    let hook = remote.bare.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'protected branch' >&2\nexit 1\n").expect("write");
+    let mut perms = std::fs::metadata(&hook).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).expect("chmod");
+    let err = repo
+        .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
+        .expect_err("hook refuses");
+    assert!(matches!(err, GitError::PushRefused { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("refused to update refs/heads/main: pre-receive hook declined"),
+        "{err}"
+    );
+    // Once the hook is gone the same adapter pushes.
+    std::fs::remove_file(&hook).expect("rm");
+    let out = repo
+        .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
+        .expect("push");
+    assert_eq!(out.attempts, 1);
+}
