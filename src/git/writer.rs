@@ -177,10 +177,13 @@ mod tests {
     use crate::plan::RolloutId;
     use crate::rollout::{Phase, RouteState};
 
+    /// Canary weights of one accepted batch, and its processed marker.
+    type Batch = (Vec<u8>, Option<String>);
+
     /// A store that fails its first `fail` writes and records every batch it accepts.
     struct Flaky {
         fail: usize,
-        batches: Arc<Mutex<Vec<(Vec<u8>, Option<String>)>>>,
+        batches: Arc<Mutex<Vec<Batch>>>,
     }
 
     impl StateStore for Flaky {
