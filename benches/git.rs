@@ -252,6 +252,10 @@ fn main() {
     let write_p50 = percentile(&mut write_times, 0.5);
     let pushes_per_s = pushes as f64 / elapsed.as_secs_f64();
 
+    // 5. The same over smart HTTP (`git http-backend`: the server builds the pack, as in
+    //    production), with token authentication.
+    let http = http_measurements(dir.path(), &remote_path, &size);
+
     println!();
     println!("| measurement | result |");
     println!("|---|---|");
@@ -279,4 +283,75 @@ fn main() {
         transitions / pushes.max(1),
         ms(write_p50)
     );
+    println!(
+        "| over smart HTTP (git http-backend behind a Python CGI bridge): first full read / one new commit p50 / status commit + push p50 | {:.0} ms / {:.1} ms / {:.1} ms |",
+        ms(http.0),
+        ms(http.1),
+        ms(http.2)
+    );
+}
+
+/// (first full read, one new commit p50, status push p50) against `git http-backend`.
+fn http_measurements(
+    dir: &Path,
+    remote_path: &Path,
+    size: &Size,
+) -> (Duration, Duration, Duration) {
+    use std::io::{BufRead, BufReader};
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/git_http_server.py");
+    let token = "bench-token";
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(remote_path.parent().expect("parent"))
+        .arg(token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start python3 tests/support/git_http_server.py (Debian packages python3, git)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .parse()
+        .expect("port");
+    let token_file = dir.join("bench-token");
+    std::fs::write(&token_file, token).expect("token");
+    let mut cfg = config(remote_path, &dir.join("data-http"));
+    cfg.url = format!("http://127.0.0.1:{port}/plans.git");
+    cfg.auth = tidegate::git::Auth::Token {
+        username: "tidegate".into(),
+        token: tidegate::git::SecretSource::File(token_file),
+    };
+    let t = Instant::now();
+    let mut repo = GitRepo::open(cfg).expect("open");
+    let update = repo.poll().expect("poll over http");
+    let first = t.elapsed();
+    assert_eq!(update.plans.changed.len(), size.plans);
+    let remote = Repository::open_bare(remote_path).expect("remote");
+    let mut tip = remote.refname_to_id("refs/heads/main").expect("tip");
+    let mut one = Vec::new();
+    let mut push = Vec::new();
+    for k in 0..size.samples.min(10) {
+        let i = (k * 17) % size.plans;
+        tip = commit_files(
+            &remote,
+            Some(tip),
+            &[(plan_path(i), plan_text(i, 2 * size.commits + k))],
+            "over http",
+        );
+        let t = Instant::now();
+        let update = repo.poll().expect("poll");
+        one.push(t.elapsed());
+        assert_eq!(update.plans.changed.len(), 1);
+        let t = Instant::now();
+        repo.write_statuses(&[status(i, (k % 100) as u8)], None)
+            .expect("push over http");
+        push.push(t.elapsed());
+        tip = remote.refname_to_id("refs/heads/main").expect("tip");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (first, percentile(&mut one, 0.5), percentile(&mut push, 0.5))
 }
