@@ -330,12 +330,12 @@ fn http_measurements(
     let first = t.elapsed();
     assert_eq!(update.plans.changed.len(), size.plans);
     let remote = Repository::open_bare(remote_path).expect("remote");
-    let mut tip = remote.refname_to_id("refs/heads/main").expect("tip");
     let mut one = Vec::new();
     let mut push = Vec::new();
     for k in 0..size.samples.min(10) {
         let i = (k * 17) % size.plans;
-        tip = commit_files(
+        let tip = remote.refname_to_id("refs/heads/main").expect("tip");
+        commit_files(
             &remote,
             Some(tip),
             &[(plan_path(i), plan_text(i, 2 * size.commits + k))],
@@ -349,7 +349,6 @@ fn http_measurements(
         repo.write_statuses(&[status(i, (k % 100) as u8)], None)
             .expect("push over http");
         push.push(t.elapsed());
-        tip = remote.refname_to_id("refs/heads/main").expect("tip");
     }
     let _ = child.kill();
     let _ = child.wait();
