@@ -4,7 +4,14 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod git;
+pub mod lab;
+pub mod mesh;
+pub mod metrics;
 pub mod plan;
 pub mod rollout;
+pub mod server;
+pub mod telemetry;
+pub mod daemon;

@@ -165,7 +165,7 @@ fn each_rule_has_its_own_finding() {
         (
             "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, query: 'x{a=\"{{ password }}\"}', max: 1}]}\n",
             "spec.analysis.metrics[0].query",
-            "unknown variable",
+            "unknown query variable {{ password }}",
         ),
         (
             "  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, template: istio-success-rate, min: 1}, {name: s, template: istio-request-rate, min: 1}]}\n",

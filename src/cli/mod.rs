@@ -4,10 +4,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 use crate::control::ControlAction;
 
 pub mod control_cmd;
 mod files;
+pub mod lab;
+pub mod lint;
+pub mod preview;
+pub mod run;
 pub mod simulate;
 pub mod status;
 pub mod validate;
@@ -32,14 +37,14 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Run the engine on a plan with scripted analysis results and print each transition.
     Simulate(simulate::SimulateArgs),
-    /// Run the daemon (not yet available).
-    Run(NotYet),
-    /// Check Istio manifests and plans for silent traffic mistakes (not yet available).
-    Lint(NotYet),
-    /// Show the VirtualService patches a plan would make, step by step (not yet available).
-    Preview(NotYet),
-    /// Run one analysis round against Prometheus (not yet available).
-    Analyze(NotYet),
+    /// Run the daemon: watch the plans repository, move traffic, analyse, commit status.
+    Run(run::RunArgs),
+    /// Check Istio manifests and plans for silent traffic mistakes (exit 1 on errors).
+    Lint(lint::LintArgs),
+    /// Show the VirtualService patches a plan would make, step by step.
+    Preview(preview::PreviewArgs),
+    /// Run one analysis round against Prometheus and print every check's query, values and verdict.
+    Analyze(analyze::AnalyzeArgs),
     /// Print every rollout's status from the Git status files.
     Status(status::StatusArgs),
     /// Commit and push `Tidegate: pause NAME`: hold the rollout at its current step.
@@ -52,39 +57,27 @@ pub enum Command {
     Promote(control_cmd::ControlArgs),
     /// Commit and push `Tidegate: retry NAME`: start again after RolledBack or Aborted.
     Retry(control_cmd::ControlArgs),
-    /// Run the whole loop on this machine without a cluster (not yet available).
-    Lab(NotYet),
+    /// Run the whole loop on this machine without a cluster (emulated Kubernetes, simulated
+    /// traffic, real Prometheus, local Git remote, the daemon).
+    Lab(lab::LabArgs),
 }
 
-/// Arguments of a subcommand that is not built yet: accepted, then refused with a clear error.
-#[derive(Debug, clap::Args)]
-pub struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
-}
 
 /// Run the parsed command line; the exit code is the command's answer.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Lint(args) => lint::run(args),
+        Command::Preview(args) => preview::run(args),
+        Command::Analyze(args) => analyze::run(args),
         Command::Status(args) => status::run(args),
         Command::Pause(args) => control_cmd::run(ControlAction::Pause, args),
         Command::Resume(args) => control_cmd::run(ControlAction::Resume, args),
         Command::Abort(args) => control_cmd::run(ControlAction::Abort, args),
         Command::Promote(args) => control_cmd::run(ControlAction::Promote, args),
         Command::Retry(args) => control_cmd::run(ControlAction::Retry, args),
-        other => {
-            let name = format!("{other:?}");
-            let name = name
-                .split('(')
-                .next()
-                .unwrap_or("this command")
-                .to_lowercase();
-            eprintln!(
-                "tidegate {name}: not yet available in this build; see README.md for the commands that are"
-            );
-            Ok(ExitCode::from(EXIT_USAGE + 1))
-        }
     }
 }

@@ -170,7 +170,9 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn get(&mut self, key: &'static str) -> Option<&'a SNode> {
-        self.known.push(key);
+        if !self.known.contains(&key) {
+            self.known.push(key);
+        }
         self.entries
             .iter()
             .find(|(k, _)| k.value == key)

@@ -11,7 +11,9 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{CONTROLS_LIMIT, HISTORY_LIMIT, invalid, round_outcome, step};
+pub use engine::{
+    CONTROLS_LIMIT, HISTORY_LIMIT, invalid, reconcile, round_outcome, route_at, step,
+};
 pub use status::{AnalysisSummary, ControlRecord, PlanRef, Status, Transition};
 pub use types::{
     ControlRequest, Decision, Effect, Event, Observation, Phase, ReadBack, RefusedControl,

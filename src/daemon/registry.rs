@@ -1,0 +1,380 @@
+//! The daemon's view of every rollout: its plan (or why it is invalid), its status, pending
+//! control requests and when it next needs attention. Updated from Git polls; no I/O here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::analysis::subset::SubsetLabels;
+use crate::control::{Policy, parse_controls};
+use crate::git::{NewCommit, PlanChanges, PlanContent};
+use crate::plan::{self, Plan, RolloutId};
+use crate::rollout::{ControlRequest, Phase, PlanRef, RefusedControl, Status};
+
+/// One rollout known to the daemon.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: RolloutId,
+    /// The plan file it comes from.
+    pub path: String,
+    /// The valid plan, or the findings that make it invalid.
+    pub plan: Result<Plan, Vec<String>>,
+    pub plan_ref: PlanRef,
+    pub status: Option<Status>,
+    /// When to call the engine next; `None`: only on an event (a commit).
+    pub wake_at: Option<DateTime<Utc>>,
+    /// When the next analysis round is due.
+    pub next_analysis: Option<DateTime<Utc>>,
+    pub controls: Vec<ControlRequest>,
+    pub refused: Vec<RefusedControl>,
+    /// Subset labels from the DestinationRule, found by preflight.
+    pub subsets: Option<SubsetLabels>,
+    /// Error-level preflight findings of the last check.
+    pub preflight_errors: Vec<String>,
+    /// The plan digest preflight last ran for.
+    pub preflight_digest: Option<String>,
+}
+
+impl Entry {
+    fn new(id: RolloutId, path: &str, plan: Result<Plan, Vec<String>>, plan_ref: PlanRef, now: DateTime<Utc>) -> Entry {
+        Entry {
+            id,
+            path: path.to_owned(),
+            plan,
+            plan_ref,
+            status: None,
+            wake_at: Some(now),
+            next_analysis: None,
+            controls: Vec::new(),
+            refused: Vec::new(),
+            subsets: None,
+            preflight_errors: Vec::new(),
+            preflight_digest: None,
+        }
+    }
+
+    /// Whether the rollout is in a phase where traffic is being managed.
+    pub fn is_active(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| !s.phase.is_terminal() && s.phase != Phase::Pending)
+    }
+}
+
+/// What a poll changed, for logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub added_or_changed: Vec<RolloutId>,
+    pub removed: Vec<RolloutId>,
+    pub invalid: Vec<RolloutId>,
+    /// Problems that could not be attached to a rollout (unreadable files without a known
+    /// rollout, duplicate names, controls for unknown rollouts).
+    pub unattached: Vec<String>,
+    pub controls: usize,
+}
+
+/// Every rollout, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: BTreeMap<RolloutId, Entry>,
+    by_path: BTreeMap<String, BTreeSet<RolloutId>>,
+    /// Statuses read from Git for rollouts whose plan is not (yet) known.
+    orphans: BTreeMap<RolloutId, Status>,
+}
+
+impl Registry {
+    pub fn get(&self, id: &RolloutId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &RolloutId) -> Option<&mut Entry> {
+        self.entries.get_mut(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Statuses read from Git (at start-up, or when leadership is taken over).
+    pub fn load_statuses(&mut self, statuses: Vec<Status>) {
+        for s in statuses {
+            match self.entries.get_mut(&s.rollout) {
+                Some(e) => e.status = Some(s),
+                None => {
+                    self.orphans.insert(s.rollout.clone(), s);
+                }
+            }
+        }
+    }
+
+    fn remove_path(&mut self, path: &str) -> Vec<Entry> {
+        let ids = self.by_path.remove(path).unwrap_or_default();
+        ids.into_iter().filter_map(|id| self.entries.remove(&id)).collect()
+    }
+
+    fn insert(&mut self, mut entry: Entry, previous: Option<Entry>, applied: &mut Applied) {
+        if let Some(existing) = self.entries.get(&entry.id) {
+            if existing.path != entry.path {
+                applied.unattached.push(format!(
+                    "{}: rollout {} is already defined in {}; this definition is ignored",
+                    entry.path, entry.id, existing.path
+                ));
+                return;
+            }
+        }
+        match previous {
+            Some(prev) => {
+                entry.status = prev.status;
+                entry.controls = prev.controls;
+                entry.refused = prev.refused;
+                if entry.plan.as_ref().ok().map(Plan::digest) == prev.plan.as_ref().ok().map(Plan::digest) {
+                    entry.subsets = prev.subsets;
+                    entry.preflight_errors = prev.preflight_errors;
+                    entry.preflight_digest = prev.preflight_digest;
+                    entry.next_analysis = prev.next_analysis;
+                }
+            }
+            None => entry.status = self.orphans.remove(&entry.id),
+        }
+        if entry.plan.is_err() {
+            applied.invalid.push(entry.id.clone());
+        }
+        applied.added_or_changed.push(entry.id.clone());
+        self.by_path.entry(entry.path.clone()).or_default().insert(entry.id.clone());
+        self.entries.insert(entry.id.clone(), entry);
+    }
+
+    /// Apply the plan files of a poll.
+    pub fn apply_plans(&mut self, changes: &PlanChanges, now: DateTime<Utc>) -> Applied {
+        let mut applied = Applied::default();
+        if changes.full {
+            let keep: BTreeSet<&str> = changes.changed.iter().map(|f| f.path.as_str()).collect();
+            let gone: Vec<String> = self.by_path.keys().filter(|p| !keep.contains(p.as_str())).cloned().collect();
+            for p in gone {
+                for e in self.remove_path(&p) {
+                    applied.removed.push(e.id);
+                }
+            }
+        }
+        for p in &changes.removed {
+            for e in self.remove_path(p) {
+                applied.removed.push(e.id);
+            }
+        }
+        for file in &changes.changed {
+            let mut previous: BTreeMap<RolloutId, Entry> =
+                self.remove_path(&file.path).into_iter().map(|e| (e.id.clone(), e)).collect();
+            match &file.content {
+                PlanContent::Unreadable(reason) => {
+                    if previous.is_empty() {
+                        applied.unattached.push(reason.clone());
+                    }
+                    for (id, prev) in std::mem::take(&mut previous) {
+                        let plan_ref = PlanRef {
+                            path: file.path.clone(),
+                            revision: file.revision.clone(),
+                            digest: String::new(),
+                        };
+                        let entry = Entry::new(id, &file.path, Err(vec![reason.clone()]), plan_ref, now);
+                        self.insert(entry, Some(prev), &mut applied);
+                    }
+                }
+                PlanContent::Text(text) => {
+                    let parsed = plan::parse_str(&file.path, text);
+                    for p in parsed.plans {
+                        let plan_ref = PlanRef {
+                            path: file.path.clone(),
+                            revision: file.revision.clone(),
+                            digest: p.digest(),
+                        };
+                        let prev = previous.remove(&p.id);
+                        let entry = Entry::new(p.id.clone(), &file.path, Ok(p), plan_ref, now);
+                        self.insert(entry, prev, &mut applied);
+                    }
+                    for (id, findings) in parsed.invalid {
+                        let messages: Vec<String> = findings.iter().map(ToString::to_string).collect();
+                        match id {
+                            Some(id) => {
+                                let plan_ref = PlanRef {
+                                    path: file.path.clone(),
+                                    revision: file.revision.clone(),
+                                    digest: String::new(),
+                                };
+                                let prev = previous.remove(&id);
+                                let entry = Entry::new(id, &file.path, Err(messages), plan_ref, now);
+                                self.insert(entry, prev, &mut applied);
+                            }
+                            None => applied.unattached.extend(messages),
+                        }
+                    }
+                    // Rollouts that disappeared from a file that is still there.
+                    for (id, _) in previous {
+                        applied.removed.push(id);
+                    }
+                }
+            }
+        }
+        applied
+    }
+
+    /// Read the control trailers of new commits and queue them on their rollouts, after the
+    /// policy's decision. tidegate's own commits are skipped.
+    pub fn apply_commits(
+        &mut self,
+        commits: &[NewCommit],
+        policy: &Policy,
+        default_namespace: &str,
+        now: DateTime<Utc>,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        for c in commits.iter().filter(|c| !c.is_own) {
+            let info = &c.commit;
+            let author = format!("{} <{}>", info.author_name, info.author_email);
+            let decision = policy.decide(info);
+            for control in parse_controls(&info.message) {
+                let id = control.target(default_namespace);
+                let Some(entry) = self.entries.get_mut(&id) else {
+                    applied.unattached.push(format!(
+                        "commit {}: `Tidegate: {}` names rollout {id}, which no plan defines",
+                        short(&info.id),
+                        control.action.as_ref().map_or_else(|w| w.clone(), |a| a.to_string())
+                    ));
+                    continue;
+                };
+                applied.controls += 1;
+                entry.wake_at = Some(now);
+                match (&decision, control.action) {
+                    (Ok(()), Ok(action)) => entry.controls.push(ControlRequest {
+                        action,
+                        commit: info.id.clone(),
+                        author: author.clone(),
+                        reason: control.reason.clone(),
+                    }),
+                    (Err(why), action) => entry.refused.push(RefusedControl {
+                        action: action.map_or_else(|w| w, |a| a.to_string()),
+                        commit: info.id.clone(),
+                        author: author.clone(),
+                        why: why.clone(),
+                    }),
+                    (Ok(()), Err(word)) => entry.refused.push(RefusedControl {
+                        action: word.clone(),
+                        commit: info.id.clone(),
+                        author: author.clone(),
+                        why: format!("unknown action `{word}`: use pause, resume, abort, promote or retry"),
+                    }),
+                }
+            }
+        }
+        applied
+    }
+
+    /// Rollouts due at `now`, in a safe order: those that are rolling back first.
+    pub fn due(&self, now: DateTime<Utc>) -> Vec<RolloutId> {
+        let mut due: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.wake_at.is_some_and(|w| w <= now))
+            .collect();
+        due.sort_by_key(|e| {
+            let rolling_back = e.status.as_ref().is_some_and(|s| s.phase == Phase::RollingBack);
+            (!rolling_back, e.id.clone())
+        });
+        due.into_iter().map(|e| e.id.clone()).collect()
+    }
+
+    /// The earliest wake-up of any rollout.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.entries.values().filter_map(|e| e.wake_at).min()
+    }
+
+    /// Whether any rollout still holds controls not yet given to the engine.
+    pub fn has_pending_controls(&self) -> bool {
+        self.entries.values().any(|e| !e.controls.is_empty() || !e.refused.is_empty())
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{CommitInfo, SignatureState};
+    use crate::git::PlanFile;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").expect("t").with_timezone(&Utc)
+    }
+
+    fn file(path: &str, text: &str) -> PlanFile {
+        PlanFile {
+            path: path.into(),
+            revision: "r1".into(),
+            blob: "b1".into(),
+            content: PlanContent::Text(text.into()),
+        }
+    }
+
+    const PLAN: &str = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a, namespace: prod}\nspec: {service: a, stable: v1, canary: v2, steps: [{setWeight: 5}]}\n";
+
+    #[test]
+    fn plans_are_added_changed_removed_and_invalid_ones_kept() {
+        let mut r = Registry::default();
+        let bad = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: b, namespace: prod}\nspec: {service: a, stable: v1, canary: v1, steps: [{setWeight: 5}]}\n";
+        let changes = PlanChanges { full: true, changed: vec![file("rollouts/a.yaml", PLAN), file("rollouts/b.yaml", bad)], removed: vec![] };
+        let applied = r.apply_plans(&changes, t0());
+        assert_eq!(applied.added_or_changed.len(), 2);
+        assert_eq!(applied.invalid.len(), 1);
+        let b = r.get(&RolloutId { namespace: "prod".into(), name: "b".into() }).expect("b");
+        assert!(b.plan.as_ref().is_err_and(|f| f[0].contains("same subset")));
+        let removed = r.apply_plans(&PlanChanges { full: false, changed: vec![], removed: vec!["rollouts/b.yaml".into()] }, t0());
+        assert_eq!(removed.removed.len(), 1);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn duplicates_in_another_file_are_ignored_and_reported() {
+        let mut r = Registry::default();
+        let changes = PlanChanges { full: true, changed: vec![file("rollouts/a.yaml", PLAN), file("rollouts/z.yaml", PLAN)], removed: vec![] };
+        let applied = r.apply_plans(&changes, t0());
+        assert_eq!(r.len(), 1);
+        assert!(applied.unattached[0].contains("already defined in rollouts/a.yaml"));
+    }
+
+    #[test]
+    fn controls_are_queued_or_refused_by_policy() {
+        let mut r = Registry::default();
+        r.apply_plans(&PlanChanges { full: true, changed: vec![file("rollouts/a.yaml", PLAN)], removed: vec![] }, t0());
+        let commit = |id: &str, email: &str, msg: &str| NewCommit {
+            commit: CommitInfo { id: id.into(), author_name: "X".into(), author_email: email.into(), message: msg.into(), signature: SignatureState::NotChecked },
+            committer_email: email.into(),
+            time: t0(),
+            is_own: false,
+        };
+        let policy = Policy::new(&["*@example.com".into()], false).expect("policy");
+        let commits = vec![
+            commit("c1", "ana@example.com", "s\n\nTidegate: pause prod/a hold on\n"),
+            commit("c2", "eve@evil.test", "s\n\nTidegate: abort prod/a\n"),
+            commit("c3", "ana@example.com", "s\n\nTidegate: explode prod/a\n"),
+            commit("c4", "ana@example.com", "s\n\nTidegate: pause nobody\n"),
+        ];
+        let applied = r.apply_commits(&commits, &policy, "prod", t0());
+        let e = r.get(&RolloutId { namespace: "prod".into(), name: "a".into() }).expect("a");
+        assert_eq!(e.controls.len(), 1);
+        assert_eq!(e.controls[0].reason, "hold on");
+        assert_eq!(e.refused.len(), 2);
+        assert!(e.refused[0].why.contains("eve@evil.test"));
+        assert!(e.refused[1].why.contains("unknown action"));
+        assert_eq!(applied.unattached.len(), 1);
+        assert!(r.has_pending_controls());
+    }
+}

@@ -1,0 +1,569 @@
+//! `tidegate lab`: the whole loop on one machine. Starts the Kubernetes API emulator with the
+//! orders-svc VirtualService and DestinationRule, the traffic simulator, a real Prometheus, a
+//! local Git remote seeded with a plan (and a clone for the user), and the daemon itself as a
+//! child process. Interactive by default; `--scenario` runs unattended, prints a timeline and
+//! says whether the outcome was the expected one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::kube_emulator::{self, EmulatorConfig, EmulatorHandle};
+use super::{prometheus, remote, traffic};
+
+/// The unattended runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// A healthy canary is promoted.
+    Healthy,
+    /// A canary with 5 % errors is rolled back.
+    Faulty,
+    /// The plan pauses; a pushed `resume` commit (announced by webhook) lets it finish.
+    PauseResume,
+    /// A pushed `abort` commit (found by polling) sends all traffic back to stable.
+    Abort,
+    /// The daemon is killed with SIGKILL mid-rollout and restarted; the rollout still succeeds.
+    CrashRestart,
+}
+
+impl Scenario {
+    fn expected(self) -> &'static str {
+        match self {
+            Scenario::Healthy | Scenario::PauseResume | Scenario::CrashRestart => "Succeeded",
+            Scenario::Faulty => "RolledBack",
+            Scenario::Abort => "Aborted",
+        }
+    }
+}
+
+/// Lab options.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Working folder (kept afterwards); a new temporary one when `None`.
+    pub dir: Option<PathBuf>,
+    pub scenario: Option<Scenario>,
+    /// The `tidegate` binary to run as the daemon.
+    pub daemon_binary: PathBuf,
+    /// Requests per second of simulated traffic.
+    pub rps: f64,
+    /// Canary error rate (0..1); the faulty scenario uses at least 0.05.
+    pub canary_error_rate: f64,
+    /// Give up on a scenario after this long.
+    pub timeout: Duration,
+    /// Print the timeline as it happens.
+    pub verbose: bool,
+    /// For crash-restart: when to kill, as a fraction of the steps done (0..1); default 0.4.
+    pub kill_at_step: Option<usize>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            dir: None,
+            scenario: None,
+            daemon_binary: PathBuf::from("tidegate"),
+            rps: 40.0,
+            canary_error_rate: 0.0,
+            timeout: Duration::from_secs(180),
+            verbose: true,
+            kill_at_step: None,
+        }
+    }
+}
+
+/// Errors of the lab itself (not of the scenario's outcome).
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("failed to prepare the lab folder {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Emulator(#[from] kube_emulator::EmulatorError),
+    #[error(transparent)]
+    Prometheus(#[from] prometheus::PrometheusError),
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
+    #[error(transparent)]
+    Traffic(#[from] traffic::TrafficError),
+    #[error("failed to start the daemon {binary}: {source}")]
+    Daemon {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to run `tidegate {args}`: {message}")]
+    Control { args: String, message: String },
+}
+
+/// What a scenario ended with.
+#[derive(Debug, Clone)]
+pub struct LabOutcome {
+    pub scenario: Option<Scenario>,
+    pub final_phase: String,
+    pub final_weight: u8,
+    pub timeline: Vec<String>,
+    /// Expectations that did not hold; empty means the expected outcome.
+    pub problems: Vec<String>,
+    pub dir: PathBuf,
+    /// Canary weights of the managed route, in the emulator's object history.
+    pub weights_seen: Vec<u8>,
+    pub status_commits: usize,
+}
+
+impl LabOutcome {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+const NAMESPACE: &str = "production";
+const NAME: &str = "orders-svc";
+const MANIFESTS: &str = include_str!("../../examples/orders-svc/manifests/orders-svc.yaml");
+
+/// The lab's plan: the reference rollout with intervals short enough to watch.
+pub fn lab_plan(with_pause: bool) -> String {
+    let pause = if with_pause {
+        "    - pause: {}              # push `Tidegate: resume production/orders-svc`\n"
+    } else {
+        ""
+    };
+    LAB_PLAN.replace("    # PAUSE\n", pause)
+}
+
+const LAB_PLAN: &str = r#"# The lab's rollout: edit, commit and push to see tidegate act.
+apiVersion: tidegate.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: orders-svc
+  namespace: production
+spec:
+  service: orders-svc
+  routes: [primary]
+  stable: v1
+  canary: v2
+  steps:
+    - setHeaderRoute: {headers: {x-canary: {exact: "true"}}}
+    - setWeight: 10
+    # PAUSE
+    - analyze: 10s
+    - setWeight: 50
+    - analyze: 10s
+    - setWeight: 100
+  analysis:
+    interval: 5s
+    failureLimit: 2
+    minRequests: 10
+    metrics:
+      - {name: success-rate, template: istio-success-rate, min: 99}
+      - {name: latency-p99, template: istio-latency-p99, max: 500ms}
+"#;
+
+struct Daemon {
+    child: Option<Child>,
+    binary: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(&mut self) -> Result<(), LabError> {
+        let io = |source| LabError::Io { path: self.log.display().to_string(), source };
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(io)?;
+        let log2 = log.try_clone().map_err(|source| LabError::Io { path: self.log.display().to_string(), source })?;
+        let child = Command::new(&self.binary)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("TIDEGATE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|source| LabError::Daemon { binary: self.binary.display().to_string(), source })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // Ask nicely first (SIGTERM lets it flush), then make sure.
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Canary weight of the managed (`primary`) route in a VirtualService.
+fn canary_weight(vs: &Value) -> Option<u8> {
+    let routes = vs.pointer("/spec/http")?.as_array()?;
+    let primary = routes.iter().find(|r| r.get("name").and_then(Value::as_str) == Some("primary"))?;
+    let dests = primary.get("route")?.as_array()?;
+    if dests.len() == 1 {
+        let subset = dests[0].pointer("/destination/subset").and_then(Value::as_str)?;
+        return Some(if subset == "v2" { 100 } else { 0 });
+    }
+    dests
+        .iter()
+        .find(|d| d.pointer("/destination/subset").and_then(Value::as_str) == Some("v2"))
+        .and_then(|d| d.get("weight").and_then(Value::as_u64))
+        .and_then(|w| u8::try_from(w).ok())
+}
+
+fn has_tidegate_route(vs: &Value) -> bool {
+    vs.pointer("/spec/http")
+        .and_then(Value::as_array)
+        .is_some_and(|rs| rs.iter().any(|r| r.get("name").and_then(Value::as_str).is_some_and(|n| n.starts_with("tidegate"))))
+}
+
+struct Lab {
+    dir: PathBuf,
+    emulator: Arc<EmulatorHandle>,
+    repos: remote::LabRepos,
+    api: String,
+    listen_port: u16,
+    prometheus: prometheus::PrometheusProcess,
+    simulator: traffic::Simulator,
+    daemon: Daemon,
+    http: reqwest::Client,
+    stop: watch::Sender<bool>,
+}
+
+async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
+    let dir = match &opts.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("tidegate-lab-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis())),
+    };
+    let io = |source| LabError::Io { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+
+    // Kubernetes API emulator with the example VirtualService and DestinationRule.
+    let emulator = kube_emulator::start(EmulatorConfig {
+        namespaces: vec!["default".into(), NAMESPACE.into(), "tidegate".into()],
+        ..EmulatorConfig::default()
+    })
+    .await?;
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).map_err(io)?;
+    std::fs::write(manifests.join("orders-svc.yaml"), MANIFESTS).map_err(io)?;
+    emulator.load_paths(&[manifests], NAMESPACE)?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).map_err(io)?;
+    let emulator = Arc::new(emulator);
+
+    // Traffic.
+    let (stop, stop_rx) = watch::channel(false);
+    let reader_emulator = emulator.clone();
+    let read_vs: traffic::VsReader = Arc::new(move || {
+        reader_emulator.get("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME)
+    });
+    let versions: BTreeMap<String, String> = [("v1".to_owned(), "v1".to_owned()), ("v2".to_owned(), "v2".to_owned())].into();
+    let simulator = traffic::start(
+        traffic::SimConfig {
+            namespace: NAMESPACE.into(),
+            service: NAME.into(),
+            virtual_service: NAME.into(),
+            stable_subset: "v1".into(),
+            canary_subset: "v2".into(),
+            versions,
+            rps: opts.rps,
+            header_share: 0.05,
+        },
+        read_vs,
+        stop_rx,
+    )
+    .await?;
+    let faulty = opts.scenario == Some(Scenario::Faulty);
+    let error_rate = if faulty { opts.canary_error_rate.max(0.05) } else { opts.canary_error_rate };
+    simulator.canary.behaviour.set(error_rate, 5);
+
+    // Prometheus scraping the simulator.
+    let prometheus = prometheus::start(&dir.join("prometheus"), &[simulator.metrics_addr.to_string()])?;
+
+    // Git remote with the plan, and a clone for the user.
+    let with_pause = opts.scenario == Some(Scenario::PauseResume);
+    let repos = remote::seed(
+        &dir,
+        &[
+            ("rollouts/orders-svc.yaml", lab_plan(with_pause)),
+            ("README.md", "Rollout plans for the tidegate lab. Edit rollouts/, commit, push.\n".to_owned()),
+        ],
+    )?;
+
+    // The daemon.
+    let listen_port = prometheus::free_port().map_err(io)?;
+    let config = format!(
+        "namespace: tidegate\ndataDir: {data}\ngit:\n  url: {url}\n  branch: main\n  pollInterval: {poll}\n  coalesceWindow: 500ms\n  author: {{name: tidegate, email: tidegate@lab.invalid}}\nkubernetes:\n  kubeconfig: {kc}\nprometheus:\n  url: {prom}\n  timeout: 3s\n  healthInterval: 5s\nserver:\n  listen: 127.0.0.1:{listen_port}\nshutdownGrace: 5s\n",
+        data = dir.join("data").display(),
+        url = repos.url(),
+        // Polling is slow on purpose when a scenario proves the webhook path.
+        poll = if with_pause { "30s" } else { "1s" },
+        kc = kubeconfig.display(),
+        prom = prometheus.url(),
+    );
+    let config_path = dir.join("tidegate.yaml");
+    std::fs::write(&config_path, config).map_err(io)?;
+    let mut daemon = Daemon {
+        child: None,
+        binary: opts.daemon_binary.clone(),
+        config: config_path,
+        log: dir.join("daemon.log"),
+    };
+    daemon.start()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| LabError::Traffic(traffic::TrafficError::Client(e.to_string())))?;
+    Ok(Lab {
+        api: format!("http://127.0.0.1:{listen_port}"),
+        listen_port,
+        dir,
+        emulator,
+        repos,
+        prometheus,
+        simulator,
+        daemon,
+        http,
+        stop,
+    })
+}
+
+/// The rollout's status from the daemon's API, when it answers.
+async fn status(lab: &Lab) -> Option<Value> {
+    let url = format!("{}/api/v1/rollouts/{NAMESPACE}/{NAME}", lab.api);
+    let r = lab.http.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+fn control(lab: &Lab, binary: &Path, action: &str, message: &str) -> Result<(), LabError> {
+    let out = Command::new(binary)
+        .arg(action)
+        .arg(format!("{NAMESPACE}/{NAME}"))
+        .args(["-m", message, "--repo"])
+        .arg(lab.repos.url())
+        .output()
+        .map_err(|e| LabError::Control { args: action.to_owned(), message: e.to_string() })?;
+    if !out.status.success() {
+        return Err(LabError::Control {
+            args: format!("{action} {NAMESPACE}/{NAME}"),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Run the lab: a scenario to its end, or interactively until Ctrl-C.
+pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
+    let mut lab = setup(&opts).await?;
+    let Some(scenario) = opts.scenario else {
+        interactive(&lab).await;
+        let _ = lab.stop.send(true);
+        return Ok(LabOutcome {
+            scenario: None,
+            final_phase: String::new(),
+            final_weight: 0,
+            timeline: Vec::new(),
+            problems: Vec::new(),
+            dir: lab.dir.clone(),
+            weights_seen: Vec::new(),
+            status_commits: 0,
+        });
+    };
+    let started = Instant::now();
+    let mut timeline = Vec::new();
+    let mut problems = Vec::new();
+    let mut last_line = String::new();
+    let mut acted = false;
+    let mut killed = false;
+    let mut final_phase = String::new();
+    let mut final_weight = 0u8;
+    let kill_at = opts.kill_at_step.unwrap_or(2);
+    let log = |timeline: &mut Vec<String>, line: String| {
+        if opts.verbose {
+            println!("{line}");
+        }
+        timeline.push(line);
+    };
+    log(&mut timeline, format!("lab in {} (daemon pid {:?}, API {}, Prometheus {})", lab.dir.display(), lab.daemon.pid(), lab.api, lab.prometheus.url()));
+    loop {
+        if started.elapsed() > opts.timeout {
+            problems.push(format!("timed out after {}s in phase {final_phase}", opts.timeout.as_secs()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let vs = lab.emulator.get("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME);
+        let live_weight = vs.as_ref().and_then(canary_weight).unwrap_or(0);
+        let Some(st) = status(&lab).await else { continue };
+        let phase = st.get("phase").and_then(Value::as_str).unwrap_or("?").to_owned();
+        let step = st.get("step").and_then(Value::as_u64).unwrap_or(0);
+        let weight = st.pointer("/route/canaryWeight").and_then(Value::as_u64).unwrap_or(0);
+        let reason = st.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
+        let line = format!("{phase} step {step} canary {weight}% (live {live_weight}%): {reason}");
+        if line != last_line {
+            log(&mut timeline, format!("{:>6.1}s  {line}", started.elapsed().as_secs_f64()));
+            last_line = line;
+        }
+        final_phase = phase.clone();
+        final_weight = u8::try_from(weight).unwrap_or(0);
+        match scenario {
+            Scenario::PauseResume if !acted && phase == "Paused" => {
+                control(&lab, &opts.daemon_binary, "resume", "lab: looks good")?;
+                // Announce the push by webhook (polling is slow in this scenario).
+                let _ = lab
+                    .http
+                    .post(format!("{}/hooks/git", lab.api))
+                    .header("X-GitHub-Event", "push")
+                    .body(r#"{"ref":"refs/heads/main"}"#)
+                    .send()
+                    .await;
+                log(&mut timeline, format!("{:>6.1}s  pushed `Tidegate: resume` and sent a webhook", started.elapsed().as_secs_f64()));
+                acted = true;
+            }
+            Scenario::Abort if !acted && phase == "Progressing" && weight >= 10 => {
+                control(&lab, &opts.daemon_binary, "abort", "lab: abort drill")?;
+                log(&mut timeline, format!("{:>6.1}s  pushed `Tidegate: abort` (found by polling)", started.elapsed().as_secs_f64()));
+                acted = true;
+            }
+            Scenario::CrashRestart if !killed && step as usize >= kill_at && phase == "Progressing" => {
+                lab.daemon.kill9();
+                log(&mut timeline, format!("{:>6.1}s  killed the daemon with SIGKILL", started.elapsed().as_secs_f64()));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                lab.daemon.start()?;
+                log(&mut timeline, format!("{:>6.1}s  restarted the daemon (pid {:?})", started.elapsed().as_secs_f64(), lab.daemon.pid()));
+                killed = true;
+            }
+            _ => {}
+        }
+        if matches!(phase.as_str(), "Succeeded" | "RolledBack" | "Aborted" | "Invalid") {
+            break;
+        }
+    }
+    // Let the last status commit land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Expectations.
+    if final_phase != scenario.expected() {
+        problems.push(format!("expected {}, ended {final_phase}", scenario.expected()));
+    }
+    let vs = lab.emulator.get("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME);
+    let live = vs.as_ref().and_then(canary_weight);
+    let want_weight = if scenario.expected() == "Succeeded" { 100 } else { 0 };
+    if live != Some(want_weight) {
+        problems.push(format!("the VirtualService sends {live:?}% to the canary, expected {want_weight}%"));
+    }
+    if vs.as_ref().is_some_and(has_tidegate_route) {
+        problems.push("tidegate's header route is still in the VirtualService".into());
+    }
+    let history = lab.emulator.history("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME);
+    // The first version is the manifest as loaded (90/10); the rest are writes.
+    let weights_seen: Vec<u8> = history.iter().skip(1).filter_map(|e| canary_weight(&e.object)).collect();
+    let allowed = [0u8, 10, 50, 100];
+    for w in &weights_seen {
+        if !allowed.contains(w) {
+            problems.push(format!("the emulator saw a canary weight of {w}%, which no step of the plan sets"));
+        }
+    }
+    if want_weight == 100 {
+        let mut max = 0;
+        for w in &weights_seen {
+            if *w < max {
+                problems.push(format!("the canary weight went down from {max}% to {w}% in a successful rollout"));
+            }
+            max = max.max(*w);
+        }
+    }
+    let messages = remote::messages(&lab.repos.remote)?;
+    let status_commits = messages.iter().filter(|m| m.contains("Tidegate-Status:")).count();
+    let final_trailer = format!("Tidegate-Status: {NAMESPACE}/{NAME} {}", scenario.expected());
+    if !messages.iter().any(|m| m.contains(&final_trailer)) {
+        problems.push(format!("no status commit carries `{final_trailer}`"));
+    }
+    if let Some(st) = status(&lab).await {
+        if let Some(h) = st.get("history").and_then(Value::as_array) {
+            for pair in h.windows(2) {
+                if pair[0] == pair[1] {
+                    problems.push(format!("duplicated transition in the status history: {}", pair[0]));
+                }
+            }
+        }
+    }
+    log(&mut timeline, format!(
+        "{:>6.1}s  {scenario:?}: ended {final_phase} at canary {final_weight}%; {} status commits; weights seen {:?}; {}",
+        started.elapsed().as_secs_f64(),
+        status_commits,
+        weights_seen,
+        if problems.is_empty() { "as expected".to_owned() } else { format!("PROBLEMS: {}", problems.join("; ")) }
+    ));
+    let _ = lab.stop.send(true);
+    Ok(LabOutcome {
+        scenario: Some(scenario),
+        final_phase,
+        final_weight,
+        timeline,
+        problems,
+        dir: lab.dir.clone(),
+        weights_seen,
+        status_commits,
+    })
+}
+
+async fn interactive(lab: &Lab) {
+    println!(
+        "\ntidegate lab is running (folder {dir})\n\n\
+  Plans clone   {clone}\n\
+  Daemon API    {api}/api/v1/rollouts   (metrics: {api}/metrics)\n\
+  Prometheus    {prom}\n\
+  Kubernetes    emulator at {kube} (kubeconfig: {dir}/kubeconfig)\n\
+  Daemon log    {dir}/daemon.log\n\n\
+Try:\n\
+  cd {clone}\n\
+  $EDITOR rollouts/orders-svc.yaml            # change the steps, or the canary\n\
+  git commit -am 'Canary v2 for orders-svc' && git push\n\
+  git commit --allow-empty -m 'Hold' -m 'Tidegate: pause production/orders-svc' && git push\n\
+  tidegate status --repo {url}\n\n\
+The rollout in the seed starts right away. Ctrl-C stops everything.\n",
+        dir = lab.dir.display(),
+        clone = lab.repos.clone.display(),
+        api = lab.api,
+        prom = lab.prometheus.url(),
+        kube = lab.emulator.url(),
+        url = lab.repos.url(),
+    );
+    let _ = lab.listen_port;
+    let _ = lab.simulator.sent.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping the lab");
+}

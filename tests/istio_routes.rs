@@ -1,0 +1,331 @@
+//! Patch computation over every VirtualService in the shared Istio fixtures: a full round of
+//! set/clear leaves non-managed content untouched and restores the original exactly, weights
+//! always sum to 100, and unsupported shapes give clear errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use tidegate::mesh::Target;
+use tidegate::mesh::istio::IstioError;
+use tidegate::mesh::istio::routes::{self, ORIGINALS_ANNOTATION};
+use tidegate::mesh::manifests::{self, Document};
+use tidegate::plan::{HeaderRoute, RolloutId, StringMatch};
+use tidegate::rollout::{ReadBack, RouteState};
+
+fn fixtures() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/istio/manifests");
+    assert!(
+        p.is_dir(),
+        "the shared fixtures are missing: expected Istio manifests at {}",
+        p.display()
+    );
+    p
+}
+
+fn virtual_services() -> Vec<Document> {
+    let docs = manifests::load(&[fixtures()]).expect("fixtures parse");
+    let vss: Vec<Document> = docs
+        .into_iter()
+        .filter(|d| d.kind() == "VirtualService")
+        .collect();
+    assert!(
+        vss.len() >= 25,
+        "expected the fixture VirtualServices, found {}",
+        vss.len()
+    );
+    vss
+}
+
+fn target(service: &str, stable: &str, canary: &str, routes: Vec<String>) -> Target {
+    Target {
+        rollout: RolloutId {
+            namespace: "default".into(),
+            name: "demo".into(),
+        },
+        service: service.into(),
+        virtual_service: "vs".into(),
+        destination_rule: "dr".into(),
+        routes,
+        stable: stable.into(),
+        canary: canary.into(),
+    }
+}
+
+fn header(k: &str, v: &str) -> HeaderRoute {
+    HeaderRoute {
+        headers: BTreeMap::from([(k.to_string(), StringMatch::Exact(v.to_string()))]),
+    }
+}
+
+/// Everything of the VirtualService except the managed routes, tidegate's header route and
+/// the originals annotation.
+fn unmanaged(vs: &Value, managed: &[usize], header_idx: Option<usize>) -> Value {
+    let mut v = vs.clone();
+    if let Some(http) = v.pointer_mut("/spec/http").and_then(Value::as_array_mut) {
+        let kept: Vec<Value> = http
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !managed.contains(i) && Some(*i) != header_idx)
+            .map(|(_, r)| r.clone())
+            .collect();
+        *http = kept;
+    }
+    if let Some(a) = v
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(ORIGINALS_ANNOTATION);
+        if a.is_empty() {
+            if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+                m.remove("annotations");
+            }
+        }
+    }
+    v
+}
+
+/// (host, subset) pairs the http routes send to.
+fn split_candidates(vs: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for r in vs
+        .pointer("/spec/http")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for d in r
+            .get("route")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let h = d.pointer("/destination/host").and_then(Value::as_str);
+            let s = d.pointer("/destination/subset").and_then(Value::as_str);
+            if let (Some(h), Some(s)) = (h, s) {
+                let pair = (h.to_string(), s.to_string());
+                if !out.contains(&pair) {
+                    out.push(pair);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn set_and_clear_round_trip_on_every_fixture_virtual_service() {
+    let states = [
+        RouteState {
+            canary_weight: 5,
+            header_route: None,
+            mirror_percent: 0,
+        },
+        RouteState {
+            canary_weight: 25,
+            header_route: Some(header("x-canary", "true")),
+            mirror_percent: 0,
+        },
+        RouteState {
+            canary_weight: 25,
+            header_route: Some(header("x-canary", "true")),
+            mirror_percent: 20,
+        },
+        RouteState {
+            canary_weight: 50,
+            header_route: None,
+            mirror_percent: 20,
+        },
+        RouteState {
+            canary_weight: 100,
+            header_route: None,
+            mirror_percent: 0,
+        },
+    ];
+    let mut managed_ok = 0;
+    let mut refused = 0;
+    for doc in virtual_services() {
+        let original = doc.value.clone();
+        let original_text = original.to_string();
+        for (host, subset) in split_candidates(&original) {
+            let t = target(&host, &subset, "tidegate-canary", vec![]);
+            let view = match routes::view(&original, &t) {
+                Ok(v) => v,
+                Err(e) => {
+                    // The only refusal for a route that sends to (host, subset): it also sends elsewhere.
+                    assert!(
+                        matches!(e, IstioError::UnsupportedRoute { .. }),
+                        "{}: unexpected error {e}",
+                        doc.file.display()
+                    );
+                    assert!(e.to_string().contains("also sends to"), "{e}");
+                    refused += 1;
+                    continue;
+                }
+            };
+            let managed: Vec<usize> = view.managed.iter().map(|m| m.index).collect();
+            let before_unmanaged = unmanaged(&original, &managed, None);
+            let mut vs = original.clone();
+            for state in &states {
+                let patch = routes::plan_set(&vs, &t, state).expect("set");
+                assert!(
+                    !patch.is_empty(),
+                    "{}: {state} needs a write",
+                    doc.file.display()
+                );
+                // Every change is guarded: test operations come first.
+                assert_eq!(patch.ops[0]["op"], "test", "{}", doc.file.display());
+                vs = routes::apply(&vs, &patch).expect("patch applies");
+                assert_eq!(
+                    routes::verify(&vs, &t, state),
+                    ReadBack::Verified,
+                    "{}: {state}",
+                    doc.file.display()
+                );
+                // Weights of every managed route sum to 100.
+                for (label, sum) in routes::managed_weight_sums(&vs, &t).expect("sums") {
+                    assert_eq!(sum, 100, "{}: route {label}", doc.file.display());
+                }
+                // Same state again: nothing to write.
+                assert!(routes::plan_set(&vs, &t, state).expect("set").is_empty());
+                let v2 = routes::view(&vs, &t).expect("view");
+                let m2: Vec<usize> = v2.managed.iter().map(|m| m.index).collect();
+                assert_eq!(
+                    unmanaged(&vs, &m2, v2.header_route),
+                    before_unmanaged,
+                    "{}: non-managed content changed at {state}",
+                    doc.file.display()
+                );
+                if state.header_route.is_some() {
+                    assert_eq!(v2.header_route, Some(0), "header route goes first");
+                }
+            }
+            let clear = routes::plan_clear(&vs, &t, &RouteState::all_stable()).expect("clear");
+            vs = routes::apply(&vs, &clear).expect("clear applies");
+            assert_eq!(
+                vs,
+                original,
+                "{}: clear must restore the original",
+                doc.file.display()
+            );
+            assert_eq!(vs.to_string(), original_text, "{}", doc.file.display());
+            assert!(
+                routes::plan_clear(&vs, &t, &RouteState::all_stable())
+                    .expect("clear")
+                    .is_empty()
+            );
+            managed_ok += 1;
+        }
+    }
+    assert!(
+        managed_ok >= 20,
+        "only {managed_ok} fixture routes could be managed"
+    );
+    assert!(refused >= 1, "the 3-way split fixtures must be refused");
+}
+
+#[test]
+fn promote_leaves_everything_on_the_canary_and_removes_tidegate_routes() {
+    for doc in virtual_services() {
+        let original = doc.value.clone();
+        for (host, subset) in split_candidates(&original) {
+            let t = target(&host, &subset, "tidegate-canary", vec![]);
+            if routes::view(&original, &t).is_err() {
+                continue;
+            }
+            let st = RouteState {
+                canary_weight: 40,
+                header_route: Some(header("x-user", "qa")),
+                mirror_percent: 10,
+            };
+            let vs = routes::apply(
+                &original,
+                &routes::plan_set(&original, &t, &st).expect("set"),
+            )
+            .expect("apply");
+            let vs = routes::apply(
+                &vs,
+                &routes::plan_clear(&vs, &t, &RouteState::all_canary()).expect("clear"),
+            )
+            .expect("apply");
+            assert_eq!(
+                routes::verify(&vs, &t, &RouteState::all_canary()),
+                ReadBack::Verified,
+                "{}",
+                doc.file.display()
+            );
+            let text = vs.to_string();
+            assert!(
+                !text.contains("tidegate-demo-header"),
+                "{}",
+                doc.file.display()
+            );
+            assert!(
+                !text.contains(ORIGINALS_ANNOTATION),
+                "{}",
+                doc.file.display()
+            );
+        }
+    }
+}
+
+fn doc_named(file: &str, kind: &str) -> Value {
+    let path = fixtures().join(file);
+    manifests::load(&[path])
+        .expect("parse")
+        .into_iter()
+        .find(|d| d.kind() == kind)
+        .map(|d| d.value)
+        .unwrap_or_else(|| panic!("{file} has no {kind}"))
+}
+
+#[test]
+fn tcp_only_virtual_services_are_refused_with_a_clear_error() {
+    let vs = doc_named("istio-samples__tcp-echo-all-v1.yaml", "VirtualService");
+    let err = routes::plan_set(
+        &vs,
+        &target("tcp-echo", "v1", "v2", vec![]),
+        &RouteState::all_canary(),
+    )
+    .expect_err("tcp only");
+    assert!(err.to_string().contains("only tcp/tls routes"), "{err}");
+
+    let vs = doc_named(
+        "argo-rollouts__istio-host-http-tls-split.yaml",
+        "VirtualService",
+    );
+    let name = vs
+        .pointer("/spec/tls/0/name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(name) = name {
+        let err = routes::view(
+            &vs,
+            &target("istio-host-split-stable", "v1", "v2", vec![name]),
+        )
+        .expect_err("tls");
+        assert!(err.to_string().contains("tls route"), "{err}");
+    }
+    let err =
+        routes::view(&vs, &target("x", "v1", "v2", vec!["nope".into()])).expect_err("missing");
+    assert!(matches!(err, IstioError::RouteNotFound { .. }), "{err}");
+}
+
+#[test]
+fn delegating_root_virtual_services_point_at_the_delegate() {
+    let vs = doc_named(
+        "flagger__test-delegation.sh__root-vs.yaml",
+        "VirtualService",
+    );
+    let err =
+        routes::view(&vs, &target("podinfo", "primary", "canary", vec![])).expect_err("delegate");
+    assert!(err.to_string().contains("delegate"), "{err}");
+}
+
+#[test]
+fn three_way_splits_are_refused_naming_the_other_destination() {
+    let vs = doc_named("kiali__reviews-virtualservice.json", "VirtualService");
+    let t = target("reviews.bookinfo.svc.cluster.local", "v1", "v2", vec![]);
+    let err = routes::plan_set(&vs, &t, &RouteState::all_canary()).expect_err("3-way");
+    assert!(err.to_string().contains("subset v3"), "{err}");
+}

@@ -1,0 +1,443 @@
+//! The Istio router against the Kubernetes API emulator, through kube's real `Client`:
+//! version discovery, guarded patches, concurrent edits, retries, clear.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tidegate::lab::kube_emulator::{self, EmulatorConfig, EmulatorHandle, Store};
+use tidegate::mesh::istio::router::{IstioRouter, RetryPolicy, RouterError};
+use tidegate::mesh::manifests;
+use tidegate::mesh::{Target, TrafficRouter};
+use tidegate::plan::{HeaderRoute, RolloutId, StringMatch};
+use tidegate::rollout::{ReadBack, RouteState};
+
+fn target() -> Target {
+    Target {
+        rollout: RolloutId {
+            namespace: "shop".into(),
+            name: "orders".into(),
+        },
+        service: "orders".into(),
+        virtual_service: "orders".into(),
+        destination_rule: "orders".into(),
+        routes: vec![],
+        stable: "v1".into(),
+        canary: "v2".into(),
+    }
+}
+
+fn orders_vs(version: &str) -> Value {
+    json!({
+        "apiVersion": format!("networking.istio.io/{version}"),
+        "kind": "VirtualService",
+        "metadata": {"name": "orders", "namespace": "shop", "labels": {"team": "checkout"}},
+        "spec": {
+            "hosts": ["orders"],
+            "http": [
+                {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}],
+                 "route": [{"destination": {"host": "admin"}}]},
+                {"name": "primary", "timeout": "5s",
+                 "route": [{"destination": {"host": "orders", "subset": "v1", "port": {"number": 8080}}}]}
+            ],
+            "tcp": [{"route": [{"destination": {"host": "orders-db"}}]}]
+        }
+    })
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+    }
+}
+
+async fn emulator(versions: &[&str]) -> EmulatorHandle {
+    common::init_tls();
+    let cfg = EmulatorConfig {
+        istio_versions: versions.iter().map(|v| v.to_string()).collect(),
+        ..EmulatorConfig::default()
+    };
+    kube_emulator::start(cfg).await.expect("emulator starts")
+}
+
+fn router(emu: &EmulatorHandle) -> IstioRouter {
+    IstioRouter::new(emu.client().expect("client"), fast_retry())
+}
+
+fn stored_vs(emu: &EmulatorHandle) -> Value {
+    ["v1", "v1alpha3"]
+        .iter()
+        .find_map(|v| {
+            emu.get(
+                &format!("networking.istio.io/{v}"),
+                "VirtualService",
+                Some("shop"),
+                "orders",
+            )
+        })
+        .expect("stored VirtualService")
+}
+
+fn canary_weights_ever(emu: &EmulatorHandle) -> Vec<i64> {
+    ["v1", "v1alpha3"]
+        .iter()
+        .map(|v| {
+            emu.history(
+                &format!("networking.istio.io/{v}"),
+                "VirtualService",
+                Some("shop"),
+                "orders",
+            )
+        })
+        .find(|h| !h.is_empty())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|ev| {
+            ev.object
+                .pointer("/spec/http")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|r| {
+            r.get("route")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|d| d.pointer("/destination/subset") == Some(&json!("v2")))
+        .filter_map(|d| d.get("weight").and_then(Value::as_i64))
+        .collect()
+}
+
+#[tokio::test]
+async fn discovers_whichever_istio_version_the_cluster_serves() {
+    for versions in [
+        vec!["v1", "v1beta1", "v1alpha3"],
+        vec!["v1beta1", "v1alpha3"],
+        vec!["v1alpha3"],
+    ] {
+        let emu = emulator(&versions).await;
+        emu.apply_manifest(orders_vs(versions[versions.len() - 1]), "shop")
+            .expect("seed");
+        let r = router(&emu);
+        let ar = r.virtual_service_resource().await.expect("discovered");
+        assert_eq!(ar.version, versions[0], "preferred version of {versions:?}");
+        let rep = r
+            .set_route(
+                &target(),
+                &RouteState {
+                    canary_weight: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("set");
+        assert!(rep.patched);
+        assert_eq!(rep.read_back, ReadBack::Verified);
+        let patches: Vec<_> = emu
+            .faults()
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect();
+        assert_eq!(patches.len(), 1);
+        assert!(
+            patches[0]
+                .path
+                .starts_with(&format!("/apis/networking.istio.io/{}/", versions[0])),
+            "{patches:?}"
+        );
+        emu.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn guarded_patch_changes_only_the_managed_route_and_skips_no_op_writes() {
+    let emu = emulator(&["v1", "v1beta1", "v1alpha3"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    let before = stored_vs(&emu);
+    let state = RouteState {
+        canary_weight: 20,
+        header_route: Some(HeaderRoute {
+            headers: BTreeMap::from([("x-canary".into(), StringMatch::Exact("true".into()))]),
+        }),
+        mirror_percent: 10,
+    };
+    let rep = r.set_route(&target(), &state).await.expect("set");
+    assert!(rep.patched);
+    assert_eq!(rep.read_back, ReadBack::Verified);
+    assert!(
+        rep.patch.iter().any(|op| op["op"] == "test"),
+        "guarded: {:?}",
+        rep.patch
+    );
+    let after = stored_vs(&emu);
+    assert_eq!(after["spec"]["tcp"], before["spec"]["tcp"]);
+    assert_eq!(after["spec"]["hosts"], before["spec"]["hosts"]);
+    let http = after["spec"]["http"].as_array().expect("http");
+    assert_eq!(http[0]["name"], "tidegate-orders-header");
+    assert_eq!(
+        http[1], before["spec"]["http"][0],
+        "the admin route is untouched"
+    );
+    assert_eq!(http[2]["timeout"], "5s");
+    assert_eq!(http[2]["route"][0]["weight"], 80);
+    assert_eq!(http[2]["route"][1]["weight"], 20);
+    assert_eq!(http[2]["route"][1]["destination"]["port"]["number"], 8080);
+    assert_eq!(http[2]["mirrorPercentage"]["value"], 10.0);
+    let rv = after["metadata"]["resourceVersion"].clone();
+
+    let again = r.set_route(&target(), &state).await.expect("set again");
+    assert!(!again.patched, "nothing changed, nothing sent");
+    assert_eq!(again.read_back, ReadBack::Verified);
+    assert_eq!(stored_vs(&emu)["metadata"]["resourceVersion"], rv);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_concurrent_edit_between_read_and_write_is_reported_not_overwritten() {
+    let emu = emulator(&["v1", "v1beta1", "v1alpha3"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    r.set_route(
+        &target(),
+        &RouteState {
+            canary_weight: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("first step");
+    // Someone edits the weights by hand right after tidegate has read the VirtualService.
+    emu.faults().before_next_write(|store: &mut Store| {
+        let def = store
+            .def("networking.istio.io", "v1", "virtualservices")
+            .cloned()
+            .expect("served");
+        store
+            .patch_with(&def, "v1", Some("shop"), "orders", |doc| {
+                doc["spec"]["http"][1]["route"][0]["weight"] = json!(70);
+                doc["spec"]["http"][1]["route"][1]["weight"] = json!(30);
+                Ok(())
+            })
+            .expect("manual edit");
+    });
+    let rep = r
+        .set_route(
+            &target(),
+            &RouteState {
+                canary_weight: 50,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("no transport error");
+    assert!(!rep.patched, "the guarded write must be refused");
+    match rep.read_back {
+        ReadBack::Drifted { actual, detail } => {
+            assert_eq!(actual.canary_weight, 30);
+            assert!(detail.contains("expected"), "{detail}");
+        }
+        other => panic!("expected drift, got {other:?}"),
+    }
+    let vs = stored_vs(&emu);
+    assert_eq!(
+        vs["spec"]["http"][1]["route"][1]["weight"], 30,
+        "the manual edit stands"
+    );
+    assert!(
+        !canary_weights_ever(&emu).contains(&50),
+        "50% was never written"
+    );
+    let statuses: Vec<u16> = emu
+        .faults()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![200, 422]);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn conflicts_and_server_errors_are_retried_then_reported() {
+    let emu = emulator(&["v1"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    r.virtual_service_resource().await.expect("discovery");
+
+    emu.faults().fail_next_writes(409, 1);
+    emu.faults().fail_next_writes(503, 1);
+    let rep = r
+        .set_route(
+            &target(),
+            &RouteState {
+                canary_weight: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("retried to success");
+    assert!(rep.patched);
+    assert_eq!(rep.read_back, ReadBack::Verified);
+    let patch_statuses: Vec<u16> = emu
+        .faults()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(patch_statuses, vec![409, 503, 200]);
+
+    emu.faults().clear_requests();
+    emu.faults().fail_next_writes(500, 10);
+    let err = r
+        .set_route(
+            &target(),
+            &RouteState {
+                canary_weight: 25,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("gives up");
+    match &err {
+        RouterError::Api { attempts, .. } => assert_eq!(*attempts, 3),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(
+        err.to_string().contains("patch VirtualService shop/orders"),
+        "{err}"
+    );
+    assert_eq!(stored_vs(&emu)["spec"]["http"][1]["route"][1]["weight"], 5);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeouts_are_retried() {
+    let emu = emulator(&["v1"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let mut cfg = emu.kube_config().expect("config");
+    cfg.read_timeout = Some(Duration::from_millis(300));
+    let r = IstioRouter::new(kube::Client::try_from(cfg).expect("client"), fast_retry());
+    r.virtual_service_resource().await.expect("discovery");
+    emu.faults().delay_next_requests(Duration::from_secs(2), 1);
+    let rep = r
+        .set_route(
+            &target(),
+            &RouteState {
+                canary_weight: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("the timed-out read is retried");
+    assert_eq!(rep.read_back, ReadBack::Verified);
+    let gets = emu
+        .faults()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/orders"))
+        .count();
+    assert!(gets >= 2, "a retried read plus the read-back");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn clear_restores_the_original_routes_of_a_fixture() {
+    let emu = emulator(&["v1", "v1beta1", "v1alpha3"]).await;
+    let path = common::fixture("istio/manifests/bookinfo__virtual-service-all-v1.yaml");
+    let docs = manifests::load(&[path]).expect("fixture parses");
+    let reviews = docs
+        .iter()
+        .find(|d| d.kind() == "VirtualService" && d.name() == "reviews")
+        .expect("reviews VirtualService")
+        .value
+        .clone();
+    emu.apply_manifest(reviews, "bookinfo").expect("seed");
+    let original = emu
+        .get(
+            "networking.istio.io/v1",
+            "VirtualService",
+            Some("bookinfo"),
+            "reviews",
+        )
+        .expect("stored");
+    let t = Target {
+        rollout: RolloutId {
+            namespace: "bookinfo".into(),
+            name: "reviews".into(),
+        },
+        service: "reviews".into(),
+        virtual_service: "reviews".into(),
+        destination_rule: "reviews".into(),
+        routes: vec![],
+        stable: "v1".into(),
+        canary: "v3".into(),
+    };
+    let r = router(&emu);
+    for w in [10u8, 30, 60] {
+        let st = RouteState {
+            canary_weight: w,
+            header_route: Some(HeaderRoute {
+                headers: BTreeMap::from([("end-user".into(), StringMatch::Exact("jason".into()))]),
+            }),
+            mirror_percent: 5,
+        };
+        assert_eq!(
+            r.set_route(&t, &st).await.expect("set").read_back,
+            ReadBack::Verified
+        );
+    }
+    let rep = r.clear(&t, &RouteState::all_stable()).await.expect("clear");
+    assert!(rep.patched);
+    assert_eq!(rep.read_back, ReadBack::Verified);
+    let now = emu
+        .get(
+            "networking.istio.io/v1",
+            "VirtualService",
+            Some("bookinfo"),
+            "reviews",
+        )
+        .expect("stored");
+    assert_eq!(now["spec"], original["spec"]);
+    assert_eq!(
+        now["metadata"].get("annotations"),
+        original["metadata"].get("annotations")
+    );
+    assert_eq!(
+        now["metadata"]["generation"],
+        json!(5),
+        "3 sets and 1 clear bumped generation"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn history_shows_no_weight_beyond_the_steps_taken() {
+    let emu = emulator(&["v1"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    for w in [5u8, 10, 25] {
+        r.set_route(
+            &target(),
+            &RouteState {
+                canary_weight: w,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("step");
+    }
+    let ever = canary_weights_ever(&emu);
+    assert_eq!(ever.iter().max(), Some(&25));
+    assert!(ever.contains(&5) && ever.contains(&10));
+    emu.shutdown().await;
+}
