@@ -36,13 +36,18 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
         verbose: true,
         kill_at_step: None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let outcome = runtime.block_on(run::run(opts))?;
     if outcome.scenario.is_none() {
         return Ok(ExitCode::SUCCESS);
     }
     if outcome.ok() {
-        println!("lab: the outcome is the expected one ({})", outcome.final_phase);
+        println!(
+            "lab: the outcome is the expected one ({})",
+            outcome.final_phase
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("lab: unexpected outcome: {}", outcome.problems.join("; "));

@@ -62,7 +62,6 @@ pub enum Command {
     Lab(lab::LabArgs),
 }
 
-
 /// Run the parsed command line; the exit code is the command's answer.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {

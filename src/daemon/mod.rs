@@ -26,7 +26,9 @@ use crate::analysis::batch::{self, Target as AnalysisTarget};
 use crate::analysis::subset::{SubsetLabels, find_destination_rule};
 use crate::config::Config;
 use crate::control::Policy;
-use crate::git::{GitConfig, GitError, GitRepo, PlanSource, StateStore, StatusWriter, WriterHandle};
+use crate::git::{
+    GitConfig, GitError, GitRepo, PlanSource, StateStore, StatusWriter, WriterHandle,
+};
 use crate::mesh::istio::preflight::{self, Object};
 use crate::mesh::istio::router::{IstioRouter, RetryPolicy};
 use crate::mesh::{Target, TrafficRouter};
@@ -129,8 +131,9 @@ pub struct App<R: Mesh, M: MetricsSource> {
 pub async fn build(config: &Config) -> Result<App<IstioRouter, Prometheus>, DaemonError> {
     let kube_config = match &config.kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| DaemonError::Kube(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                DaemonError::Kube(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
             let opts = kube::config::KubeConfigOptions {
                 context: config.kube_context.clone(),
                 ..Default::default()
@@ -139,12 +142,18 @@ pub async fn build(config: &Config) -> Result<App<IstioRouter, Prometheus>, Daem
                 .await
                 .map_err(|e| DaemonError::Kube(e.to_string()))?
         }
-        None => kube::Config::infer().await.map_err(|e| DaemonError::Kube(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| DaemonError::Kube(e.to_string()))?,
     };
-    let client = kube::Client::try_from(kube_config).map_err(|e| DaemonError::Kube(e.to_string()))?;
+    let client =
+        kube::Client::try_from(kube_config).map_err(|e| DaemonError::Kube(e.to_string()))?;
     let router = IstioRouter::new(client.clone(), RetryPolicy::default());
-    let metrics = Prometheus::new(&config.prometheus).map_err(|e| DaemonError::Metrics(e.to_string()))?;
-    let policy = config.policy().map_err(|e| DaemonError::Policy(e.to_string()))?;
+    let metrics =
+        Prometheus::new(&config.prometheus).map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    let policy = config
+        .policy()
+        .map_err(|e| DaemonError::Policy(e.to_string()))?;
     let mut git_config = config.git.clone();
     git_config.data_dir = config.data_dir.join("poll");
     let repo = tokio::task::spawn_blocking(move || GitRepo::open(git_config))
@@ -188,7 +197,10 @@ pub async fn build(config: &Config) -> Result<App<IstioRouter, Prometheus>, Daem
 }
 
 /// Count pushes and push failures as the writer thread reports them.
-fn spawn_report_reader(reports: std::sync::mpsc::Receiver<crate::git::WriterReport>, state: Arc<AppState>) {
+fn spawn_report_reader(
+    reports: std::sync::mpsc::Receiver<crate::git::WriterReport>,
+    state: Arc<AppState>,
+) {
     let spawned = std::thread::Builder::new()
         .name("tidegate-git-reports".into())
         .spawn(move || {
@@ -214,7 +226,10 @@ fn spawn_report_reader(reports: std::sync::mpsc::Receiver<crate::git::WriterRepo
 
 impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     /// Serve, elect, and run the loop until `shutdown` resolves; then drain.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DaemonError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (server_stop_tx, server_stop_rx) = watch::channel(false);
         let mut server_stop = server_stop_rx.clone();
@@ -234,9 +249,13 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         tracing::info!("draining: flushing status commits");
         let writer = self.writer.clone();
         let grace = self.grace;
-        let flushed = tokio::time::timeout(grace, tokio::task::spawn_blocking(move || writer.flush())).await;
+        let flushed =
+            tokio::time::timeout(grace, tokio::task::spawn_blocking(move || writer.flush())).await;
         if flushed.is_err() {
-            tracing::warn!(grace_s = grace.as_secs(), "status writer did not finish within the grace period");
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "status writer did not finish within the grace period"
+            );
         }
         drop(self.writer);
         let _ = tokio::task::spawn_blocking(move || self.writer_thread.join()).await;
@@ -249,7 +268,10 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     }
 
     /// Leader election with a Lease; without it this replica leads.
-    async fn elect(&mut self, _stop: watch::Receiver<bool>) -> Result<watch::Receiver<bool>, DaemonError> {
+    async fn elect(
+        &mut self,
+        _stop: watch::Receiver<bool>,
+    ) -> Result<watch::Receiver<bool>, DaemonError> {
         let Some((client, lease)) = self.lease.take() else {
             self.state.leader.store(true, Ordering::Relaxed);
             let (_tx, rx) = watch::channel(true);
@@ -271,7 +293,11 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         Ok(rx)
     }
 
-    async fn main_loop(&mut self, mut stop: watch::Receiver<bool>, mut leader: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    async fn main_loop(
+        &mut self,
+        mut stop: watch::Receiver<bool>,
+        mut leader: watch::Receiver<bool>,
+    ) -> Result<(), DaemonError> {
         let mut next_poll = Utc::now();
         let mut next_health = Utc::now();
         let mut was_leader = false;
@@ -304,7 +330,10 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 let started = std::time::Instant::now();
                 self.tick(Utc::now()).await;
                 self.state.metrics.ticks.inc();
-                self.state.metrics.tick_duration.observe(started.elapsed().as_secs_f64());
+                self.state
+                    .metrics
+                    .tick_duration
+                    .observe(started.elapsed().as_secs_f64());
             }
             let mut wake = next_poll.min(next_health);
             if is_leader {
@@ -324,19 +353,33 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
 
     /// Become the writer: read every status from Git, poll, and adopt routes one write ahead.
     async fn take_over(&mut self, now: DateTime<Utc>) -> Result<(), DaemonError> {
-        let statuses = self.git.run(|repo| {
-            repo.fetch()?;
-            repo.load_statuses()
-        }).await?;
+        let statuses = self
+            .git
+            .run(|repo| {
+                repo.fetch()?;
+                repo.load_statuses()
+            })
+            .await?;
         match statuses {
             Ok(s) => self.registry.load_statuses(s),
-            Err(e) => tracing::error!(error = %e, "cannot read statuses from Git; starting without them"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read statuses from Git; starting without them")
+            }
         }
         self.poll(now).await?;
-        let ids: Vec<RolloutId> = self.registry.entries().filter(|e| e.is_active()).map(|e| e.id.clone()).collect();
+        let ids: Vec<RolloutId> = self
+            .registry
+            .entries()
+            .filter(|e| e.is_active())
+            .map(|e| e.id.clone())
+            .collect();
         for id in ids {
-            let Some(entry) = self.registry.get(&id) else { continue };
-            let (Ok(plan), Some(status)) = (&entry.plan, &entry.status) else { continue };
+            let Some(entry) = self.registry.get(&id) else {
+                continue;
+            };
+            let (Ok(plan), Some(status)) = (&entry.plan, &entry.status) else {
+                continue;
+            };
             let target = Target::from_plan(plan);
             match self.router.read_back(&target, &status.route).await {
                 Ok(ReadBack::Drifted { actual, .. }) => {
@@ -350,7 +393,9 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(rollout = %id, error = %e, "cannot read routes at start-up"),
+                Err(e) => {
+                    tracing::warn!(rollout = %id, error = %e, "cannot read routes at start-up")
+                }
             }
         }
         self.publish_all().await;
@@ -361,7 +406,10 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     async fn poll(&mut self, now: DateTime<Utc>) -> Result<(), DaemonError> {
         let started = std::time::Instant::now();
         let update = self.git.run(|repo| repo.poll()).await?;
-        self.state.metrics.git_fetch_duration.observe(started.elapsed().as_secs_f64());
+        self.state
+            .metrics
+            .git_fetch_duration
+            .observe(started.elapsed().as_secs_f64());
         let update = match update {
             Ok(u) => u,
             Err(e) => {
@@ -375,7 +423,9 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
             tracing::warn!(previous = %fp.previous, current = %fp.current, "the plans branch was force-pushed; re-reading every plan");
         }
         let plans = self.registry.apply_plans(&update.plans, now);
-        let controls = self.registry.apply_commits(&update.commits, &self.policy, &self.namespace, now);
+        let controls =
+            self.registry
+                .apply_commits(&update.commits, &self.policy, &self.namespace, now);
         for msg in plans.unattached.iter().chain(controls.unattached.iter()) {
             tracing::warn!(problem = %msg, "plans repository");
         }
@@ -397,29 +447,41 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
 
     /// Run preflight for a rollout that is about to start (once per plan digest).
     async fn preflight(&mut self, id: &RolloutId) {
-        let Some(entry) = self.registry.get(id) else { return };
+        let Some(entry) = self.registry.get(id) else {
+            return;
+        };
         let Ok(plan) = &entry.plan else { return };
-        if entry.preflight_digest.as_deref() == Some(entry.plan_ref.digest.as_str()) && entry.preflight_errors.is_empty() {
+        if entry.preflight_digest.as_deref() == Some(entry.plan_ref.digest.as_str())
+            && entry.preflight_errors.is_empty()
+        {
             return;
         }
         let target = Target::from_plan(plan);
         let (errors, subsets) = match self.router.preflight_objects(&target).await {
             Ok(values) => {
-                let subsets = find_destination_rule(&values, &plan.destination_rule, &plan.id.namespace)
-                    .and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
-                let objects: Vec<Object> = values.into_iter().map(|v| Object::new(v, None)).collect();
+                let subsets =
+                    find_destination_rule(&values, &plan.destination_rule, &plan.id.namespace)
+                        .and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
+                let objects: Vec<Object> =
+                    values.into_iter().map(|v| Object::new(v, None)).collect();
                 let findings = preflight::check_target(&objects, &target);
                 let errors: Vec<String> = findings
                     .iter()
                     .filter(|f| f.severity == preflight::Severity::Error)
                     .map(ToString::to_string)
                     .collect();
-                for f in findings.iter().filter(|f| f.severity != preflight::Severity::Error) {
+                for f in findings
+                    .iter()
+                    .filter(|f| f.severity != preflight::Severity::Error)
+                {
                     tracing::warn!(rollout = %id, finding = %f, "preflight");
                 }
                 (errors, subsets)
             }
-            Err(e) => (vec![format!("preflight could not read the mesh objects: {e}")], None),
+            Err(e) => (
+                vec![format!("preflight could not read the mesh objects: {e}")],
+                None,
+            ),
         };
         if let Some(entry) = self.registry.get_mut(id) {
             entry.preflight_digest = Some(entry.plan_ref.digest.clone());
@@ -451,12 +513,21 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     }
 
     /// One batched analysis round for the due rollouts that need one.
-    async fn analyse(&mut self, due: &[RolloutId], now: DateTime<Utc>) -> BTreeMap<RolloutId, batch::RolloutResult> {
+    async fn analyse(
+        &mut self,
+        due: &[RolloutId],
+        now: DateTime<Utc>,
+    ) -> BTreeMap<RolloutId, batch::RolloutResult> {
         let mut targets = Vec::new();
         for id in due {
-            let Some(e) = self.registry.get(id) else { continue };
+            let Some(e) = self.registry.get(id) else {
+                continue;
+            };
             let Ok(plan) = &e.plan else { continue };
-            let analysing = e.status.as_ref().is_some_and(|s| matches!(s.phase, Phase::Progressing | Phase::Paused));
+            let analysing = e
+                .status
+                .as_ref()
+                .is_some_and(|s| matches!(s.phase, Phase::Progressing | Phase::Paused));
             let is_due = e.next_analysis.is_none_or(|t| t <= now);
             if !analysing || !is_due || plan.analysis.metrics.is_empty() {
                 continue;
@@ -473,11 +544,23 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         let plan = batch::plan(&targets);
         let started = std::time::Instant::now();
         let (results, stats) = run_tick(&self.metrics, &plan, None).await;
-        self.state.metrics.prometheus_query_duration.observe(started.elapsed().as_secs_f64());
+        self.state
+            .metrics
+            .prometheus_query_duration
+            .observe(started.elapsed().as_secs_f64());
         if stats.failed > 0 {
-            self.state.metrics.prometheus_query_errors.get_or_create(&crate::telemetry::KindLabels { kind: "query" }).inc_by(stats.failed as u64);
+            self.state
+                .metrics
+                .prometheus_query_errors
+                .get_or_create(&crate::telemetry::KindLabels { kind: "query" })
+                .inc_by(stats.failed as u64);
         }
-        tracing::debug!(rollouts = targets.len(), queries = stats.queries, failed = stats.failed, "analysis round");
+        tracing::debug!(
+            rollouts = targets.len(),
+            queries = stats.queries,
+            failed = stats.failed,
+            "analysis round"
+        );
         for t in &targets {
             if let Some(e) = self.registry.get_mut(&t.id) {
                 e.next_analysis = Some(now + chrono_duration(t.analysis.interval));
@@ -487,8 +570,15 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     }
 
     /// Observe, decide and act for one rollout.
-    async fn step_one(&mut self, id: &RolloutId, analysis: Option<&batch::RolloutResult>, now: DateTime<Utc>) {
-        let Some(entry) = self.registry.get_mut(id) else { return };
+    async fn step_one(
+        &mut self,
+        id: &RolloutId,
+        analysis: Option<&batch::RolloutResult>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(entry) = self.registry.get_mut(id) else {
+            return;
+        };
         entry.wake_at = None;
         let controls = std::mem::take(&mut entry.controls);
         let refused = std::mem::take(&mut entry.refused);
@@ -497,7 +587,9 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         let plan_ref = entry.plan_ref.clone();
         let preflight_errors = entry.preflight_errors.clone();
         let decision: Decision = match &plan {
-            Err(findings) => rollout::invalid(id, &plan_ref, findings.clone(), previous.as_ref(), now),
+            Err(findings) => {
+                rollout::invalid(id, &plan_ref, findings.clone(), previous.as_ref(), now)
+            }
             Ok(plan) => {
                 let target = Target::from_plan(plan);
                 let read_back = match &previous {
@@ -509,7 +601,8 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                                 if let Some(entry) = self.registry.get_mut(id) {
                                     entry.controls = controls;
                                     entry.refused = refused;
-                                    entry.wake_at = Some(now + chrono_duration(self.timing.retry_delay));
+                                    entry.wake_at =
+                                        Some(now + chrono_duration(self.timing.retry_delay));
                                 }
                                 return;
                             }
@@ -531,7 +624,9 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 for effect in d.effects.iter().filter(|e| e.is_traffic()) {
                     let result = match effect {
                         Effect::SetRoute { route } => self.router.set_route(&target, route).await,
-                        Effect::ClearManagedRoutes { route } => self.router.clear(&target, route).await,
+                        Effect::ClearManagedRoutes { route } => {
+                            self.router.clear(&target, route).await
+                        }
                         _ => continue,
                     };
                     match result {
@@ -558,10 +653,14 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         if decision.effects.contains(&Effect::RecordStatus) {
             self.writer.submit(decision.status.clone());
         }
-        self.state.metrics.observe(&decision.status, previous.as_ref());
+        self.state
+            .metrics
+            .observe(&decision.status, previous.as_ref());
         let confirm = chrono_duration(self.timing.confirm_delay);
         if let Some(entry) = self.registry.get_mut(id) {
-            entry.wake_at = decision.wake_at.map(|w| if w <= now { now + confirm } else { w });
+            entry.wake_at = decision
+                .wake_at
+                .map(|w| if w <= now { now + confirm } else { w });
             entry.status = Some(decision.status);
         }
     }

@@ -36,7 +36,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(id: RolloutId, path: &str, plan: Result<Plan, Vec<String>>, plan_ref: PlanRef, now: DateTime<Utc>) -> Entry {
+    fn new(
+        id: RolloutId,
+        path: &str,
+        plan: Result<Plan, Vec<String>>,
+        plan_ref: PlanRef,
+        now: DateTime<Utc>,
+    ) -> Entry {
         Entry {
             id,
             path: path.to_owned(),
@@ -117,7 +123,9 @@ impl Registry {
 
     fn remove_path(&mut self, path: &str) -> Vec<Entry> {
         let ids = self.by_path.remove(path).unwrap_or_default();
-        ids.into_iter().filter_map(|id| self.entries.remove(&id)).collect()
+        ids.into_iter()
+            .filter_map(|id| self.entries.remove(&id))
+            .collect()
     }
 
     fn insert(&mut self, mut entry: Entry, previous: Option<Entry>, applied: &mut Applied) {
@@ -135,7 +143,9 @@ impl Registry {
                 entry.status = prev.status;
                 entry.controls = prev.controls;
                 entry.refused = prev.refused;
-                if entry.plan.as_ref().ok().map(Plan::digest) == prev.plan.as_ref().ok().map(Plan::digest) {
+                if entry.plan.as_ref().ok().map(Plan::digest)
+                    == prev.plan.as_ref().ok().map(Plan::digest)
+                {
                     entry.subsets = prev.subsets;
                     entry.preflight_errors = prev.preflight_errors;
                     entry.preflight_digest = prev.preflight_digest;
@@ -148,7 +158,10 @@ impl Registry {
             applied.invalid.push(entry.id.clone());
         }
         applied.added_or_changed.push(entry.id.clone());
-        self.by_path.entry(entry.path.clone()).or_default().insert(entry.id.clone());
+        self.by_path
+            .entry(entry.path.clone())
+            .or_default()
+            .insert(entry.id.clone());
         self.entries.insert(entry.id.clone(), entry);
     }
 
@@ -157,7 +170,12 @@ impl Registry {
         let mut applied = Applied::default();
         if changes.full {
             let keep: BTreeSet<&str> = changes.changed.iter().map(|f| f.path.as_str()).collect();
-            let gone: Vec<String> = self.by_path.keys().filter(|p| !keep.contains(p.as_str())).cloned().collect();
+            let gone: Vec<String> = self
+                .by_path
+                .keys()
+                .filter(|p| !keep.contains(p.as_str()))
+                .cloned()
+                .collect();
             for p in gone {
                 for e in self.remove_path(&p) {
                     applied.removed.push(e.id);
@@ -170,8 +188,11 @@ impl Registry {
             }
         }
         for file in &changes.changed {
-            let mut previous: BTreeMap<RolloutId, Entry> =
-                self.remove_path(&file.path).into_iter().map(|e| (e.id.clone(), e)).collect();
+            let mut previous: BTreeMap<RolloutId, Entry> = self
+                .remove_path(&file.path)
+                .into_iter()
+                .map(|e| (e.id.clone(), e))
+                .collect();
             match &file.content {
                 PlanContent::Unreadable(reason) => {
                     if previous.is_empty() {
@@ -183,7 +204,8 @@ impl Registry {
                             revision: file.revision.clone(),
                             digest: String::new(),
                         };
-                        let entry = Entry::new(id, &file.path, Err(vec![reason.clone()]), plan_ref, now);
+                        let entry =
+                            Entry::new(id, &file.path, Err(vec![reason.clone()]), plan_ref, now);
                         self.insert(entry, Some(prev), &mut applied);
                     }
                 }
@@ -200,7 +222,8 @@ impl Registry {
                         self.insert(entry, prev, &mut applied);
                     }
                     for (id, findings) in parsed.invalid {
-                        let messages: Vec<String> = findings.iter().map(ToString::to_string).collect();
+                        let messages: Vec<String> =
+                            findings.iter().map(ToString::to_string).collect();
                         match id {
                             Some(id) => {
                                 let plan_ref = PlanRef {
@@ -209,7 +232,8 @@ impl Registry {
                                     digest: String::new(),
                                 };
                                 let prev = previous.remove(&id);
-                                let entry = Entry::new(id, &file.path, Err(messages), plan_ref, now);
+                                let entry =
+                                    Entry::new(id, &file.path, Err(messages), plan_ref, now);
                                 self.insert(entry, prev, &mut applied);
                             }
                             None => applied.unattached.extend(messages),
@@ -245,7 +269,10 @@ impl Registry {
                     applied.unattached.push(format!(
                         "commit {}: `Tidegate: {}` names rollout {id}, which no plan defines",
                         short(&info.id),
-                        control.action.as_ref().map_or_else(|w| w.clone(), |a| a.to_string())
+                        control
+                            .action
+                            .as_ref()
+                            .map_or_else(|w| w.clone(), |a| a.to_string())
                     ));
                     continue;
                 };
@@ -268,7 +295,9 @@ impl Registry {
                         action: word.clone(),
                         commit: info.id.clone(),
                         author: author.clone(),
-                        why: format!("unknown action `{word}`: use pause, resume, abort, promote or retry"),
+                        why: format!(
+                            "unknown action `{word}`: use pause, resume, abort, promote or retry"
+                        ),
                     }),
                 }
             }
@@ -284,7 +313,10 @@ impl Registry {
             .filter(|e| e.wake_at.is_some_and(|w| w <= now))
             .collect();
         due.sort_by_key(|e| {
-            let rolling_back = e.status.as_ref().is_some_and(|s| s.phase == Phase::RollingBack);
+            let rolling_back = e
+                .status
+                .as_ref()
+                .is_some_and(|s| s.phase == Phase::RollingBack);
             (!rolling_back, e.id.clone())
         });
         due.into_iter().map(|e| e.id.clone()).collect()
@@ -297,7 +329,9 @@ impl Registry {
 
     /// Whether any rollout still holds controls not yet given to the engine.
     pub fn has_pending_controls(&self) -> bool {
-        self.entries.values().any(|e| !e.controls.is_empty() || !e.refused.is_empty())
+        self.entries
+            .values()
+            .any(|e| !e.controls.is_empty() || !e.refused.is_empty())
     }
 }
 
@@ -312,7 +346,9 @@ mod tests {
     use crate::git::PlanFile;
 
     fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").expect("t").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .expect("t")
+            .with_timezone(&Utc)
     }
 
     fn file(path: &str, text: &str) -> PlanFile {
@@ -330,13 +366,29 @@ mod tests {
     fn plans_are_added_changed_removed_and_invalid_ones_kept() {
         let mut r = Registry::default();
         let bad = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: b, namespace: prod}\nspec: {service: a, stable: v1, canary: v1, steps: [{setWeight: 5}]}\n";
-        let changes = PlanChanges { full: true, changed: vec![file("rollouts/a.yaml", PLAN), file("rollouts/b.yaml", bad)], removed: vec![] };
+        let changes = PlanChanges {
+            full: true,
+            changed: vec![file("rollouts/a.yaml", PLAN), file("rollouts/b.yaml", bad)],
+            removed: vec![],
+        };
         let applied = r.apply_plans(&changes, t0());
         assert_eq!(applied.added_or_changed.len(), 2);
         assert_eq!(applied.invalid.len(), 1);
-        let b = r.get(&RolloutId { namespace: "prod".into(), name: "b".into() }).expect("b");
+        let b = r
+            .get(&RolloutId {
+                namespace: "prod".into(),
+                name: "b".into(),
+            })
+            .expect("b");
         assert!(b.plan.as_ref().is_err_and(|f| f[0].contains("same subset")));
-        let removed = r.apply_plans(&PlanChanges { full: false, changed: vec![], removed: vec!["rollouts/b.yaml".into()] }, t0());
+        let removed = r.apply_plans(
+            &PlanChanges {
+                full: false,
+                changed: vec![],
+                removed: vec!["rollouts/b.yaml".into()],
+            },
+            t0(),
+        );
         assert_eq!(removed.removed.len(), 1);
         assert_eq!(r.len(), 1);
     }
@@ -344,7 +396,11 @@ mod tests {
     #[test]
     fn duplicates_in_another_file_are_ignored_and_reported() {
         let mut r = Registry::default();
-        let changes = PlanChanges { full: true, changed: vec![file("rollouts/a.yaml", PLAN), file("rollouts/z.yaml", PLAN)], removed: vec![] };
+        let changes = PlanChanges {
+            full: true,
+            changed: vec![file("rollouts/a.yaml", PLAN), file("rollouts/z.yaml", PLAN)],
+            removed: vec![],
+        };
         let applied = r.apply_plans(&changes, t0());
         assert_eq!(r.len(), 1);
         assert!(applied.unattached[0].contains("already defined in rollouts/a.yaml"));
@@ -353,22 +409,44 @@ mod tests {
     #[test]
     fn controls_are_queued_or_refused_by_policy() {
         let mut r = Registry::default();
-        r.apply_plans(&PlanChanges { full: true, changed: vec![file("rollouts/a.yaml", PLAN)], removed: vec![] }, t0());
+        r.apply_plans(
+            &PlanChanges {
+                full: true,
+                changed: vec![file("rollouts/a.yaml", PLAN)],
+                removed: vec![],
+            },
+            t0(),
+        );
         let commit = |id: &str, email: &str, msg: &str| NewCommit {
-            commit: CommitInfo { id: id.into(), author_name: "X".into(), author_email: email.into(), message: msg.into(), signature: SignatureState::NotChecked },
+            commit: CommitInfo {
+                id: id.into(),
+                author_name: "X".into(),
+                author_email: email.into(),
+                message: msg.into(),
+                signature: SignatureState::NotChecked,
+            },
             committer_email: email.into(),
             time: t0(),
             is_own: false,
         };
         let policy = Policy::new(&["*@example.com".into()], false).expect("policy");
         let commits = vec![
-            commit("c1", "ana@example.com", "s\n\nTidegate: pause prod/a hold on\n"),
+            commit(
+                "c1",
+                "ana@example.com",
+                "s\n\nTidegate: pause prod/a hold on\n",
+            ),
             commit("c2", "eve@evil.test", "s\n\nTidegate: abort prod/a\n"),
             commit("c3", "ana@example.com", "s\n\nTidegate: explode prod/a\n"),
             commit("c4", "ana@example.com", "s\n\nTidegate: pause nobody\n"),
         ];
         let applied = r.apply_commits(&commits, &policy, "prod", t0());
-        let e = r.get(&RolloutId { namespace: "prod".into(), name: "a".into() }).expect("a");
+        let e = r
+            .get(&RolloutId {
+                namespace: "prod".into(),
+                name: "a".into(),
+            })
+            .expect("a");
         assert_eq!(e.controls.len(), 1);
         assert_eq!(e.controls[0].reason, "hold on");
         assert_eq!(e.refused.len(), 2);

@@ -578,6 +578,15 @@ impl StateStore for GitRepo {
                 skipped,
             });
         }
+        if self.marker.is_none() {
+            // A writer that never polled keeps the marker already on the branch, so every
+            // status commit names the processed position.
+            let base = match self.tracked_tip() {
+                Some(t) => t,
+                None => self.fetch()?,
+            };
+            self.marker = commits::find_marker(&self.repo, base, &self.config.author.email)?;
+        }
         let message = status_message(&written, self.marker);
         let (commit, attempts) =
             self.commit_with_retry(|repo, base| repo.build_status_commit(base, &files, &message))?;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 /// Errors starting Prometheus.
 #[derive(Debug, thiserror::Error)]
 pub enum PrometheusError {
-    #[error("the `prometheus` binary is not on PATH: install the Debian package `prometheus` (apt-get install --no-install-recommends prometheus)")]
+    #[error(
+        "the `prometheus` binary is not on PATH: install the Debian package `prometheus` (apt-get install --no-install-recommends prometheus)"
+    )]
     Missing,
     #[error("failed to prepare Prometheus in {path}: {source}")]
     Prepare {
@@ -59,7 +61,9 @@ pub fn binary() -> Result<PathBuf, PrometheusError> {
 
 /// A free loopback port (the OS picks one; there is a small window before Prometheus binds it).
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Start Prometheus in `dir` scraping `targets` (host:port) every second.
@@ -83,7 +87,10 @@ pub fn start(dir: &Path, targets: &[String]) -> Result<PrometheusProcess, Promet
     let log2 = log.try_clone().map_err(prep)?;
     let child = Command::new(bin)
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--storage.tsdb.retention.time=1d")
         .arg("--log.level=warn")
@@ -119,8 +126,7 @@ fn ready(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s
-        .write_all(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    if s.write_all(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .is_err()
     {
         return false;

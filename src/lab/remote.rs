@@ -53,13 +53,19 @@ pub fn seed(dir: &Path, files: &[(&str, String)]) -> Result<LabRepos, RemoteErro
     let sig = Signature::now("Lab Seeder", "lab@tidegate.invalid").map_err(git_err(&remote))?;
     let mut builder = repo.treebuilder(None).map_err(git_err(&remote))?;
     // Nested paths: build a tree per folder.
-    let mut folders: std::collections::BTreeMap<String, Vec<(String, git2::Oid)>> = Default::default();
+    let mut folders: std::collections::BTreeMap<String, Vec<(String, git2::Oid)>> =
+        Default::default();
     for (path, content) in files {
         let blob = repo.blob(content.as_bytes()).map_err(git_err(&remote))?;
         match path.rsplit_once('/') {
-            Some((folder, name)) => folders.entry(folder.to_owned()).or_default().push((name.to_owned(), blob)),
+            Some((folder, name)) => folders
+                .entry(folder.to_owned())
+                .or_default()
+                .push((name.to_owned(), blob)),
             None => {
-                builder.insert(*path, blob, 0o100644).map_err(git_err(&remote))?;
+                builder
+                    .insert(*path, blob, 0o100644)
+                    .map_err(git_err(&remote))?;
             }
         }
     }
@@ -70,18 +76,29 @@ pub fn seed(dir: &Path, files: &[(&str, String)]) -> Result<LabRepos, RemoteErro
             fb.insert(name, blob, 0o100644).map_err(git_err(&remote))?;
         }
         let tree = fb.write().map_err(git_err(&remote))?;
-        builder.insert(folder, tree, 0o040000).map_err(git_err(&remote))?;
+        builder
+            .insert(folder, tree, 0o040000)
+            .map_err(git_err(&remote))?;
     }
     let tree_id = builder.write().map_err(git_err(&remote))?;
     let tree = repo.find_tree(tree_id).map_err(git_err(&remote))?;
-    repo.commit(Some("refs/heads/main"), &sig, &sig, "Add the orders-svc rollout plan", &tree, &[])
-        .map_err(git_err(&remote))?;
+    repo.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        "Add the orders-svc rollout plan",
+        &tree,
+        &[],
+    )
+    .map_err(git_err(&remote))?;
     repo.set_head("refs/heads/main").map_err(git_err(&remote))?;
     let url = format!("file://{}", remote.display());
     let cloned = Repository::clone(&url, &clone).map_err(git_err(&clone))?;
     let mut cfg = cloned.config().map_err(git_err(&clone))?;
-    cfg.set_str("user.name", "Lab User").map_err(git_err(&clone))?;
-    cfg.set_str("user.email", "you@example.com").map_err(git_err(&clone))?;
+    cfg.set_str("user.name", "Lab User")
+        .map_err(git_err(&clone))?;
+    cfg.set_str("user.email", "you@example.com")
+        .map_err(git_err(&clone))?;
     Ok(LabRepos { remote, clone })
 }
 

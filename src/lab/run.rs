@@ -175,9 +175,19 @@ struct Daemon {
 
 impl Daemon {
     fn start(&mut self) -> Result<(), LabError> {
-        let io = |source| LabError::Io { path: self.log.display().to_string(), source };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(io)?;
-        let log2 = log.try_clone().map_err(|source| LabError::Io { path: self.log.display().to_string(), source })?;
+        let io = |source| LabError::Io {
+            path: self.log.display().to_string(),
+            source,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(io)?;
+        let log2 = log.try_clone().map_err(|source| LabError::Io {
+            path: self.log.display().to_string(),
+            source,
+        })?;
         let child = Command::new(&self.binary)
             .args(["run", "--config"])
             .arg(&self.config)
@@ -186,7 +196,10 @@ impl Daemon {
             .stdout(log)
             .stderr(log2)
             .spawn()
-            .map_err(|source| LabError::Daemon { binary: self.binary.display().to_string(), source })?;
+            .map_err(|source| LabError::Daemon {
+                binary: self.binary.display().to_string(),
+                source,
+            })?;
         self.child = Some(child);
         Ok(())
     }
@@ -208,7 +221,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(c) = &self.child {
             // Ask nicely first (SIGTERM lets it flush), then make sure.
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
         }
         if let Some(mut c) = self.child.take() {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -227,10 +243,14 @@ impl Drop for Daemon {
 /// Canary weight of the managed (`primary`) route in a VirtualService.
 fn canary_weight(vs: &Value) -> Option<u8> {
     let routes = vs.pointer("/spec/http")?.as_array()?;
-    let primary = routes.iter().find(|r| r.get("name").and_then(Value::as_str) == Some("primary"))?;
+    let primary = routes
+        .iter()
+        .find(|r| r.get("name").and_then(Value::as_str) == Some("primary"))?;
     let dests = primary.get("route")?.as_array()?;
     if dests.len() == 1 {
-        let subset = dests[0].pointer("/destination/subset").and_then(Value::as_str)?;
+        let subset = dests[0]
+            .pointer("/destination/subset")
+            .and_then(Value::as_str)?;
         return Some(if subset == "v2" { 100 } else { 0 });
     }
     dests
@@ -243,7 +263,13 @@ fn canary_weight(vs: &Value) -> Option<u8> {
 fn has_tidegate_route(vs: &Value) -> bool {
     vs.pointer("/spec/http")
         .and_then(Value::as_array)
-        .is_some_and(|rs| rs.iter().any(|r| r.get("name").and_then(Value::as_str).is_some_and(|n| n.starts_with("tidegate"))))
+        .is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.starts_with("tidegate"))
+            })
+        })
 }
 
 struct Lab {
@@ -262,9 +288,16 @@ struct Lab {
 async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
     let dir = match &opts.dir {
         Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("tidegate-lab-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis())),
+        None => std::env::temp_dir().join(format!(
+            "tidegate-lab-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        )),
     };
-    let io = |source| LabError::Io { path: dir.display().to_string(), source };
+    let io = |source| LabError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(&dir).map_err(io)?;
 
     // Kubernetes API emulator with the example VirtualService and DestinationRule.
@@ -285,9 +318,18 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
     let (stop, stop_rx) = watch::channel(false);
     let reader_emulator = emulator.clone();
     let read_vs: traffic::VsReader = Arc::new(move || {
-        reader_emulator.get("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME)
+        reader_emulator.get(
+            "networking.istio.io/v1",
+            "VirtualService",
+            Some(NAMESPACE),
+            NAME,
+        )
     });
-    let versions: BTreeMap<String, String> = [("v1".to_owned(), "v1".to_owned()), ("v2".to_owned(), "v2".to_owned())].into();
+    let versions: BTreeMap<String, String> = [
+        ("v1".to_owned(), "v1".to_owned()),
+        ("v2".to_owned(), "v2".to_owned()),
+    ]
+    .into();
     let simulator = traffic::start(
         traffic::SimConfig {
             namespace: NAMESPACE.into(),
@@ -304,11 +346,18 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
     )
     .await?;
     let faulty = opts.scenario == Some(Scenario::Faulty);
-    let error_rate = if faulty { opts.canary_error_rate.max(0.05) } else { opts.canary_error_rate };
+    let error_rate = if faulty {
+        opts.canary_error_rate.max(0.05)
+    } else {
+        opts.canary_error_rate
+    };
     simulator.canary.behaviour.set(error_rate, 5);
 
     // Prometheus scraping the simulator.
-    let prometheus = prometheus::start(&dir.join("prometheus"), &[simulator.metrics_addr.to_string()])?;
+    let prometheus = prometheus::start(
+        &dir.join("prometheus"),
+        &[simulator.metrics_addr.to_string()],
+    )?;
 
     // Git remote with the plan, and a clone for the user.
     let with_pause = opts.scenario == Some(Scenario::PauseResume);
@@ -316,7 +365,10 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
         &dir,
         &[
             ("rollouts/orders-svc.yaml", lab_plan(with_pause)),
-            ("README.md", "Rollout plans for the tidegate lab. Edit rollouts/, commit, push.\n".to_owned()),
+            (
+                "README.md",
+                "Rollout plans for the tidegate lab. Edit rollouts/, commit, push.\n".to_owned(),
+            ),
         ],
     )?;
 
@@ -375,7 +427,10 @@ fn control(lab: &Lab, binary: &Path, action: &str, message: &str) -> Result<(), 
         .args(["-m", message, "--repo"])
         .arg(lab.repos.url())
         .output()
-        .map_err(|e| LabError::Control { args: action.to_owned(), message: e.to_string() })?;
+        .map_err(|e| LabError::Control {
+            args: action.to_owned(),
+            message: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(LabError::Control {
             args: format!("{action} {NAMESPACE}/{NAME}"),
@@ -417,23 +472,56 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
         }
         timeline.push(line);
     };
-    log(&mut timeline, format!("lab in {} (daemon pid {:?}, API {}, Prometheus {})", lab.dir.display(), lab.daemon.pid(), lab.api, lab.prometheus.url()));
+    log(
+        &mut timeline,
+        format!(
+            "lab in {} (daemon pid {:?}, API {}, Prometheus {})",
+            lab.dir.display(),
+            lab.daemon.pid(),
+            lab.api,
+            lab.prometheus.url()
+        ),
+    );
     loop {
         if started.elapsed() > opts.timeout {
-            problems.push(format!("timed out after {}s in phase {final_phase}", opts.timeout.as_secs()));
+            problems.push(format!(
+                "timed out after {}s in phase {final_phase}",
+                opts.timeout.as_secs()
+            ));
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let vs = lab.emulator.get("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME);
+        let vs = lab.emulator.get(
+            "networking.istio.io/v1",
+            "VirtualService",
+            Some(NAMESPACE),
+            NAME,
+        );
         let live_weight = vs.as_ref().and_then(canary_weight).unwrap_or(0);
-        let Some(st) = status(&lab).await else { continue };
-        let phase = st.get("phase").and_then(Value::as_str).unwrap_or("?").to_owned();
+        let Some(st) = status(&lab).await else {
+            continue;
+        };
+        let phase = st
+            .get("phase")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
         let step = st.get("step").and_then(Value::as_u64).unwrap_or(0);
-        let weight = st.pointer("/route/canaryWeight").and_then(Value::as_u64).unwrap_or(0);
-        let reason = st.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
+        let weight = st
+            .pointer("/route/canaryWeight")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let reason = st
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let line = format!("{phase} step {step} canary {weight}% (live {live_weight}%): {reason}");
         if line != last_line {
-            log(&mut timeline, format!("{:>6.1}s  {line}", started.elapsed().as_secs_f64()));
+            log(
+                &mut timeline,
+                format!("{:>6.1}s  {line}", started.elapsed().as_secs_f64()),
+            );
             last_line = line;
         }
         final_phase = phase.clone();
@@ -449,25 +537,55 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
                     .body(r#"{"ref":"refs/heads/main"}"#)
                     .send()
                     .await;
-                log(&mut timeline, format!("{:>6.1}s  pushed `Tidegate: resume` and sent a webhook", started.elapsed().as_secs_f64()));
+                log(
+                    &mut timeline,
+                    format!(
+                        "{:>6.1}s  pushed `Tidegate: resume` and sent a webhook",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
                 acted = true;
             }
             Scenario::Abort if !acted && phase == "Progressing" && weight >= 10 => {
                 control(&lab, &opts.daemon_binary, "abort", "lab: abort drill")?;
-                log(&mut timeline, format!("{:>6.1}s  pushed `Tidegate: abort` (found by polling)", started.elapsed().as_secs_f64()));
+                log(
+                    &mut timeline,
+                    format!(
+                        "{:>6.1}s  pushed `Tidegate: abort` (found by polling)",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
                 acted = true;
             }
-            Scenario::CrashRestart if !killed && step as usize >= kill_at && phase == "Progressing" => {
+            Scenario::CrashRestart
+                if !killed && step as usize >= kill_at && phase == "Progressing" =>
+            {
                 lab.daemon.kill9();
-                log(&mut timeline, format!("{:>6.1}s  killed the daemon with SIGKILL", started.elapsed().as_secs_f64()));
+                log(
+                    &mut timeline,
+                    format!(
+                        "{:>6.1}s  killed the daemon with SIGKILL",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 lab.daemon.start()?;
-                log(&mut timeline, format!("{:>6.1}s  restarted the daemon (pid {:?})", started.elapsed().as_secs_f64(), lab.daemon.pid()));
+                log(
+                    &mut timeline,
+                    format!(
+                        "{:>6.1}s  restarted the daemon (pid {:?})",
+                        started.elapsed().as_secs_f64(),
+                        lab.daemon.pid()
+                    ),
+                );
                 killed = true;
             }
             _ => {}
         }
-        if matches!(phase.as_str(), "Succeeded" | "RolledBack" | "Aborted" | "Invalid") {
+        if matches!(
+            phase.as_str(),
+            "Succeeded" | "RolledBack" | "Aborted" | "Invalid"
+        ) {
             break;
         }
     }
@@ -476,38 +594,71 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
 
     // Expectations.
     if final_phase != scenario.expected() {
-        problems.push(format!("expected {}, ended {final_phase}", scenario.expected()));
+        problems.push(format!(
+            "expected {}, ended {final_phase}",
+            scenario.expected()
+        ));
     }
-    let vs = lab.emulator.get("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME);
+    let vs = lab.emulator.get(
+        "networking.istio.io/v1",
+        "VirtualService",
+        Some(NAMESPACE),
+        NAME,
+    );
     let live = vs.as_ref().and_then(canary_weight);
-    let want_weight = if scenario.expected() == "Succeeded" { 100 } else { 0 };
+    let want_weight = if scenario.expected() == "Succeeded" {
+        100
+    } else {
+        0
+    };
     if live != Some(want_weight) {
-        problems.push(format!("the VirtualService sends {live:?}% to the canary, expected {want_weight}%"));
+        problems.push(format!(
+            "the VirtualService sends {live:?}% to the canary, expected {want_weight}%"
+        ));
     }
     if vs.as_ref().is_some_and(has_tidegate_route) {
         problems.push("tidegate's header route is still in the VirtualService".into());
     }
-    let history = lab.emulator.history("networking.istio.io/v1", "VirtualService", Some(NAMESPACE), NAME);
+    let history = lab.emulator.history(
+        "networking.istio.io/v1",
+        "VirtualService",
+        Some(NAMESPACE),
+        NAME,
+    );
     // The first version is the manifest as loaded (90/10); the rest are writes.
-    let weights_seen: Vec<u8> = history.iter().skip(1).filter_map(|e| canary_weight(&e.object)).collect();
+    let weights_seen: Vec<u8> = history
+        .iter()
+        .skip(1)
+        .filter_map(|e| canary_weight(&e.object))
+        .collect();
     let allowed = [0u8, 10, 50, 100];
     for w in &weights_seen {
         if !allowed.contains(w) {
-            problems.push(format!("the emulator saw a canary weight of {w}%, which no step of the plan sets"));
+            problems.push(format!(
+                "the emulator saw a canary weight of {w}%, which no step of the plan sets"
+            ));
         }
     }
     if want_weight == 100 {
         let mut max = 0;
         for w in &weights_seen {
             if *w < max {
-                problems.push(format!("the canary weight went down from {max}% to {w}% in a successful rollout"));
+                problems.push(format!(
+                    "the canary weight went down from {max}% to {w}% in a successful rollout"
+                ));
             }
             max = max.max(*w);
         }
     }
     let messages = remote::messages(&lab.repos.remote)?;
-    let status_commits = messages.iter().filter(|m| m.contains("Tidegate-Status:")).count();
-    let final_trailer = format!("Tidegate-Status: {NAMESPACE}/{NAME} {}", scenario.expected());
+    let status_commits = messages
+        .iter()
+        .filter(|m| m.contains("Tidegate-Status:"))
+        .count();
+    let final_trailer = format!(
+        "Tidegate-Status: {NAMESPACE}/{NAME} {}",
+        scenario.expected()
+    );
     if !messages.iter().any(|m| m.contains(&final_trailer)) {
         problems.push(format!("no status commit carries `{final_trailer}`"));
     }
@@ -515,18 +666,28 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
         if let Some(h) = st.get("history").and_then(Value::as_array) {
             for pair in h.windows(2) {
                 if pair[0] == pair[1] {
-                    problems.push(format!("duplicated transition in the status history: {}", pair[0]));
+                    problems.push(format!(
+                        "duplicated transition in the status history: {}",
+                        pair[0]
+                    ));
                 }
             }
         }
     }
-    log(&mut timeline, format!(
-        "{:>6.1}s  {scenario:?}: ended {final_phase} at canary {final_weight}%; {} status commits; weights seen {:?}; {}",
-        started.elapsed().as_secs_f64(),
-        status_commits,
-        weights_seen,
-        if problems.is_empty() { "as expected".to_owned() } else { format!("PROBLEMS: {}", problems.join("; ")) }
-    ));
+    log(
+        &mut timeline,
+        format!(
+            "{:>6.1}s  {scenario:?}: ended {final_phase} at canary {final_weight}%; {} status commits; weights seen {:?}; {}",
+            started.elapsed().as_secs_f64(),
+            status_commits,
+            weights_seen,
+            if problems.is_empty() {
+                "as expected".to_owned()
+            } else {
+                format!("PROBLEMS: {}", problems.join("; "))
+            }
+        ),
+    );
     let _ = lab.stop.send(true);
     Ok(LabOutcome {
         scenario: Some(scenario),
@@ -563,7 +724,10 @@ The rollout in the seed starts right away. Ctrl-C stops everything.\n",
         url = lab.repos.url(),
     );
     let _ = lab.listen_port;
-    let _ = lab.simulator.sent.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = lab
+        .simulator
+        .sent
+        .load(std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::signal::ctrl_c().await;
     println!("stopping the lab");
 }

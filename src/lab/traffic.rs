@@ -33,8 +33,8 @@ pub enum TrafficError {
 
 /// Istio's default latency buckets (milliseconds).
 pub const ISTIO_BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
 /// A backend's behaviour, changeable while it runs (a scenario turns a canary faulty).
@@ -143,9 +143,13 @@ pub fn routes_of(vs: &Value) -> Vec<SimRoute> {
                                 .map(|h| {
                                     h.iter()
                                         .map(|(k, v)| {
-                                            let cond = if let Some(s) = v.get("exact").and_then(Value::as_str) {
+                                            let cond = if let Some(s) =
+                                                v.get("exact").and_then(Value::as_str)
+                                            {
                                                 HeaderCondition::Exact(s.to_owned())
-                                            } else if let Some(s) = v.get("prefix").and_then(Value::as_str) {
+                                            } else if let Some(s) =
+                                                v.get("prefix").and_then(Value::as_str)
+                                            {
                                                 HeaderCondition::Prefix(s.to_owned())
                                             } else {
                                                 HeaderCondition::Unsupported
@@ -172,19 +176,25 @@ pub fn routes_of(vs: &Value) -> Vec<SimRoute> {
                                 .unwrap_or_default()
                                 .to_owned();
                             let default = if n == 1 { 100 } else { 0 };
-                            let w = d.get("weight").and_then(Value::as_u64).map_or(default, |w| w as u32);
+                            let w = d
+                                .get("weight")
+                                .and_then(Value::as_u64)
+                                .map_or(default, |w| w as u32);
                             (subset, w)
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            let mirror = r.pointer("/mirror/subset").and_then(Value::as_str).map(|s| {
-                let pct = r
-                    .pointer("/mirrorPercentage/value")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(100.0);
-                (s.to_owned(), pct)
-            });
+            let mirror = r
+                .pointer("/mirror/subset")
+                .and_then(Value::as_str)
+                .map(|s| {
+                    let pct = r
+                        .pointer("/mirrorPercentage/value")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(100.0);
+                    (s.to_owned(), pct)
+                });
             SimRoute {
                 matches,
                 destinations,
@@ -195,15 +205,20 @@ pub fn routes_of(vs: &Value) -> Vec<SimRoute> {
 }
 
 /// The route a request with `headers` takes (Istio: the first route whose match holds).
-pub fn pick_route<'r>(routes: &'r [SimRoute], headers: &BTreeMap<String, String>) -> Option<&'r SimRoute> {
+pub fn pick_route<'r>(
+    routes: &'r [SimRoute],
+    headers: &BTreeMap<String, String>,
+) -> Option<&'r SimRoute> {
     routes.iter().find(|r| {
         r.matches.is_empty()
             || r.matches.iter().any(|conds| {
-                conds.iter().all(|(name, cond)| match (headers.get(name), cond) {
-                    (Some(v), HeaderCondition::Exact(want)) => v == want,
-                    (Some(v), HeaderCondition::Prefix(p)) => v.starts_with(p.as_str()),
-                    _ => false,
-                })
+                conds
+                    .iter()
+                    .all(|(name, cond)| match (headers.get(name), cond) {
+                        (Some(v), HeaderCondition::Exact(want)) => v == want,
+                        (Some(v), HeaderCondition::Prefix(p)) => v.starts_with(p.as_str()),
+                        _ => false,
+                    })
             })
     })
 }
@@ -283,7 +298,11 @@ pub async fn start(
     let durations: Family<DurationLabels, Histogram> =
         Family::new_with_constructor(|| Histogram::new(ISTIO_BUCKETS));
     let mut registry = Registry::default();
-    registry.register("istio_requests", "Requests (simulated sidecar)", requests.clone());
+    registry.register(
+        "istio_requests",
+        "Requests (simulated sidecar)",
+        requests.clone(),
+    );
     registry.register(
         "istio_request_duration_milliseconds",
         "Request duration (simulated sidecar)",
@@ -370,8 +389,13 @@ pub async fn start(
                 if fastrand::f64() < cfg.header_share {
                     headers.insert("x-canary".to_owned(), "true".to_owned());
                 }
-                let Some(route) = pick_route(&routes, &headers) else { continue };
-                let Some(subset) = pick_destination(route, fastrand::f64()).map(str::to_owned) else { continue };
+                let Some(route) = pick_route(&routes, &headers) else {
+                    continue;
+                };
+                let Some(subset) = pick_destination(route, fastrand::f64()).map(str::to_owned)
+                else {
+                    continue;
+                };
                 let mut targets = vec![subset];
                 if let Some((m, pct)) = &route.mirror {
                     if fastrand::f64() * 100.0 < *pct {
@@ -391,7 +415,11 @@ pub async fn start(
                     let client = client.clone();
                     let requests = requests.clone();
                     let durations = durations.clone();
-                    let version = cfg.versions.get(&subset).cloned().unwrap_or_else(|| subset.clone());
+                    let version = cfg
+                        .versions
+                        .get(&subset)
+                        .cloned()
+                        .unwrap_or_else(|| subset.clone());
                     let cfg = cfg.clone();
                     sent.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
