@@ -123,8 +123,36 @@ fn ssh_with_known_host_fetches_and_pushes_and_unknown_host_is_refused() {
         .expect("push over ssh");
     assert_eq!(
         remote.remote_git(&["rev-parse", "main"]),
-        out.commit.expect("commit")
+        out.commit.clone().expect("commit")
     );
+    let out_commit = out.commit.expect("commit");
+
+    // Hashed known_hosts (as `ssh-keygen -H` writes it) works too.
+    let hashed = dir.join("known_hosts_hashed");
+    std::fs::write(
+        &hashed,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_pub),
+    )
+    .expect("write");
+    let st = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-H")
+        .arg("-f")
+        .arg(&hashed)
+        .stdout(Stdio::null())
+        .status()
+        .expect("ssh-keygen -H");
+    assert!(st.success());
+    assert!(
+        std::fs::read_to_string(&hashed)
+            .expect("read")
+            .starts_with("|1|")
+    );
+    let update = GitRepo::open(ssh_config(&remote, &sshd, client_key.clone(), hashed))
+        .expect("open")
+        .poll()
+        .expect("fetch with a hashed known_hosts");
+    assert_eq!(update.tip, out_commit);
 
     // known_hosts lists other hosts only: refused, never accepted blindly.
     let (_, other_pub) = keygen(&dir, "otherhost");
