@@ -310,3 +310,49 @@ fn a_hook_refusal_is_reported_at_once_not_retried() {
         .expect("push");
     assert_eq!(out.attempts, 1);
 }
+
+#[test]
+fn cli_reads_the_token_from_an_environment_variable() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let server = serve(remote.dir.path());
+    let url = format!("http://127.0.0.1:{}/plans.git", server.port);
+    let run = |token: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(args)
+            .args(["--repo", &url, "--token-env", "PLANS_TOKEN"])
+            .env("PLANS_TOKEN", token)
+            .env("HOME", remote.dir.path())
+            .output()
+            .expect("run tidegate")
+    };
+    let out = run(
+        TOKEN,
+        &["pause", "prod/a", "--author", "Ana <ana@example.com>"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(TOKEN, &["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(no status files yet)"));
+    assert_eq!(
+        remote.remote_git(&[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Tidegate,valueonly)",
+            "main"
+        ]),
+        "pause prod/a"
+    );
+    let out = run("not-the-token", &["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication to http://127.0.0.1:"), "{err}");
+    assert!(!err.contains("not-the-token"), "{err}");
+}
