@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::control::Policy;
 use crate::git::{Auth as GitAuth, GitConfig, Identity, SecretSource};
 use crate::metrics::prometheus::{Auth as PromAuth, PrometheusConfig};
+use crate::notify::{Channel, ChannelConfig};
 
 /// A configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,26 +48,35 @@ pub enum ConfigError {
     },
 }
 
+/// A section written with nothing under it (`kubernetes:` and only comments) is its default.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawConfig {
     namespace: Option<String>,
     data_dir: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     git: RawGit,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     control: RawControl,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     kubernetes: RawKube,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     prometheus: RawPrometheus,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     server: RawServer,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     leader_election: RawLease,
     shutdown_grace: Option<String>,
-    #[serde(default)]
-    notifications: Vec<serde_json::Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    notifications: Vec<ChannelConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,8 +228,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub leader_election: Option<LeaseConfig>,
     pub shutdown_grace: Duration,
-    /// Notification channels, checked by the notification module.
-    pub notifications: Vec<serde_json::Value>,
+    /// Notification channels (validated; URLs resolved when the daemon starts).
+    pub notifications: Vec<Channel>,
 }
 
 /// Leader election settings.
@@ -433,18 +443,17 @@ fn validate(
             "the plans repository is not set",
             "set git.url (or TIDEGATE_GIT_URL / --git-url)",
         );
-    } else if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
-        if rest
+    } else if let Some(rest) = url.split_once("://").map(|(_, r)| r)
+        && rest
             .split('/')
             .next()
             .is_some_and(|host| host.contains('@') && host.contains(':') && url.starts_with("http"))
-        {
-            is.push(
-                "git.url",
-                "the URL carries a password",
-                "remove it from the URL and use git.auth.token or git.auth.password",
-            );
-        }
+    {
+        is.push(
+            "git.url",
+            "the URL carries a password",
+            "remove it from the URL and use git.auth.token or git.auth.password",
+        );
     }
     let mut git = GitConfig::new(url, data_dir.clone());
     if let Some(b) = g.branch {
@@ -730,6 +739,20 @@ fn validate(
         Duration::from_secs(20),
     );
 
+    let notifications = match crate::notify::validate_channels(&raw.notifications) {
+        Ok(c) => c,
+        Err(crate::notify::NotifyError::InvalidChannels { errors }) => {
+            for e in errors {
+                is.push("notifications", e, "see docs/notifications.md");
+            }
+            Vec::new()
+        }
+        Err(e) => {
+            is.push("notifications", e.to_string(), "see docs/notifications.md");
+            Vec::new()
+        }
+    };
+
     if !is.0.is_empty() {
         return Err(ConfigError::Invalid {
             source_name: name.to_owned(),
@@ -754,7 +777,7 @@ fn validate(
         max_body_bytes,
         leader_election,
         shutdown_grace,
-        notifications: raw.notifications,
+        notifications,
     })
 }
 

@@ -76,10 +76,10 @@ fn unmanaged(vs: &Value, managed: &[usize], header_idx: Option<usize>) -> Value 
         .and_then(Value::as_object_mut)
     {
         a.remove(ORIGINALS_ANNOTATION);
-        if a.is_empty() {
-            if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
-                m.remove("annotations");
-            }
+        if a.is_empty()
+            && let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut)
+        {
+            m.remove("annotations");
         }
     }
     v
@@ -328,4 +328,95 @@ fn three_way_splits_are_refused_naming_the_other_destination() {
     let t = target("reviews.bookinfo.svc.cluster.local", "v1", "v2", vec![]);
     let err = routes::plan_set(&vs, &t, &RouteState::all_canary()).expect_err("3-way");
     assert!(err.to_string().contains("subset v3"), "{err}");
+}
+
+#[test]
+fn a_concurrent_edit_makes_the_computed_patch_fail() {
+    let vs = doc_named(
+        "bookinfo__virtual-service-reviews-80-20.yaml",
+        "VirtualService",
+    );
+    let t = target("reviews", "v1", "v2", vec![]);
+    let patch = routes::plan_set(
+        &vs,
+        &t,
+        &RouteState {
+            canary_weight: 50,
+            ..Default::default()
+        },
+    )
+    .expect("set");
+    let mut edited = vs.clone();
+    edited["spec"]["http"][0]["route"][0]["weight"] = serde_json::json!(70);
+    edited["spec"]["http"][0]["route"][1]["weight"] = serde_json::json!(30);
+    let err = routes::apply(&edited, &patch).expect_err("guarded");
+    assert!(err.to_string().contains("did not match"), "{err}");
+    // Unrelated edits elsewhere do not conflict.
+    let mut unrelated = vs.clone();
+    unrelated["spec"]["hosts"] = serde_json::json!(["reviews", "reviews.example.com"]);
+    let applied = routes::apply(&unrelated, &patch).expect("applies");
+    assert_eq!(applied["spec"]["hosts"][1], "reviews.example.com");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn state() -> impl Strategy<Value = RouteState> {
+        (0u8..=100, proptest::option::of("[a-z]{1,8}"), 0u8..=100).prop_map(|(w, h, m)| {
+            RouteState {
+                canary_weight: w,
+                header_route: h.map(|v| header("x-canary", &v)),
+                mirror_percent: m,
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_sequence_of_states_keeps_weights_at_100_and_clear_restores(states in proptest::collection::vec(state(), 1..8)) {
+            let original = doc_named("bookinfo__virtual-service-reviews-jason-v2-v3.yaml", "VirtualService");
+            let t = target("reviews", "v2", "v3", vec![]);
+            let mut vs = original.clone();
+            for st in &states {
+                vs = routes::apply(&vs, &routes::plan_set(&vs, &t, st).expect("set")).expect("apply");
+                prop_assert_eq!(routes::verify(&vs, &t, st), ReadBack::Verified);
+                for (_, sum) in routes::managed_weight_sums(&vs, &t).expect("sums") {
+                    prop_assert_eq!(sum, 100);
+                }
+            }
+            vs = routes::apply(&vs, &routes::plan_clear(&vs, &t, &RouteState::all_stable()).expect("clear")).expect("apply");
+            prop_assert_eq!(vs, original);
+        }
+    }
+}
+
+#[test]
+fn mirroring_a_route_that_uses_mirrors_is_refused() {
+    let vs = serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {"hosts": ["orders"], "http": [{"name": "primary",
+            "mirrors": [{"destination": {"host": "audit"}, "percentage": {"value": 5.0}}],
+            "route": [{"destination": {"host": "orders", "subset": "v1"}}]}]}
+    });
+    let t = target("orders", "v1", "v2", vec![]);
+    let st = RouteState {
+        canary_weight: 10,
+        header_route: None,
+        mirror_percent: 20,
+    };
+    let err = routes::plan_set(&vs, &t, &st).expect_err("mirror and mirrors");
+    assert!(err.to_string().contains("`mirrors`"), "{err}");
+    // Weights alone are fine, and the existing `mirrors` is kept.
+    let st = RouteState {
+        mirror_percent: 0,
+        ..st
+    };
+    let after = routes::apply(&vs, &routes::plan_set(&vs, &t, &st).expect("set")).expect("apply");
+    assert_eq!(
+        after["spec"]["http"][0]["mirrors"],
+        vs["spec"]["http"][0]["mirrors"]
+    );
 }

@@ -551,3 +551,229 @@ async fn loads_the_shared_istio_fixtures() {
     assert!(listed.items.len() <= vss && !listed.items.is_empty());
     emu.shutdown().await;
 }
+
+/// "Validation" and "Pruning versus preserving unknown fields" (CustomResourceDefinition docs):
+/// with Istio's CRDs loaded, a wrongly typed field is 422 Invalid; unknown fields are pruned;
+/// every VirtualService and DestinationRule of the shared fixtures is accepted.
+#[tokio::test]
+async fn validates_custom_resources_against_the_istio_crd_schemas() {
+    common::init_tls();
+    let emu = kube_emulator::start(EmulatorConfig {
+        crd_paths: vec![common::fixture("istio/crds/crd-all.gen.yaml")],
+        namespaces: vec!["default".into(), "shop".into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts");
+    let docs =
+        tidegate::mesh::manifests::load(&[common::fixture("istio/manifests")]).expect("parse");
+    let mut accepted = 0;
+    let mut rejected = Vec::new();
+    for d in docs {
+        let served = emu.with_store(|s| s.def_for(d.api_version(), d.kind()).is_some());
+        if !served {
+            continue;
+        }
+        let name = d.name().to_string();
+        match emu.apply_manifest(d.value, "default") {
+            Ok(_) => accepted += 1,
+            Err(e) => rejected.push((name, e.message)),
+        }
+    }
+    assert!(accepted >= 40, "{accepted}");
+    // Istio's analyzer test data has a route destination `{}` on purpose ("test destination null").
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    assert_eq!(rejected[0].0, "reviews-bogushost");
+    assert!(
+        rejected[0]
+            .1
+            .contains("spec.http[0].route[0].destination: Required value"),
+        "{rejected:?}"
+    );
+
+    let api = vs_api(&emu, "v1");
+    let mut bad = vs("orders", 0);
+    bad.data["spec"]["http"][0]["route"][0]["weight"] = json!("ninety");
+    let st = api_status(
+        api.create(&PostParams::default(), &bad)
+            .await
+            .expect_err("invalid"),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
+    assert!(
+        st.message.contains("spec.http[0].route[0].weight"),
+        "{}",
+        st.message
+    );
+    assert!(
+        st.message.contains("must be of type integer"),
+        "{}",
+        st.message
+    );
+
+    let mut extra = vs("orders", 0);
+    extra.data["spec"]["http"][0]["bogusField"] = json!(true);
+    let created = api
+        .create(&PostParams::default(), &extra)
+        .await
+        .expect("pruned, accepted");
+    assert!(created.data["spec"]["http"][0].get("bogusField").is_none());
+    assert_eq!(created.data["spec"]["http"][0]["route"][0]["weight"], 100);
+
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/spec/http/0/route/0/destination", "value": {"subset": "v1"}}
+    ]))
+    .expect("patch");
+    let st = api_status(
+        api.patch("orders", &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+            .expect_err("host required"),
+    );
+    assert!(
+        st.message
+            .contains("spec.http[0].route[0].destination.host: Required value"),
+        "{}",
+        st.message
+    );
+    emu.shutdown().await;
+}
+
+/// An ordinary kubeconfig file naming the emulator works with kube's config loading.
+#[tokio::test]
+async fn a_kubeconfig_file_reaches_the_emulator() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, emu.kubeconfig_yaml()).expect("write");
+    let kc = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig parses");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(cfg).expect("client");
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let names: Vec<String> = ns
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["default", "shop"]);
+    emu.shutdown().await;
+}
+
+/// Leases (coordination.k8s.io/v1) behave like any object under optimistic concurrency: the
+/// basis of leader election ("Concurrency Control and Consistency").
+#[tokio::test]
+async fn leases_support_compare_and_swap() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let emu = emulator().await;
+    let leases: Api<Lease> = Api::namespaced(emu.client().expect("client"), "default");
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "tidegate"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}
+    }))
+    .expect("lease");
+    let first = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create");
+    let mut take = first.clone();
+    take.spec.get_or_insert_default().holder_identity = Some("b".into());
+    leases
+        .replace("tidegate", &PostParams::default(), &take)
+        .await
+        .expect("b takes it");
+    let mut late = first.clone();
+    late.spec.get_or_insert_default().holder_identity = Some("c".into());
+    let st = api_status(
+        leases
+            .replace("tidegate", &PostParams::default(), &late)
+            .await
+            .expect_err("stale"),
+    );
+    assert_eq!(st.code, 409);
+    let now = leases.get("tidegate").await.expect("get");
+    assert_eq!(
+        now.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("b")
+    );
+    emu.shutdown().await;
+}
+
+/// API Concepts "Streaming lists" (sendInitialEvents) and label-selected watches: the current
+/// objects, then a bookmark annotated `k8s.io/initial-events-end`, then only matching changes.
+#[tokio::test]
+async fn watch_with_initial_events_and_a_label_selector() {
+    let emu = emulator().await;
+    let api = vs_api(&emu, "v1");
+    api.create(&PostParams::default(), &vs("orders", 0))
+        .await
+        .expect("create");
+    api.create(&PostParams::default(), &vs("cart", 0))
+        .await
+        .expect("create");
+    let wp = WatchParams::default()
+        .labels("app=orders")
+        .initial_events()
+        .timeout(5);
+    let mut stream = api.watch(&wp, "").await.expect("watch").boxed();
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Added(o)) => assert_eq!(o.metadata.name.as_deref(), Some("orders")),
+        other => panic!("expected ADDED orders, got {other:?}"),
+    }
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Bookmark(b)) => {
+            assert_eq!(
+                b.metadata
+                    .annotations
+                    .get("k8s.io/initial-events-end")
+                    .map(String::as_str),
+                Some("true")
+            );
+        }
+        other => panic!("expected the initial-events-end bookmark, got {other:?}"),
+    }
+    let writer = vs_api(&emu, "v1");
+    writer
+        .patch(
+            "cart",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hosts": ["c"]}})),
+        )
+        .await
+        .expect("cart");
+    writer
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hosts": ["o"]}})),
+        )
+        .await
+        .expect("orders");
+    loop {
+        match stream.try_next().await.expect("event") {
+            Some(WatchEvent::Modified(o)) => {
+                assert_eq!(
+                    o.metadata.name.as_deref(),
+                    Some("orders"),
+                    "cart is filtered out"
+                );
+                break;
+            }
+            Some(WatchEvent::Bookmark(_)) => continue,
+            other => panic!("expected MODIFIED orders, got {other:?}"),
+        }
+    }
+    let dry = api
+        .patch(
+            "orders",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(json!({"spec": {"hosts": ["x"]}})),
+        )
+        .await
+        .expect_err("dry run refused");
+    assert_eq!(api_status(dry).code, 400);
+    emu.shutdown().await;
+}

@@ -441,3 +441,101 @@ async fn history_shows_no_weight_beyond_the_steps_taken() {
     assert!(ever.contains(&5) && ever.contains(&10));
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_write_is_valid_against_the_istio_crd_schema() {
+    common::init_tls();
+    let emu = kube_emulator::start(EmulatorConfig {
+        crd_paths: vec![common::fixture("istio/crds/crd-all.gen.yaml")],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts");
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    let state = RouteState {
+        canary_weight: 35,
+        header_route: Some(HeaderRoute {
+            headers: BTreeMap::from([
+                ("x-canary".into(), StringMatch::Exact("true".into())),
+                ("x-user".into(), StringMatch::Regex("qa-.*".into())),
+            ]),
+        }),
+        mirror_percent: 15,
+    };
+    let rep = r
+        .set_route(&target(), &state)
+        .await
+        .expect("accepted by the schema");
+    assert!(rep.patched);
+    assert_eq!(rep.read_back, ReadBack::Verified, "nothing was pruned");
+    let rep = r
+        .clear(&target(), &RouteState::all_canary())
+        .await
+        .expect("clear accepted");
+    assert_eq!(rep.read_back, ReadBack::Verified);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_422_while_the_guards_still_hold_is_a_rejection_not_drift() {
+    let emu = emulator(&["v1"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    // A 422 that is not a failed `test` (schema or admission refusing the content).
+    emu.faults().fail_next_writes(422, 1);
+    let err = r
+        .set_route(
+            &target(),
+            &RouteState {
+                canary_weight: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("rejected");
+    assert!(matches!(err, RouterError::Rejected { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("rejected the patch of VirtualService shop/orders"),
+        "{err}"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn preflight_reads_the_rollout_objects_from_the_cluster() {
+    use tidegate::mesh::istio::preflight::{self, Object, codes};
+    let emu = emulator(&["v1", "v1beta1", "v1alpha3"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    emu.apply_manifest(
+        json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+               "metadata": {"name": "orders", "namespace": "shop"},
+               "spec": {"host": "orders", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                        "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}),
+        "shop",
+    )
+    .expect("seed");
+    emu.apply_manifest(
+        json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+               "metadata": {"name": "default", "namespace": "shop"},
+               "spec": {"mtls": {"mode": "DISABLE"}}}),
+        "shop",
+    )
+    .expect("seed");
+    let r = router(&emu);
+    let objects: Vec<Object> = r
+        .preflight_objects(&target())
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|v| Object::new(v, None))
+        .collect();
+    assert_eq!(objects.len(), 3);
+    let f = preflight::check_rollout(&objects, &target());
+    let mut got: Vec<&str> = f.iter().map(|f| f.code).collect();
+    got.sort();
+    assert_eq!(got, vec![codes::PLAN_SUBSET_MISSING, codes::MTLS_MISMATCH]);
+    assert_eq!(preflight::blocking(&f).len(), 2);
+    emu.shutdown().await;
+}

@@ -353,3 +353,29 @@ fn real_mistakes_in_the_shared_fixtures_are_found() {
         .collect();
     assert_eq!(preflight::check_objects(&o, "default"), vec![]);
 }
+
+#[test]
+fn check_rollout_keeps_only_what_concerns_the_rollout() {
+    let o = objs(vec![
+        vs("orders", json!([{"route": split(100)}])),
+        dr("orders", "orders", &["v1"], None),
+        // An unrelated broken VirtualService in the same namespace.
+        vs(
+            "search",
+            json!([{"route": [{"destination": {"host": "search", "subset": "nope"}}]}]),
+        ),
+    ]);
+    let f = preflight::check_rollout(&o, &target());
+    assert_eq!(
+        codes_of(&f),
+        vec![codes::PLAN_SUBSET_MISSING, codes::UNKNOWN_SUBSET]
+    );
+    let blocking = preflight::blocking(&f);
+    assert_eq!(blocking.len(), 2);
+    assert!(
+        blocking[0].starts_with("error TG104 DestinationRule shop/orders"),
+        "{}",
+        blocking[0]
+    );
+    assert!(preflight::has_errors(&f));
+}

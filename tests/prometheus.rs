@@ -631,3 +631,44 @@ fn analyze_command_judges_historic_data_with_subsets_from_manifests() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(r#"job="pay\"ments""#), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_custom_ca() {
+    prom::install_crypto();
+    let tls = tempfile::tempdir().expect("tempdir");
+    prom::make_ca(tls.path());
+    let exporter = Exporter::start(vec![workload("shop", "tls", "v1", 1.0, 0.0, 1.0)]);
+    let p = Prometheus::start_tls(
+        exporter.port,
+        &tls.path().join("leaf.pem"),
+        &tls.path().join("leaf.key"),
+    );
+    let url = format!("https://127.0.0.1:{}", p.port);
+    let trusted = PromSource::new(&PrometheusConfig {
+        ca_file: Some(tls.path().join("ca.pem")),
+        timeout: Duration::from_secs(5),
+        ..PrometheusConfig::new(&url)
+    })
+    .expect("source");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        match trusted.instant("vector(7)", None).await {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "TLS Prometheus never answered: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(answer[0].value, 7.0);
+    // Without the CA the server's certificate is refused.
+    let untrusted = PromSource::new(&PrometheusConfig::new(&url)).expect("source");
+    let err = untrusted
+        .instant("vector(7)", None)
+        .await
+        .expect_err("unknown CA");
+    assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+}

@@ -342,3 +342,85 @@ fn a_missing_ca_file_is_a_configuration_error() {
     .expect_err("no CA");
     assert!(matches!(err, MetricsError::Config(_)), "{err}");
 }
+
+/// Run the built binary; (exit code, stdout, stderr).
+fn tidegate(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .output()
+        .expect("run tidegate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn analyze_exit_codes_for_bad_input_and_an_unreachable_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: cart, namespace: shop}\nspec:\n  service: cart\n  stable: v1\n  canary: v2\n  steps: [{setWeight: 10}]\n  analysis:\n    metrics:\n      - {name: success, template: istio-success-rate, min: 99}\n",
+    )
+    .expect("write plan");
+    let plan = plan.display().to_string();
+    let nobody = format!("http://127.0.0.1:{}", prom::free_port());
+
+    let (code, out, _) = tidegate(&["analyze", &plan, "--prometheus", &nobody, "--timeout", "2s"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("Error(unreachable) success"), "{out}");
+    assert!(out.contains("note: no --manifests given"), "{out}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: x}\nspec:\n  service: x\n  stable: v1\n  canary: v2\n  steps: [{setWeight: 5}]\n  analysis: {metrics: [{name: s, query: 'x{a={{ service }}}', max: 1}]}\n",
+    )
+    .expect("write bad plan");
+    let (code, _, err) = tidegate(&[
+        "analyze",
+        &bad.display().to_string(),
+        "--prometheus",
+        &nobody,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("must be written inside a double-quoted string"),
+        "{err}"
+    );
+
+    let (code, _, err) = tidegate(&[
+        "analyze",
+        &plan,
+        "--prometheus",
+        &nobody,
+        "--manifests",
+        "/nonexistent/manifests",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/manifests"), "{err}");
+
+    // A manifest folder whose DestinationRule leaves the canary subset unlabelled.
+    let m = dir.path().join("manifests");
+    std::fs::create_dir(&m).expect("mkdir");
+    std::fs::write(
+        m.join("dr.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: cart, namespace: shop}\nspec:\n  host: cart\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {app: cart}}\n",
+    )
+    .expect("write manifests");
+    let (code, _, err) = tidegate(&[
+        "analyze",
+        &plan,
+        "--prometheus",
+        &nobody,
+        "--manifests",
+        &m.display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("subset \"v2\" of DestinationRule shop/cart has no `version`"),
+        "{err}"
+    );
+}

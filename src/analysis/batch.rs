@@ -82,7 +82,7 @@ pub enum TargetError {
     Subset {
         id: RolloutId,
         #[source]
-        source: SubsetError,
+        source: Box<SubsetError>,
     },
 }
 
@@ -122,7 +122,7 @@ impl Target {
             .mapping(&plan.canary, &plan.stable)
             .map_err(|source| TargetError::Subset {
                 id: plan.id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let (service, namespace) = split_host(&plan.service, &plan.id.namespace);
         Ok(Target {
@@ -303,10 +303,7 @@ pub fn plan(targets: &[Target]) -> BatchPlan {
         reporter: t.reporter.clone(),
     };
     // First pass: collect batch groups and custom queries.
-    let mut pending: Vec<(
-        Target,
-        Vec<(MetricSpec, Unit, PendingSource, Option<PendingSource>)>,
-    )> = Vec::new();
+    let mut pending: Vec<(Target, Vec<PendingCheck>)> = Vec::new();
     for t in targets {
         let add = |groups: &mut BTreeMap<BatchKey, BatchGroup>, kind: Kind, both: bool| {
             let g = groups.entry(key(t, kind)).or_default();
@@ -407,6 +404,9 @@ pub fn plan(targets: &[Target]) -> BatchPlan {
         .collect();
     BatchPlan { queries, targets }
 }
+
+/// A check before query indexes are known: spec, unit, canary and stable sources.
+type PendingCheck = (MetricSpec, Unit, PendingSource, Option<PendingSource>);
 
 #[derive(Debug, Clone)]
 enum PendingSource {
@@ -819,5 +819,50 @@ mod tests {
             split_host("reviews.prod.svc.cluster.local", "shop"),
             ("reviews".into(), "prod".into())
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the names (collisions, regex and quote characters), every rollout reads
+        /// exactly the series of its own (namespace, service, subset).
+        #[test]
+        fn every_rollout_reads_its_own_series(
+            rollouts in proptest::collection::vec(
+                ("[a.|*\"]{1,3}", "[ns|]{1,2}", "v[12.*]"),
+                1..12,
+            )
+        ) {
+            let targets: Vec<Target> = rollouts
+                .iter()
+                .map(|(svc, ns, v)| {
+                    let mut t = target(svc, ns, v, standard());
+                    t.analysis.min_requests = 0;
+                    t
+                })
+                .collect();
+            let p = plan(&targets);
+            proptest::prop_assert_eq!(p.queries.len(), 3);
+            // One series per distinct (ns, svc, version), value derived from the key.
+            let truth = |ns: &str, svc: &str, v: &str| {
+                let key = format!("{ns}\u{0}{svc}\u{0}{v}");
+                let h = key.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                (h % 1_000_003) as f64
+            };
+            let mut all = Vec::new();
+            for t in &targets {
+                for v in [&t.subsets.canary.value, &t.subsets.stable.value] {
+                    let s = series(&t.namespace, &t.service, v, truth(&t.namespace, &t.service, v));
+                    if !all.contains(&s) {
+                        all.push(s);
+                    }
+                }
+            }
+            let answers: Vec<Result<Vec<Series>, QueryFailure>> = p.queries.iter().map(|_| Ok(all.clone())).collect();
+            let results = p.split(&answers);
+            for (t, r) in targets.iter().zip(&results) {
+                let sr = &r.verdicts[0];
+                proptest::prop_assert_eq!(sr.value, Some(truth(&t.namespace, &t.service, &t.subsets.canary.value)));
+                proptest::prop_assert_eq!(sr.stable_value, Some(truth(&t.namespace, &t.service, &t.subsets.stable.value)));
+            }
+        }
     }
 }

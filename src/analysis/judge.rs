@@ -112,6 +112,7 @@ pub fn judge(ctx: &Context<'_>, query: String, canary: Side, stable: Option<Side
     let mut v = Verdict::bare(spec.name.clone(), Outcome::Inconclusive);
     v.query = query;
     v.threshold = describe_threshold(spec, ctx.unit);
+    v.window = w.to_string();
     v.samples = canary.requests.map(f64::round).or(Some(0.0));
     if let Reading::Value(x) = canary.reading {
         v.value = Some(x);
@@ -237,6 +238,7 @@ mod tests {
         let v = run(&s, Unit::Percent, side(95.0, 100.0), None);
         assert_eq!(v.outcome, Outcome::Fail);
         assert_eq!(v.reason, "canary 95% is below min 99% over 1m");
+        assert_eq!(v.window, "1m");
         let s = spec(None, Some(500.0), false, 0.0);
         assert_eq!(
             run(&s, Unit::Milliseconds, side(f64::INFINITY, 100.0), None).outcome,

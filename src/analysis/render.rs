@@ -95,7 +95,7 @@ pub fn escape_regex(value: &str) -> String {
 /// A PromQL duration literal (`90s`, `500ms`); at least `1ms`.
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis().max(1);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -42,6 +42,9 @@ pub struct Verdict {
     /// The threshold as a human reads it ("min 99", "max 500", "within 0.5 of stable").
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub threshold: String,
+    /// The window the values were computed over (`analysis.interval`, e.g. "1m").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub window: String,
     /// Requests seen in the window, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<f64>,
@@ -60,6 +63,7 @@ impl Verdict {
             value: None,
             stable_value: None,
             threshold: String::new(),
+            window: String::new(),
             samples: None,
             reason: String::new(),
         }

@@ -16,6 +16,7 @@ pub mod run;
 pub mod simulate;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 /// Exit code for usage errors (bad flags, missing files), as clap uses.
 pub const EXIT_USAGE: u8 = 2;

@@ -19,12 +19,25 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
     pub output: StatusFormat,
+    /// Keep watching: a live progress bar per rollout (weight, step, phase, last verdicts, time
+    /// in step), refreshed every second until Ctrl-C.
+    #[arg(long, short)]
+    pub watch: bool,
+    /// Read statuses from a running daemon's API (e.g. http://127.0.0.1:8080) instead of Git.
+    #[arg(long)]
+    pub api: Option<String>,
+    /// With --watch: stop after this many refreshes (for scripts and tests).
+    #[arg(long, hide = true)]
+    pub refreshes: Option<u64>,
     #[command(flatten)]
     pub repo: RepoArgs,
 }
 
 /// Fetch and print; unreadable status files are reported on stderr and make the exit code 1.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    if args.watch || args.api.is_some() {
+        return super::watch::run(args);
+    }
     let (mut repo, _tmp) = args.repo.open()?;
     repo.fetch()?;
     let mut statuses = Vec::new();

@@ -11,6 +11,7 @@
 //! order: traffic first (rollbacks before anything else), then notifications, then the status
 //! commit that reports it.
 
+mod events;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -124,6 +125,10 @@ pub struct App<R: Mesh, M: MetricsSource> {
     listen: String,
     grace: Duration,
     lease: Option<(kube::Client, crate::config::LeaseConfig)>,
+    channels: Vec<crate::notify::Channel>,
+    notify: Option<crate::notify::NotifyQueue>,
+    /// Writes transitions as Kubernetes Events (None in tests without a cluster).
+    events: Option<(kube::Client, String)>,
 }
 
 /// Connect everything described by `config`: kube client, router, Prometheus, Git mirror (first
@@ -192,7 +197,16 @@ pub async fn build(config: &Config) -> Result<App<IstioRouter, Prometheus>, Daem
         },
         listen: config.listen.clone(),
         grace: config.shutdown_grace,
-        lease: config.leader_election.clone().map(|l| (client, l)),
+        lease: config.leader_election.clone().map(|l| (client.clone(), l)),
+        channels: config.notifications.clone(),
+        notify: None,
+        events: Some((
+            client.clone(),
+            config.leader_election.as_ref().map_or_else(
+                || format!("tidegate-{}", std::process::id()),
+                |l| l.identity.clone(),
+            ),
+        )),
     })
 }
 
@@ -243,6 +257,7 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        self.start_notifications();
         let leader = self.elect(stop_rx.clone()).await?;
         let result = self.main_loop(stop_rx, leader).await;
         // Drain: the status writer writes what is pending, then the server stops.
@@ -257,14 +272,43 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 "status writer did not finish within the grace period"
             );
         }
+        if let Some(q) = self.notify.take() {
+            let stats = q.shutdown(Duration::from_secs(2)).await;
+            tracing::info!(
+                delivered = stats.delivered,
+                dropped = stats.dropped,
+                failed = stats.failed,
+                "notifications drained"
+            );
+        }
         drop(self.writer);
         let _ = tokio::task::spawn_blocking(move || self.writer_thread.join()).await;
         let _ = server_stop_tx.send(true);
-        match tokio::time::timeout(Duration::from_secs(5), server_task).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
-            Ok(_) | Err(_) => {}
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server_task).await {
+            tracing::warn!(error = %e, "server stopped with an error")
         }
         result
+    }
+
+    /// Start the notification queue (channels whose URL cannot be read are reported and skipped).
+    fn start_notifications(&mut self) {
+        if self.channels.is_empty() {
+            return;
+        }
+        let mut notifiers: Vec<Arc<dyn crate::notify::Notifier>> = Vec::new();
+        for c in self.channels.drain(..) {
+            let name = c.name.clone();
+            match crate::notify::WebhookNotifier::from_channel(c) {
+                Ok(n) => notifiers.push(Arc::new(n)),
+                Err(e) => {
+                    tracing::error!(channel = %name, error = %e, "notification channel disabled")
+                }
+            }
+        }
+        match crate::notify::NotifyQueue::start(notifiers, crate::notify::DEFAULT_CAPACITY) {
+            Ok(q) => self.notify = Some(q),
+            Err(e) => tracing::error!(error = %e, "notifications disabled"),
+        }
     }
 
     /// Leader election with a Lease; without it this replica leads.
@@ -336,10 +380,8 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                     .observe(started.elapsed().as_secs_f64());
             }
             let mut wake = next_poll.min(next_health);
-            if is_leader {
-                if let Some(w) = self.registry.next_wake() {
-                    wake = wake.min(w);
-                }
+            if is_leader && let Some(w) = self.registry.next_wake() {
+                wake = wake.min(w);
             }
             let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
@@ -464,7 +506,7 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                         .and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
                 let objects: Vec<Object> =
                     values.into_iter().map(|v| Object::new(v, None)).collect();
-                let findings = preflight::check_target(&objects, &target);
+                let findings = preflight::check_rollout(&objects, &target);
                 let errors: Vec<String> = findings
                     .iter()
                     .filter(|f| f.severity == preflight::Severity::Error)
@@ -542,18 +584,21 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
             return BTreeMap::new();
         }
         let plan = batch::plan(&targets);
-        let started = std::time::Instant::now();
         let (results, stats) = run_tick(&self.metrics, &plan, None).await;
-        self.state
-            .metrics
-            .prometheus_query_duration
-            .observe(started.elapsed().as_secs_f64());
-        if stats.failed > 0 {
+        for d in &stats.query_durations {
+            self.state
+                .metrics
+                .prometheus_query_duration
+                .observe(d.as_secs_f64());
+        }
+        for kind in &stats.errors {
             self.state
                 .metrics
                 .prometheus_query_errors
-                .get_or_create(&crate::telemetry::KindLabels { kind: "query" })
-                .inc_by(stats.failed as u64);
+                .get_or_create(&crate::telemetry::KindLabels {
+                    kind: kind.as_str(),
+                })
+                .inc();
         }
         tracing::debug!(
             rollouts = targets.len(),
@@ -645,10 +690,22 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 d
             }
         };
+        let channels: &[String] = plan.as_ref().map(|p| p.notify.as_slice()).unwrap_or(&[]);
         for effect in &decision.effects {
             if let Effect::Notify { event, message } = effect {
                 tracing::info!(rollout = %id, event = ?event, "{message}");
+                if let Some(q) = &self.notify {
+                    q.enqueue(crate::notify::Notification::from_status(
+                        &decision.status,
+                        *event,
+                        message.clone(),
+                        channels,
+                    ));
+                }
             }
+        }
+        if let (Some((client, instance)), Ok(plan)) = (&self.events, &plan) {
+            events::record(client, plan, &decision.transitions, instance);
         }
         if decision.effects.contains(&Effect::RecordStatus) {
             self.writer.submit(decision.status.clone());

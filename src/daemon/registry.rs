@@ -129,14 +129,14 @@ impl Registry {
     }
 
     fn insert(&mut self, mut entry: Entry, previous: Option<Entry>, applied: &mut Applied) {
-        if let Some(existing) = self.entries.get(&entry.id) {
-            if existing.path != entry.path {
-                applied.unattached.push(format!(
-                    "{}: rollout {} is already defined in {}; this definition is ignored",
-                    entry.path, entry.id, existing.path
-                ));
-                return;
-            }
+        if let Some(existing) = self.entries.get(&entry.id)
+            && existing.path != entry.path
+        {
+            applied.unattached.push(format!(
+                "{}: rollout {} is already defined in {}; this definition is ignored",
+                entry.path, entry.id, existing.path
+            ));
+            return;
         }
         match previous {
             Some(prev) => {

@@ -442,6 +442,8 @@ fn control(lab: &Lab, binary: &Path, action: &str, message: &str) -> Result<(), 
 
 /// Run the lab: a scenario to its end, or interactively until Ctrl-C.
 pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
+    // The lab's HTTP clients use rustls with the ring provider (one provider per process).
+    crate::notify::ensure_crypto_provider();
     let mut lab = setup(&opts).await?;
     let Some(scenario) = opts.scenario else {
         interactive(&lab).await;
@@ -662,15 +664,15 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     if !messages.iter().any(|m| m.contains(&final_trailer)) {
         problems.push(format!("no status commit carries `{final_trailer}`"));
     }
-    if let Some(st) = status(&lab).await {
-        if let Some(h) = st.get("history").and_then(Value::as_array) {
-            for pair in h.windows(2) {
-                if pair[0] == pair[1] {
-                    problems.push(format!(
-                        "duplicated transition in the status history: {}",
-                        pair[0]
-                    ));
-                }
+    if let Some(st) = status(&lab).await
+        && let Some(h) = st.get("history").and_then(Value::as_array)
+    {
+        for pair in h.windows(2) {
+            if pair[0] == pair[1] {
+                problems.push(format!(
+                    "duplicated transition in the status history: {}",
+                    pair[0]
+                ));
             }
         }
     }

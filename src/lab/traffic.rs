@@ -351,10 +351,10 @@ pub async fn start(
         let mut stop = stop.clone();
         tokio::spawn(async move {
             loop {
-                if let Some(vs) = read_vs() {
-                    if let Ok(mut t) = table.write() {
-                        *t = routes_of(&vs);
-                    }
+                if let Some(vs) = read_vs()
+                    && let Ok(mut t) = table.write()
+                {
+                    *t = routes_of(&vs);
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -397,10 +397,10 @@ pub async fn start(
                     continue;
                 };
                 let mut targets = vec![subset];
-                if let Some((m, pct)) = &route.mirror {
-                    if fastrand::f64() * 100.0 < *pct {
-                        targets.push(m.clone());
-                    }
+                if let Some((m, pct)) = &route.mirror
+                    && fastrand::f64() * 100.0 < *pct
+                {
+                    targets.push(m.clone());
                 }
                 for subset in targets {
                     let backend = if subset == cfg.canary_subset {

@@ -179,6 +179,8 @@ pub fn free_port() -> u16 {
 pub struct Prometheus {
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// Served over TLS with this web config (`--web.config.file`).
+    tls: bool,
     child: Option<Child>,
     watchdog: Option<Child>,
 }
@@ -197,9 +199,28 @@ impl Prometheus {
         let mut p = Prometheus {
             port: free_port(),
             dir,
+            tls: false,
             child: None,
             watchdog: None,
         };
+        p.restart();
+        p
+    }
+
+    /// Like `start`, but serving HTTPS with the given PEM certificate and key.
+    pub fn start_tls(exporter_port: u16, cert: &Path, key: &Path) -> Prometheus {
+        let mut p = Prometheus::start(exporter_port, |_| {});
+        p.stop();
+        std::fs::write(
+            p.dir.path().join("web.yml"),
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .expect("write web config");
+        p.tls = true;
         p.restart();
         p
     }
@@ -222,6 +243,12 @@ impl Prometheus {
                 self.dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .args(self.tls.then(|| {
+                format!(
+                    "--web.config.file={}",
+                    self.dir.path().join("web.yml").display()
+                )
+            }))
             .arg("--log.level=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -258,6 +285,10 @@ impl Prometheus {
                 let log = std::fs::read_to_string(self.dir.path().join("prometheus.log"))
                     .unwrap_or_default();
                 panic!("prometheus exited with {status} before becoming ready:\n{log}");
+            }
+            // Over TLS, a listening socket is all this can see; callers poll with a client.
+            if self.tls && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
             }
             if http_status(self.port, "/-/ready") == Some(200) {
                 return;
@@ -338,6 +369,90 @@ pub fn historic_blocks(data: &Path, workloads: &[Workload], from: i64, to: i64, 
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::remove_file(&file).expect("remove openmetrics input");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let bin = require_tool("openssl", "openssl");
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.pem`) and a leaf for 127.0.0.1 signed by it (`leaf.pem`, `leaf.key`) in `dir`.
+pub fn make_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tidegate test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write leaf.ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
 }
 
 /// The fixtures directory shared by all sessions; fails loudly when absent.

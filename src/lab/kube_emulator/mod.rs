@@ -11,12 +11,13 @@
 
 mod faults;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 mod server;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,20 +33,14 @@ pub use store::{ApiError, EventType, ObjectKey, Store, StoredEvent};
 pub enum EmulatorError {
     #[error("failed to bind the emulator to 127.0.0.1: {0}")]
     Bind(#[source] std::io::Error),
-    #[error("failed to read manifests from {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("failed to parse YAML in {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("failed to load manifests: {0}")]
+    Manifests(String),
     #[error("failed to store {what} from {path}: {source}")]
     Store {
         path: PathBuf,
         what: String,
         #[source]
-        source: ApiError,
+        source: Box<ApiError>,
     },
     #[error("failed to build a kube client for the emulator: {0}")]
     Client(String),
@@ -62,6 +57,9 @@ pub struct EmulatorConfig {
     pub event_log_capacity: usize,
     /// Namespaces created at start.
     pub namespaces: Vec<String>,
+    /// Files or folders with `CustomResourceDefinition`s (e.g. Istio's `crd-all.gen.yaml`):
+    /// custom resources are then validated against their schemas. Empty: no validation.
+    pub crd_paths: Vec<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -71,6 +69,7 @@ impl Default for EmulatorConfig {
             bookmark_interval: Duration::from_secs(30),
             event_log_capacity: 10_000,
             namespaces: vec!["default".into()],
+            crd_paths: Vec::new(),
         }
     }
 }
@@ -100,6 +99,12 @@ pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorErr
         resources::default_resources(&versions),
         config.event_log_capacity,
     );
+    if !config.crd_paths.is_empty() {
+        let docs = crate::mesh::manifests::load(&config.crd_paths)
+            .map_err(|e| EmulatorError::Manifests(e.to_string()))?;
+        let values: Vec<Value> = docs.into_iter().map(|d| d.value).collect();
+        store.set_schemas(schema::Schemas::from_documents(&values));
+    }
     if let Some(ns_def) = store.def("", "v1", "namespaces").cloned() {
         for ns in &config.namespaces {
             let obj = serde_json::json!({"metadata": {"name": ns}});
@@ -108,7 +113,7 @@ pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorErr
                 .map_err(|source| EmulatorError::Store {
                     path: PathBuf::from("<config>"),
                     what: format!("namespace {ns}"),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
     }
@@ -227,47 +232,31 @@ impl EmulatorHandle {
     }
 
     /// Load every YAML/JSON document under `paths` (files or folders, multi-document files).
+    /// Documents of kinds the emulator does not serve are reported in `skipped`.
     pub fn load_paths(
         &self,
         paths: &[PathBuf],
         default_ns: &str,
     ) -> Result<LoadReport, EmulatorError> {
         let mut report = LoadReport::default();
-        for file in collect_files(paths)? {
-            let text = std::fs::read_to_string(&file).map_err(|source| EmulatorError::Read {
-                path: file.clone(),
-                source,
-            })?;
-            let docs: Vec<Value> =
-                serde_saphyr::from_multiple(&text).map_err(|e| EmulatorError::Parse {
-                    path: file.clone(),
-                    message: e.to_string(),
-                })?;
-            for doc in docs.into_iter().filter(|d| !d.is_null()) {
-                let api_version = doc
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let kind = doc
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let served = self.with_store(|s| s.def_for(&api_version, &kind).is_some());
-                if !served {
-                    report.skipped.push((file.clone(), api_version, kind));
-                    continue;
-                }
-                let key = self.apply_manifest(doc, default_ns).map_err(|source| {
-                    EmulatorError::Store {
-                        path: file.clone(),
-                        what: format!("{kind}"),
-                        source,
-                    }
-                })?;
-                report.loaded.push((kind, key.namespace, key.name));
+        let docs = crate::mesh::manifests::load(paths)
+            .map_err(|e| EmulatorError::Manifests(e.to_string()))?;
+        for doc in docs {
+            let api_version = doc.api_version().to_string();
+            let kind = doc.kind().to_string();
+            let served = self.with_store(|s| s.def_for(&api_version, &kind).is_some());
+            if !served {
+                report.skipped.push((doc.file, api_version, kind));
+                continue;
             }
+            let key = self
+                .apply_manifest(doc.value, default_ns)
+                .map_err(|source| EmulatorError::Store {
+                    path: doc.file.clone(),
+                    what: kind.clone(),
+                    source: Box::new(source),
+                })?;
+            report.loaded.push((kind, key.namespace, key.name));
         }
         Ok(report)
     }
@@ -277,45 +266,6 @@ impl EmulatorHandle {
         let _ = self.shutdown_tx.send(true);
         let _ = self.task.await;
     }
-}
-
-/// Files under `paths` ending in `.yaml`, `.yml` or `.json`, sorted, folders walked recursively.
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, EmulatorError> {
-    let mut out = Vec::new();
-    for p in paths {
-        walk(p, &mut out)?;
-    }
-    Ok(out)
-}
-
-fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), EmulatorError> {
-    let meta = std::fs::metadata(p).map_err(|source| EmulatorError::Read {
-        path: p.to_path_buf(),
-        source,
-    })?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-            .map_err(|source| EmulatorError::Read {
-                path: p.to_path_buf(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            if e.is_dir()
-                || matches!(
-                    e.extension().and_then(|x| x.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-            {
-                walk(&e, out)?;
-            }
-        }
-    } else {
-        out.push(p.to_path_buf());
-    }
-    Ok(())
 }
 
 /// Create or replace a manifest in the store, creating its namespace if needed.
@@ -355,15 +305,15 @@ pub fn apply_manifest(
     } else {
         None
     };
-    if let (Some(ns), Some(ns_def)) = (&ns, store.def("", "v1", "namespaces").cloned()) {
-        if !store.exists(&ns_def, None, ns) {
-            store.create(
-                &ns_def,
-                "v1",
-                None,
-                serde_json::json!({"metadata": {"name": ns}}),
-            )?;
-        }
+    if let (Some(ns), Some(ns_def)) = (&ns, store.def("", "v1", "namespaces").cloned())
+        && !store.exists(&ns_def, None, ns)
+    {
+        store.create(
+            &ns_def,
+            "v1",
+            None,
+            serde_json::json!({"metadata": {"name": ns}}),
+        )?;
     }
     if store.exists(&def, ns.as_deref(), &name) {
         let mut obj = obj;

@@ -143,17 +143,29 @@ mod tests {
     #[test]
     fn equality_set_and_existence() {
         let l = labels(&[("app", "orders"), ("tier", "web")]);
-        assert!(Selector::parse("app=orders").unwrap().matches(&l));
-        assert!(Selector::parse("app==orders,tier!=db").unwrap().matches(&l));
+        assert!(Selector::parse("app=orders").expect("parses").matches(&l));
         assert!(
-            Selector::parse("app in (orders, cart)")
-                .unwrap()
+            Selector::parse("app==orders,tier!=db")
+                .expect("parses")
                 .matches(&l)
         );
-        assert!(!Selector::parse("app notin (orders)").unwrap().matches(&l));
-        assert!(Selector::parse("tier,!missing").unwrap().matches(&l));
-        assert!(!Selector::parse("missing").unwrap().matches(&l));
-        assert!(Selector::parse("").unwrap().matches(&l));
+        assert!(
+            Selector::parse("app in (orders, cart)")
+                .expect("parses")
+                .matches(&l)
+        );
+        assert!(
+            !Selector::parse("app notin (orders)")
+                .expect("parses")
+                .matches(&l)
+        );
+        assert!(
+            Selector::parse("tier,!missing")
+                .expect("parses")
+                .matches(&l)
+        );
+        assert!(!Selector::parse("missing").expect("parses").matches(&l));
+        assert!(Selector::parse("").expect("parses").matches(&l));
         assert!(Selector::parse("app in orders").is_err());
     }
 }

@@ -117,6 +117,7 @@ pub(crate) async fn handle(
     let resp = if let Some(code) = fault.fail_with {
         let reason = match code {
             409 => "Conflict",
+            422 => "Invalid",
             429 => "TooManyRequests",
             503 => "ServiceUnavailable",
             504 => "Timeout",
@@ -198,6 +199,12 @@ async fn route(
     }
     let params = query_params(uri);
     let ns = namespace.as_deref();
+    if params.get("dryRun").is_some_and(|d| !d.is_empty()) && method != Method::GET {
+        // Refuse rather than silently persist what the client meant as a dry run.
+        return error_response(&ApiError::bad_request(
+            "dryRun is not supported by the tidegate API emulator",
+        ));
+    }
     let ok = |v: Value| (200u16, v);
     let result: Result<(u16, Value), ApiError> = match (method.clone(), name) {
         (Method::GET, None) if is_true(params.get("watch")) => {
@@ -516,9 +523,7 @@ async fn next_watch_item(mut st: WatchState) -> Option<(Result<Bytes, Infallible
         if st.done {
             return None;
         }
-        let Some(rx) = st.rx.as_mut() else {
-            return None;
-        };
+        let rx = st.rx.as_mut()?;
         let bookmark_sleep = tokio::time::sleep(st.bookmark_every);
         let deadline = st.deadline;
         let deadline_sleep = async move {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::resources::ResourceDef;
+use super::schema::Schemas;
 use super::selector::{Selector, fields_of, labels_of};
 
 /// A Kubernetes `Status` failure: HTTP code, machine-readable reason, message.
@@ -138,6 +139,7 @@ pub struct Store {
     /// Highest resourceVersion dropped from the log: watching from at or below it is `410 Gone`.
     compacted: u64,
     tx: broadcast::Sender<StoredEvent>,
+    schemas: Schemas,
 }
 
 fn now_rfc3339() -> String {
@@ -179,6 +181,41 @@ impl Store {
             log_capacity: log_capacity.max(1),
             compacted: 0,
             tx,
+            schemas: Schemas::default(),
+        }
+    }
+
+    /// Validate custom resources against these CRD schemas from now on.
+    pub fn set_schemas(&mut self, schemas: Schemas) {
+        self.schemas = schemas;
+    }
+
+    /// `422 Invalid` when the object breaks its CRD schema; prunes unknown fields otherwise.
+    fn validate(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        name: &str,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
+        match self.schemas.validate(&def.group, &def.kind, version, obj) {
+            Ok(pruned) => {
+                if !pruned.is_empty() {
+                    tracing::debug!(kind = %def.kind, name, ?pruned, "unknown fields pruned");
+                }
+                Ok(())
+            }
+            Err(errors) => Err(ApiError::invalid(
+                def,
+                name,
+                format!(
+                    "{}.{} \"{}\" is invalid: [{}]",
+                    def.kind,
+                    def.group,
+                    name,
+                    errors.join(", ")
+                ),
+            )),
         }
     }
 
@@ -425,10 +462,10 @@ impl Store {
         self.rv += 1;
         self.uid += 1;
         meta.insert("name".into(), Value::String(name.clone()));
-        if let Some(ns) = &ns {
-            if def.namespaced {
-                meta.insert("namespace".into(), Value::String(ns.clone()));
-            }
+        if let Some(ns) = &ns
+            && def.namespaced
+        {
+            meta.insert("namespace".into(), Value::String(ns.clone()));
         }
         meta.insert(
             "uid".into(),
@@ -443,6 +480,11 @@ impl Store {
             Value::String(def.group_version(version)),
         );
         map.insert("kind".into(), Value::String(def.kind.clone()));
+        if let Err(e) = self.validate(def, version, &name, &mut obj) {
+            self.rv -= 1;
+            self.uid -= 1;
+            return Err(e);
+        }
         self.objects.insert(key.clone(), obj.clone());
         self.record(EventType::Added, &key, obj.clone());
         Ok(obj)
@@ -464,14 +506,15 @@ impl Store {
         if !new.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
-        if let Some(n) = meta_str(&new, "name") {
-            if n != key.name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({})",
-                    key.name
-                )));
-            }
+        if let Some(n) = meta_str(&new, "name")
+            && n != key.name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                key.name
+            )));
         }
+        self.validate(def, version, &key.name, &mut new)?;
         let old_gen = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -586,10 +629,10 @@ impl Store {
             .to_string();
         let mut doc = Self::served(def, version, current);
         f(&mut doc)?;
-        if let Some(rv) = meta_str(&doc, "resourceVersion") {
-            if rv != current_rv {
-                return Err(ApiError::conflict(def, name));
-            }
+        if let Some(rv) = meta_str(&doc, "resourceVersion")
+            && rv != current_rv
+        {
+            return Err(ApiError::conflict(def, name));
         }
         self.replace(def, version, &key, doc)
     }
@@ -613,10 +656,10 @@ impl Store {
         let Some(current) = self.objects.get(&key) else {
             return Err(ApiError::not_found(def, name));
         };
-        if let Some(rv) = precondition_rv {
-            if meta_str(current, "resourceVersion") != Some(rv) {
-                return Err(ApiError::conflict(def, name));
-            }
+        if let Some(rv) = precondition_rv
+            && meta_str(current, "resourceVersion") != Some(rv)
+        {
+            return Err(ApiError::conflict(def, name));
         }
         let Some(mut obj) = self.objects.remove(&key) else {
             return Err(ApiError::not_found(def, name));

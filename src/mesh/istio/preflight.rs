@@ -695,3 +695,32 @@ pub fn check_leftovers(objects: &[Object], known: &[String], default_ns: &str) -
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }
+
+/// Everything that stands in the way of one rollout: [`check_target`], plus the findings of
+/// [`check_objects`] about the rollout's own VirtualService and DestinationRule (findings about
+/// unrelated objects in the namespace do not block it). What the daemon runs before step one.
+pub fn check_rollout(objects: &[Object], target: &Target) -> Vec<Finding> {
+    let ns = target.rollout.namespace.as_str();
+    let own = |f: &Finding| {
+        f.object.namespace == ns
+            && ((f.object.kind == "VirtualService" && f.object.name == target.virtual_service)
+                || (f.object.kind == "DestinationRule" && f.object.name == target.destination_rule))
+    };
+    let vs_ref = format!("VirtualService {ns}/{}", target.virtual_service);
+    let mut out = check_target(objects, target);
+    out.extend(
+        check_objects(objects, ns)
+            .into_iter()
+            .filter(|f| own(f) || (f.code == codes::DUPLICATE_HOST && f.message.contains(&vs_ref))),
+    );
+    out
+}
+
+/// The error-level findings as the engine's `Observation::preflight_errors`.
+pub fn blocking(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect()
+}

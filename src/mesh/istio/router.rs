@@ -36,6 +36,12 @@ pub enum RouterError {
         #[source]
         source: kube::Error,
     },
+    #[error("the API server rejected the patch of VirtualService {vs}: {source}")]
+    Rejected {
+        vs: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error(transparent)]
     Istio(#[from] IstioError),
     #[error("failed to encode the JSON Patch: {0}")]
@@ -108,10 +114,10 @@ impl IstioRouter {
                 let group = discovery::group(&self.client, ISTIO_NETWORKING)
                     .await
                     .map_err(|e| RouterError::Discovery(e.to_string()))?;
-                if let Some((ar, _)) = group.recommended_kind("VirtualService") {
-                    if SUPPORTED_VERSIONS.contains(&ar.version.as_str()) {
-                        return Ok(ar);
-                    }
+                if let Some((ar, _)) = group.recommended_kind("VirtualService")
+                    && SUPPORTED_VERSIONS.contains(&ar.version.as_str())
+                {
+                    return Ok(ar);
                 }
                 for v in SUPPORTED_VERSIONS {
                     if let Some((ar, _)) = group
@@ -251,16 +257,26 @@ impl IstioRouter {
         let result = self
             .with_retry(&action, || api.patch(&name, &params, &patch))
             .await;
-        let patched = match result {
-            Ok(_) => true,
-            // A `test` failed: someone changed the routes since we read them. Do not fight.
+        let (patched, refused) = match result {
+            Ok(_) => (true, None),
             Err(RouterError::Api { source, .. }) if status_code(&source) == Some(422) => {
-                tracing::warn!(rollout = %target.rollout, error = %source, "guarded patch refused: concurrent edit");
-                false
+                (false, Some(source))
             }
             Err(e) => return Err(e),
         };
         let now = self.get_virtual_service(target).await?;
+        if let Some(source) = refused {
+            // A 422 is either a failed `test` (someone changed what we read: drift, do not
+            // fight) or a rejection of what we wrote (schema, admission). If our guards still
+            // hold on the object as it is now, it was the latter: report it as an error.
+            if routes::apply(&now, &plan).is_ok() {
+                return Err(RouterError::Rejected {
+                    vs: format!("{}/{}", target.rollout.namespace, target.virtual_service),
+                    source,
+                });
+            }
+            tracing::warn!(rollout = %target.rollout, error = %source, "guarded patch refused: concurrent edit");
+        }
         Ok(WriteReport {
             patched,
             patch: if patched { plan.ops } else { Vec::new() },

@@ -149,8 +149,9 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
             let sends = r.get("route").and_then(Value::as_array).is_some_and(|ds| {
                 ds.iter().any(|d| {
                     let (h, s) = dest_of(d);
-                    same_host(&target.service, h, &namespace)
-                        && (s == Some(target.stable.as_str()) || s == Some(target.canary.as_str()))
+                    // tidegate keeps the stable destination (at weight 0 if need be), so
+                    // routes it split still qualify.
+                    same_host(&target.service, h, &namespace) && s == Some(target.stable.as_str())
                 })
             });
             if sends {
@@ -731,6 +732,18 @@ fn build(
     let mut new_saved = saved.clone();
     for m in &v.managed {
         let route = &http[m.index];
+        if desired.mirror_percent > 0 && route.get("mirrors").is_some() {
+            return Err(IstioError::UnsupportedRoute {
+                vs: vs
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&target.virtual_service)
+                    .to_string(),
+                route: route_label(route, m.index),
+                detail: "it already uses `mirrors`; Istio allows `mirror` or `mirrors`, not both,                          so tidegate cannot add its mirror"
+                    .into(),
+            });
+        }
         let original = saved
             .get(&m.key)
             .cloned()

@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# tidegate: a static-enough binary (only glibc and libgcc at run time) on distroless.
+#   docker build -t tidegate:0.1.0 .
+# The build stage runs scripts/build-release, the same script CI uses, which also checks the
+# binary's dynamic dependencies with ldd.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    scripts/build-release \
+ && install -D -m 0755 target/release/tidegate /out/tidegate \
+ && install -d -o 65532 -g 65532 -m 0750 /out/data
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/tidegate /usr/local/bin/tidegate
+# Owned by nonroot so a fresh volume is writable; the root filesystem can be read-only.
+COPY --from=build --chown=65532:65532 /out/data /var/lib/tidegate
+USER nonroot
+VOLUME /var/lib/tidegate
+# /healthz /readyz /metrics /api/v1/rollouts POST /hooks/git
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/tidegate", "run", "--config", "/etc/tidegate/config.yaml"]

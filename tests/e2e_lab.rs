@@ -1,0 +1,109 @@
+//! End-to-end: the lab's scenarios through real Git (file:// remote, control commits pushed by
+//! the `tidegate` binary), a real Prometheus (Debian package `prometheus`) scraping the traffic
+//! simulator, the Kubernetes API emulator, and the daemon as a separate process.
+//!
+//! Scenarios run one at a time (they share two cores and measure traffic in real time).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tidegate::lab::run::{self, LabOptions, LabOutcome, Scenario};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn require_prometheus() {
+    if tidegate::lab::prometheus::binary().is_err() {
+        panic!(
+            "the `prometheus` binary is missing: install the Debian package `prometheus` (scripts/test does this as root)"
+        );
+    }
+}
+
+fn lab(scenario: Scenario, kill_at_step: Option<usize>) -> LabOutcome {
+    require_prometheus();
+    let _guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = LabOptions {
+        dir: Some(dir.path().to_path_buf()),
+        scenario: Some(scenario),
+        daemon_binary: env!("CARGO_BIN_EXE_tidegate").into(),
+        timeout: Duration::from_secs(150),
+        verbose: true,
+        kill_at_step,
+        ..LabOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcome = runtime.block_on(run::run(opts)).expect("the lab starts");
+    if !outcome.ok() {
+        let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!(
+            "daemon log (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
+    }
+    outcome
+}
+
+#[test]
+fn healthy_canary_is_promoted() {
+    let o = lab(Scenario::Healthy, None);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "Succeeded");
+    assert_eq!(o.final_weight, 100);
+    assert_eq!(o.weights_seen.last(), Some(&100));
+    assert!(o.status_commits >= 1);
+}
+
+#[test]
+fn faulty_canary_is_rolled_back() {
+    let o = lab(Scenario::Faulty, None);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "RolledBack");
+    assert_eq!(o.weights_seen.last(), Some(&0));
+    assert!(
+        o.timeline.iter().any(|l| l.contains("success-rate Fail")),
+        "the failing query and value are reported: {}",
+        o.timeline.join("\n")
+    );
+}
+
+#[test]
+fn pause_then_resume_by_pushed_commit_and_webhook() {
+    let o = lab(Scenario::PauseResume, None);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert!(o.timeline.iter().any(|l| l.contains("Paused")));
+    assert_eq!(o.final_phase, "Succeeded");
+}
+
+#[test]
+fn abort_by_pushed_commit_found_by_polling() {
+    let o = lab(Scenario::Abort, None);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "Aborted");
+    assert_eq!(o.weights_seen.last(), Some(&0));
+}
+
+#[test]
+fn kill_9_mid_rollout_and_restart() {
+    // Kill at different points: right after the first weight, during an analysis hold, later.
+    for step in [1, 2, 4] {
+        let o = lab(Scenario::CrashRestart, Some(step));
+        assert!(
+            o.ok(),
+            "kill at step {step}: {:?}\n{}",
+            o.problems,
+            o.timeline.join("\n")
+        );
+        assert!(
+            o.timeline.iter().any(|l| l.contains("SIGKILL")),
+            "the daemon was killed"
+        );
+        assert_eq!(o.final_phase, "Succeeded");
+    }
+}
