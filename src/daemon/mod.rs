@@ -368,7 +368,7 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
             }
             if is_leader {
                 if now >= next_poll {
-                    self.poll(now).await?;
+                    self.poll(now, false).await?;
                     next_poll = Utc::now() + chrono_duration(self.timing.poll_interval);
                 }
                 let started = std::time::Instant::now();
@@ -408,24 +408,45 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 tracing::error!(error = %e, "cannot read statuses from Git; starting without them")
             }
         }
-        self.poll(now).await?;
+        self.poll(now, true).await?;
+        self.publish_all().await;
+        Ok(())
+    }
+
+    /// Adopt routes that are one write ahead of Git (see `rollout::reconcile`).
+    async fn reconcile_routes(&mut self, now: DateTime<Utc>) {
+        // Every rollout that may have moved traffic: active ones, and ones without any status in
+        // Git (a crash before the first status commit).
         let ids: Vec<RolloutId> = self
             .registry
             .entries()
-            .filter(|e| e.is_active())
+            .filter(|e| {
+                e.plan.is_ok()
+                    && (e.is_active()
+                        || e.status.is_none()
+                        || e.status.as_ref().is_some_and(|s| s.phase == Phase::Pending))
+            })
             .map(|e| e.id.clone())
             .collect();
         for id in ids {
             let Some(entry) = self.registry.get(&id) else {
                 continue;
             };
-            let (Ok(plan), Some(status)) = (&entry.plan, &entry.status) else {
-                continue;
-            };
+            let Ok(plan) = &entry.plan else { continue };
+            let expected = entry
+                .status
+                .as_ref()
+                .map_or_else(crate::rollout::RouteState::all_stable, |s| s.route.clone());
             let target = Target::from_plan(plan);
-            match self.router.read_back(&target, &status.route).await {
+            match self.router.read_back(&target, &expected).await {
                 Ok(ReadBack::Drifted { actual, .. }) => {
-                    if let Some(adopted) = rollout::reconcile(plan, status, &actual, now) {
+                    if let Some(adopted) = rollout::reconcile(
+                        plan,
+                        &entry.plan_ref,
+                        entry.status.as_ref(),
+                        &actual,
+                        now,
+                    ) {
                         tracing::warn!(rollout = %id, step = adopted.step, "adopting routes found after restart");
                         self.writer.submit(adopted.clone());
                         if let Some(e) = self.registry.get_mut(&id) {
@@ -440,12 +461,11 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 }
             }
         }
-        self.publish_all().await;
-        Ok(())
     }
 
-    /// Fetch the plans repository and fold the news into the registry.
-    async fn poll(&mut self, now: DateTime<Utc>) -> Result<(), DaemonError> {
+    /// Fetch the plans repository and fold the news into the registry. `taking_over`: reconcile
+    /// the live routes before the first decision.
+    async fn poll(&mut self, now: DateTime<Utc>, taking_over: bool) -> Result<(), DaemonError> {
         let started = std::time::Instant::now();
         let update = self.git.run(|repo| repo.poll()).await?;
         self.state
@@ -477,6 +497,9 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
         }
         if !plans.added_or_changed.is_empty() || controls.controls > 0 {
             tracing::info!(changed = plans.added_or_changed.len(), controls = controls.controls, tip = %update.tip, "plans repository updated");
+        }
+        if taking_over {
+            self.reconcile_routes(now).await;
         }
         // Controls are handed to the engine in the tick that follows; the marker moves once they
         // are in statuses the writer holds.

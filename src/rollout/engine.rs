@@ -702,12 +702,24 @@ pub fn route_at(plan: &Plan, index: usize) -> RouteState {
 /// found (`actual`) are exactly what the plan sets at a later step, or what a rollback or
 /// promotion in progress sets, adopt them: return the status the lost decision would have
 /// written. Anything else is left to the engine, which reports it as drift.
+///
+/// `status` is `None` when Git has no status yet (the crash came before the first status
+/// commit): the rollout is then treated as `Pending` at step 0.
 pub fn reconcile(
     plan: &Plan,
-    status: &Status,
+    plan_ref: &PlanRef,
+    status: Option<&Status>,
     actual: &RouteState,
     now: DateTime<Utc>,
 ) -> Option<Status> {
+    let fresh;
+    let status = match status {
+        Some(s) => s,
+        None => {
+            fresh = fresh_status(&plan.id, plan_ref, plan.steps.len(), now);
+            &fresh
+        }
+    };
     if status.phase.is_terminal() || *actual == status.route {
         return None;
     }
@@ -750,8 +762,14 @@ pub fn reconcile(
     ) {
         return None;
     }
-    for j in status.step..plan.steps.len() {
-        if route_at(plan, j) == *actual && j > status.step {
+    // A pending rollout has not run step 0 yet; an active one has run its current step.
+    let first = if status.phase == Phase::Pending {
+        0
+    } else {
+        status.step + 1
+    };
+    for j in first..plan.steps.len() {
+        if route_at(plan, j) == *actual {
             let phase = match plan.steps.get(j) {
                 Some(Step::Pause(None)) => Phase::Paused,
                 _ => Phase::Progressing,

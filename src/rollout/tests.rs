@@ -667,3 +667,49 @@ fn every_step_kind_is_covered_by_weight_at() {
     assert_eq!(p.weight_at(4), 5);
     assert_eq!(p.weight_at(6), 50);
 }
+
+#[test]
+fn reconcile_adopts_routes_one_write_ahead() {
+    let plan = plan_with(
+        "    - setHeaderRoute: {headers: {x-canary: {exact: \"true\"}}}\n    - setWeight: 10\n    - analyze: 1m\n    - setWeight: 50\n    - pause: {}\n",
+    );
+    let plan_ref = PlanRef {
+        path: "p".into(),
+        revision: "r".into(),
+        digest: plan.digest(),
+    };
+    // No status in Git yet, but the routes are already at step 1.
+    let adopted = reconcile(&plan, &plan_ref, None, &route_at(&plan, 1), t0()).expect("adopted");
+    assert_eq!(
+        (adopted.phase, adopted.step, adopted.route.canary_weight),
+        (Phase::Progressing, 1, 10)
+    );
+    // Status at step 2 (10 %), routes already at step 3 (50 %).
+    let mut r = Run::new(plan.clone());
+    r.tick(verdicts(vec![]));
+    let s = r.status.clone().expect("status");
+    assert_eq!(s.step, 2);
+    let later = reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 3), t0()).expect("adopted");
+    assert_eq!((later.step, later.route.canary_weight), (3, 50));
+    // Routes the plan never sets are left to the engine (drift).
+    let odd = RouteState {
+        canary_weight: 70,
+        ..RouteState::default()
+    };
+    assert_eq!(reconcile(&plan, &plan_ref, Some(&s), &odd, t0()), None);
+    // The same routes: nothing to adopt.
+    assert_eq!(reconcile(&plan, &plan_ref, Some(&s), &s.route, t0()), None);
+    // A rollback whose traffic change landed before the crash.
+    let mut rolling = s.clone();
+    rolling.phase = Phase::RollingBack;
+    rolling.rollback_to = Some(Phase::Aborted);
+    let done = reconcile(
+        &plan,
+        &plan_ref,
+        Some(&rolling),
+        &RouteState::all_stable(),
+        t0(),
+    )
+    .expect("adopted");
+    assert_eq!(done.phase, Phase::Aborted);
+}
