@@ -167,15 +167,30 @@ fn main() {
 
     // 1. First full read: fresh mirror, fetch everything, read every plan, find each revision.
     let mut first = Vec::new();
+    let mut fetch_only = Vec::new();
     for run in 0..3 {
         let data = dir.path().join(format!("data-first-{run}"));
         let t = Instant::now();
         let mut repo = GitRepo::open(config(&remote_path, &data)).expect("open");
+        repo.fetch().expect("fetch");
+        fetch_only.push(t.elapsed());
         let update = repo.poll().expect("poll");
         first.push(t.elapsed());
         assert_eq!(update.plans.changed.len(), plans_n);
     }
+    // 1b. Restart with the mirror kept in the data directory: incremental fetch, full read.
+    let mut warm = Vec::new();
+    for _ in 0..3 {
+        let data = dir.path().join("data-first-0");
+        let t = Instant::now();
+        let mut repo = GitRepo::open(config(&remote_path, &data)).expect("open");
+        let update = repo.poll().expect("poll");
+        warm.push(t.elapsed());
+        assert_eq!(update.plans.changed.len(), plans_n);
+    }
+    let warm_med = percentile(&mut warm, 0.5);
     let first_med = percentile(&mut first, 0.5);
+    let fetch_med = percentile(&mut fetch_only, 0.5);
 
     // 2. One new commit (one plan changed), seen by a warm mirror.
     let data = dir.path().join("data");
@@ -248,12 +263,21 @@ fn main() {
     let write_p50 = percentile(&mut write_times, 0.5);
     let pushes_per_s = pushes as f64 / elapsed.as_secs_f64();
 
+    // 5. The same over smart HTTP (`git http-backend`: the server builds the pack, as in
+    //    production), with token authentication.
+    let http = http_measurements(dir.path(), &remote_path, &size);
+
     println!();
     println!("| measurement | result |");
     println!("|---|---|");
     println!(
-        "| first full read (fresh mirror: fetch + {plans_n} plans + revisions over {commits_n} commits), median of 3 | {:.0} ms |",
-        ms(first_med)
+        "| first full read (fresh mirror: fetch + {plans_n} plans + revisions over {commits_n} commits), median of 3 | {:.0} ms (of which the initial fetch {:.0} ms) |",
+        ms(first_med),
+        ms(fetch_med)
+    );
+    println!(
+        "| restart with the mirror kept in the data directory (fetch + full read), median of 3 | {:.0} ms |",
+        ms(warm_med)
     );
     println!(
         "| one new commit changing one plan (fetch + diff + re-read + commit walk), p50 / p95 of {} | {:.1} ms / {:.1} ms |",
@@ -274,4 +298,74 @@ fn main() {
         transitions / pushes.max(1),
         ms(write_p50)
     );
+    println!(
+        "| over smart HTTP (git http-backend behind a Python CGI bridge): first full read / one new commit p50 / status commit + push p50 | {:.0} ms / {:.1} ms / {:.1} ms |",
+        ms(http.0),
+        ms(http.1),
+        ms(http.2)
+    );
+}
+
+/// (first full read, one new commit p50, status push p50) against `git http-backend`.
+fn http_measurements(
+    dir: &Path,
+    remote_path: &Path,
+    size: &Size,
+) -> (Duration, Duration, Duration) {
+    use std::io::{BufRead, BufReader};
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/git_http_server.py");
+    let token = "bench-token";
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(remote_path.parent().expect("parent"))
+        .arg(token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start python3 tests/support/git_http_server.py (Debian packages python3, git)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .parse()
+        .expect("port");
+    let token_file = dir.join("bench-token");
+    std::fs::write(&token_file, token).expect("token");
+    let mut cfg = config(remote_path, &dir.join("data-http"));
+    cfg.url = format!("http://127.0.0.1:{port}/plans.git");
+    cfg.auth = tidegate::git::Auth::Token {
+        username: "tidegate".into(),
+        token: tidegate::git::SecretSource::File(token_file),
+    };
+    let t = Instant::now();
+    let mut repo = GitRepo::open(cfg).expect("open");
+    let update = repo.poll().expect("poll over http");
+    let first = t.elapsed();
+    assert_eq!(update.plans.changed.len(), size.plans);
+    let remote = Repository::open_bare(remote_path).expect("remote");
+    let mut one = Vec::new();
+    let mut push = Vec::new();
+    for k in 0..size.samples.min(10) {
+        let i = (k * 17) % size.plans;
+        let tip = remote.refname_to_id("refs/heads/main").expect("tip");
+        commit_files(
+            &remote,
+            Some(tip),
+            &[(plan_path(i), plan_text(i, 2 * size.commits + k))],
+            "over http",
+        );
+        let t = Instant::now();
+        let update = repo.poll().expect("poll");
+        one.push(t.elapsed());
+        assert_eq!(update.plans.changed.len(), 1);
+        let t = Instant::now();
+        repo.write_statuses(&[status(i, (k % 100) as u8)], None)
+            .expect("push over http");
+        push.push(t.elapsed());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (first, percentile(&mut one, 0.5), percentile(&mut push, 0.5))
 }

@@ -51,6 +51,13 @@ pub enum GitError {
     #[error("failed to push to {url}: {reason}")]
     Push { url: String, reason: String },
 
+    #[error("the server at {url} refused to update {refname}: {reason}")]
+    PushRefused {
+        url: String,
+        refname: String,
+        reason: String,
+    },
+
     #[error("push to {url} still rejected after {attempts} attempts: {reason}")]
     PushRetriesExhausted {
         url: String,

@@ -53,3 +53,30 @@ pub trait StateStore {
         processed_through: Option<&str>,
     ) -> Result<WriteOutcome, GitError>;
 }
+
+/// One repository shared by the poller and the writer thread: calls take turns.
+impl<T: PlanSource> PlanSource for std::sync::Arc<std::sync::Mutex<T>> {
+    fn poll(&mut self) -> Result<SourceUpdate, GitError> {
+        self.lock()
+            .map_err(|_| GitError::Read("the git adapter lock is poisoned".into()))?
+            .poll()
+    }
+}
+
+impl<T: StateStore> StateStore for std::sync::Arc<std::sync::Mutex<T>> {
+    fn load_statuses(&mut self) -> Result<Vec<Status>, GitError> {
+        self.lock()
+            .map_err(|_| GitError::Read("the git adapter lock is poisoned".into()))?
+            .load_statuses()
+    }
+
+    fn write_statuses(
+        &mut self,
+        batch: &[Status],
+        processed_through: Option<&str>,
+    ) -> Result<WriteOutcome, GitError> {
+        self.lock()
+            .map_err(|_| GitError::Read("the git adapter lock is poisoned".into()))?
+            .write_statuses(batch, processed_through)
+    }
+}

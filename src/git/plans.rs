@@ -231,11 +231,16 @@ impl PlanIndex {
                 None => None,
             };
             if parent_tree.as_ref().map(|t| t.id()) != Some(tree.id()) {
-                for (path, _) in self.diff_paths(repo, parent_tree.as_ref(), &tree)? {
-                    if needed.remove(&path) {
+                changed_needed(
+                    repo,
+                    parent_tree.as_ref(),
+                    &tree,
+                    "",
+                    &mut needed,
+                    &mut |path| {
                         found.insert(path, current.id());
-                    }
-                }
+                    },
+                )?;
             }
             match parent {
                 Some(p) => current = p,
@@ -302,6 +307,54 @@ impl PlanIndex {
             )),
         }
     }
+}
+
+/// Report (and remove from `needed`) every needed path whose entry in `new` differs from `old`
+/// (or is absent there), descending only into subtrees that differ and hold a needed path.
+/// Cheaper than a full diff: the plan revision walk calls it for thousands of commits.
+fn changed_needed(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: &Tree<'_>,
+    base: &str,
+    needed: &mut BTreeSet<String>,
+    found: &mut dyn FnMut(String),
+) -> Result<(), GitError> {
+    for entry in new.iter() {
+        if needed.is_empty() {
+            break;
+        }
+        let Ok(name) = entry.name() else { continue };
+        let old_entry = old.and_then(|t| t.get_name(name));
+        if old_entry
+            .as_ref()
+            .is_some_and(|o| o.id() == entry.id() && o.filemode() == entry.filemode())
+        {
+            continue;
+        }
+        let path = format!("{base}{name}");
+        if entry.kind() == Some(ObjectType::Tree) {
+            let dir = format!("{path}/");
+            let wanted = needed
+                .range(dir.clone()..)
+                .next()
+                .is_some_and(|p| p.starts_with(&dir));
+            if !wanted {
+                continue;
+            }
+            let sub_new = repo.find_tree(entry.id()).map_err(GitError::read)?;
+            let sub_old = match &old_entry {
+                Some(o) if o.kind() == Some(ObjectType::Tree) => {
+                    Some(repo.find_tree(o.id()).map_err(GitError::read)?)
+                }
+                _ => None,
+            };
+            changed_needed(repo, sub_old.as_ref(), &sub_new, &dir, needed, found)?;
+        } else if needed.remove(&path) {
+            found(path);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

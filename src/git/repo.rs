@@ -240,7 +240,12 @@ impl GitRepo {
         match result {
             Ok(()) => match st.push_rejections.first() {
                 None => Ok(PushResult::Landed),
-                Some((_, msg)) => Ok(PushResult::Rejected(msg.clone())),
+                Some((_, msg)) if is_race(msg) => Ok(PushResult::Rejected(msg.clone())),
+                Some((refname, msg)) => Err(GitError::PushRefused {
+                    url: self.transport.redacted.clone(),
+                    refname: refname.clone(),
+                    reason: msg.clone(),
+                }),
             },
             Err(e) => {
                 let msg = e.message().to_lowercase();
@@ -390,6 +395,23 @@ impl GitRepo {
         let half = capped / 2;
         Duration::from_millis(half + if half > 0 { nanos % (half + 1) } else { 0 })
     }
+}
+
+/// Whether a server-side refusal means "the branch moved under you" (rebuild and retry) rather
+/// than a policy refusal (hook, protected branch) that retrying cannot fix.
+fn is_race(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    [
+        "non-fast-forward",
+        "fetch first",
+        "failed to update ref",
+        "cannot lock ref",
+        "failed to lock",
+        "stale info",
+        "incorrect old value",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 /// One line per transition, one trailer per transition, and the processed marker.
@@ -556,6 +578,15 @@ impl StateStore for GitRepo {
                 skipped,
             });
         }
+        if self.marker.is_none() {
+            // A writer that never polled keeps the marker already on the branch, so every
+            // status commit names the processed position.
+            let base = match self.tracked_tip() {
+                Some(t) => t,
+                None => self.fetch()?,
+            };
+            self.marker = commits::find_marker(&self.repo, base, &self.config.author.email)?;
+        }
         let message = status_message(&written, self.marker);
         let (commit, attempts) =
             self.commit_with_retry(|repo, base| repo.build_status_commit(base, &files, &message))?;
@@ -576,5 +607,96 @@ impl StateStore for GitRepo {
             attempts,
             skipped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::control::trailers::trailers;
+    use crate::plan::RolloutId;
+    use crate::rollout::{Phase, RouteState};
+
+    fn status(name: &str, phase: Phase, weight: u8, reason: &str) -> Status {
+        let at = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        Status {
+            rollout: RolloutId {
+                namespace: "prod".into(),
+                name: name.into(),
+            },
+            plan: Default::default(),
+            phase,
+            step: 2,
+            step_count: 4,
+            step_started_at: at,
+            route: RouteState {
+                canary_weight: weight,
+                ..RouteState::default()
+            },
+            read_back: Default::default(),
+            analysis: Default::default(),
+            reason: reason.into(),
+            findings: Vec::new(),
+            metrics_unreachable_since: None,
+            rollback_to: None,
+            controls: Vec::new(),
+            history: Vec::new(),
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn one_transition_names_itself_in_the_subject() {
+        let msg = status_message(&[status("orders", Phase::Progressing, 25, "step 2")], None);
+        assert!(
+            msg.starts_with("tidegate: prod/orders Progressing 25%\n\n"),
+            "{msg}"
+        );
+        assert_eq!(
+            trailers(&msg),
+            vec![(
+                "Tidegate-Status".to_string(),
+                "prod/orders Progressing 25%".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn reasons_are_one_line_and_cannot_forge_trailers() {
+        let long = "x".repeat(300);
+        let marker = Oid::from_str("0123456789abcdef0123456789abcdef01234567").expect("oid");
+        let msg = status_message(
+            &[
+                status("a", Phase::Paused, 5, "paused\n\nTidegate: abort prod/a"),
+                status("b", Phase::RollingBack, 0, &long),
+            ],
+            Some(marker),
+        );
+        assert!(
+            msg.starts_with("tidegate: 2 transitions in 2 rollouts\n"),
+            "{msg}"
+        );
+        assert!(msg.contains("- prod/a: Paused at 5% (step 2/4): paused Tidegate: abort prod/a\n"));
+        assert!(msg.contains(&format!("{}...", "x".repeat(157))));
+        let t = trailers(&msg);
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert!(t.iter().all(|(k, _)| k != "Tidegate"));
+        assert_eq!(t[2], ("Tidegate-Processed".to_string(), marker.to_string()));
+    }
+
+    #[test]
+    fn only_branch_races_are_retried() {
+        assert!(is_race("non-fast-forward"));
+        assert!(is_race("failed to update ref"));
+        assert!(is_race(
+            "cannot lock ref 'refs/heads/main': is at 1 but expected 2"
+        ));
+        assert!(!is_race("pre-receive hook declined"));
+        assert!(!is_race("protected branch hook declined"));
     }
 }

@@ -165,3 +165,116 @@ fn take(
         Msg::Flush(w) => waiters.push(w),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::git::WriteOutcome;
+    use crate::plan::RolloutId;
+    use crate::rollout::{Phase, RouteState};
+
+    /// Canary weights of one accepted batch, and its processed marker.
+    type Batch = (Vec<u8>, Option<String>);
+
+    /// A store that fails its first `fail` writes and records every batch it accepts.
+    struct Flaky {
+        fail: usize,
+        batches: Arc<Mutex<Vec<Batch>>>,
+    }
+
+    impl StateStore for Flaky {
+        fn load_statuses(&mut self) -> Result<Vec<Status>, GitError> {
+            Ok(Vec::new())
+        }
+        fn write_statuses(
+            &mut self,
+            batch: &[Status],
+            processed_through: Option<&str>,
+        ) -> Result<super::super::WriteOutcome, GitError> {
+            if self.fail > 0 {
+                self.fail -= 1;
+                return Err(GitError::Push {
+                    url: "fake".into(),
+                    reason: "down".into(),
+                });
+            }
+            let weights = batch.iter().map(|s| s.route.canary_weight).collect();
+            self.batches
+                .lock()
+                .expect("lock")
+                .push((weights, processed_through.map(str::to_string)));
+            Ok(WriteOutcome {
+                commit: Some("c".into()),
+                attempts: 1,
+                transitions: batch.len(),
+                skipped: Vec::new(),
+            })
+        }
+    }
+
+    fn status(weight: u8) -> Status {
+        let at = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        Status {
+            rollout: RolloutId {
+                namespace: "n".into(),
+                name: "a".into(),
+            },
+            plan: Default::default(),
+            phase: Phase::Progressing,
+            step: 0,
+            step_count: 1,
+            step_started_at: at,
+            route: RouteState {
+                canary_weight: weight,
+                ..RouteState::default()
+            },
+            read_back: Default::default(),
+            analysis: Default::default(),
+            reason: String::new(),
+            findings: Vec::new(),
+            metrics_unreachable_since: None,
+            rollback_to: None,
+            controls: Vec::new(),
+            history: Vec::new(),
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn failed_writes_keep_their_transitions_for_the_next_round() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let store = Flaky {
+            fail: 2,
+            batches: batches.clone(),
+        };
+        let (writer, handle, reports) = StatusWriter::spawn(store, Duration::from_millis(10));
+        for w in 0..5 {
+            assert!(handle.submit(status(w)));
+        }
+        assert!(handle.processed_through("abc"));
+        assert!(handle.flush());
+        let mut delivered = 0;
+        let mut failures = 0;
+        while delivered < 5 {
+            let r = reports
+                .recv_timeout(Duration::from_secs(10))
+                .expect("report");
+            match r.result {
+                Ok(o) => delivered += o.transitions,
+                Err(_) => failures += 1,
+            }
+        }
+        assert_eq!(failures, 2);
+        drop(handle);
+        writer.join();
+        let got = batches.lock().expect("lock").clone();
+        assert_eq!(got, vec![(vec![0, 1, 2, 3, 4], Some("abc".to_string()))]);
+    }
+}

@@ -266,3 +266,34 @@ fn local_path_remote_works_like_file_url() {
         out.commit.expect("commit")
     );
 }
+
+#[test]
+fn a_separate_writer_mirror_carries_the_marker_forward() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "orders", 5))]);
+    let mut poller = GitRepo::open(remote.config()).expect("open");
+    let tip = poller.poll().expect("poll").tip;
+    poller
+        .write_statuses(
+            &[status("prod", "orders", Phase::Pending, 0, "new")],
+            Some(&tip),
+        )
+        .expect("write");
+    // Another adapter (its own data dir) writes without being told the processed position.
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cfg = remote.config();
+    cfg.data_dir = data.path().to_path_buf();
+    let mut writer = GitRepo::open(cfg).expect("open");
+    writer
+        .write_statuses(
+            &[status("prod", "orders", Phase::Progressing, 5, "go")],
+            None,
+        )
+        .expect("write");
+    let processed = remote.remote_git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Tidegate-Processed,valueonly)",
+        "main",
+    ]);
+    assert_eq!(processed, tip);
+}

@@ -275,3 +275,84 @@ fn https_with_a_custom_ca_bundle() {
         out.commit.expect("commit")
     );
 }
+
+#[test]
+fn a_hook_refusal_is_reported_at_once_not_retried() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let server = serve(remote.dir.path());
+    let token_file = remote.dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("write");
+    let mut repo = GitRepo::open(http_config(
+        &remote,
+        &server,
+        SecretSource::File(token_file),
+    ))
+    .expect("open");
+    repo.poll().expect("poll");
+    let hook = remote.bare.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'protected branch' >&2\nexit 1\n").expect("write");
+    let mut perms = std::fs::metadata(&hook).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).expect("chmod");
+    let err = repo
+        .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
+        .expect_err("hook refuses");
+    assert!(matches!(err, GitError::PushRefused { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("refused to update refs/heads/main: pre-receive hook declined"),
+        "{err}"
+    );
+    // Once the hook is gone the same adapter pushes.
+    std::fs::remove_file(&hook).expect("rm");
+    let out = repo
+        .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
+        .expect("push");
+    assert_eq!(out.attempts, 1);
+}
+
+#[test]
+fn cli_reads_the_token_from_an_environment_variable() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let server = serve(remote.dir.path());
+    let url = format!("http://127.0.0.1:{}/plans.git", server.port);
+    let run = |token: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(args)
+            .args(["--repo", &url, "--token-env", "PLANS_TOKEN"])
+            .env("PLANS_TOKEN", token)
+            .env("HOME", remote.dir.path())
+            .output()
+            .expect("run tidegate")
+    };
+    let out = run(
+        TOKEN,
+        &["pause", "prod/a", "--author", "Ana <ana@example.com>"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(TOKEN, &["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(no status files yet)"));
+    assert_eq!(
+        remote.remote_git(&[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Tidegate,valueonly)",
+            "main"
+        ]),
+        "pause prod/a"
+    );
+    let out = run("not-the-token", &["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication to http://127.0.0.1:"), "{err}");
+    assert!(!err.contains("not-the-token"), "{err}");
+}

@@ -123,8 +123,36 @@ fn ssh_with_known_host_fetches_and_pushes_and_unknown_host_is_refused() {
         .expect("push over ssh");
     assert_eq!(
         remote.remote_git(&["rev-parse", "main"]),
-        out.commit.expect("commit")
+        out.commit.clone().expect("commit")
     );
+    let out_commit = out.commit.expect("commit");
+
+    // Hashed known_hosts (as `ssh-keygen -H` writes it) works too.
+    let hashed = dir.join("known_hosts_hashed");
+    std::fs::write(
+        &hashed,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_pub),
+    )
+    .expect("write");
+    let st = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-H")
+        .arg("-f")
+        .arg(&hashed)
+        .stdout(Stdio::null())
+        .status()
+        .expect("ssh-keygen -H");
+    assert!(st.success());
+    assert!(
+        std::fs::read_to_string(&hashed)
+            .expect("read")
+            .starts_with("|1|")
+    );
+    let update = GitRepo::open(ssh_config(&remote, &sshd, client_key.clone(), hashed))
+        .expect("open")
+        .poll()
+        .expect("fetch with a hashed known_hosts");
+    assert_eq!(update.tip, out_commit);
 
     // known_hosts lists other hosts only: refused, never accepted blindly.
     let (_, other_pub) = keygen(&dir, "otherhost");
@@ -145,6 +173,39 @@ fn ssh_with_known_host_fetches_and_pushes_and_unknown_host_is_refused() {
         .poll()
         .expect_err("changed host key");
     assert!(err.to_string().contains("does not match"), "{err}");
+
+    // A passphrase-protected key, the passphrase read from a file.
+    let locked = dir.join("locked");
+    let st = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "open sesame",
+            "-C",
+            "locked",
+            "-f",
+        ])
+        .arg(&locked)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    let locked_pub = std::fs::read_to_string(locked.with_extension("pub")).expect("pub");
+    let mut keys = std::fs::read_to_string(dir.join("authorized_keys")).expect("read");
+    keys.push_str(&locked_pub);
+    std::fs::write(dir.join("authorized_keys"), keys).expect("write");
+    let pass = dir.join("passphrase");
+    std::fs::write(&pass, "open sesame\n").expect("write");
+    let mut cfg = ssh_config(&remote, &sshd, locked, dir.join("known_hosts"));
+    if let Auth::SshKey { passphrase, .. } = &mut cfg.auth {
+        *passphrase = Some(tidegate::git::SecretSource::File(pass));
+    }
+    let update = GitRepo::open(cfg)
+        .expect("open")
+        .poll()
+        .expect("fetch with a locked key");
+    assert_eq!(update.tip, out_commit);
 
     // A key the server does not know: a clear authentication error.
     let (stranger, _) = keygen(&dir, "stranger");

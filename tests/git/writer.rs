@@ -47,3 +47,31 @@ fn a_burst_of_transitions_becomes_one_commit() {
     drop(handle);
     writer.join();
 }
+
+#[test]
+fn poller_and_writer_share_one_mirror() {
+    use std::sync::{Arc, Mutex};
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let shared = Arc::new(Mutex::new(GitRepo::open(remote.config()).expect("open")));
+    let mut poller = shared.clone();
+    let first = poller.poll().expect("poll");
+    let (writer, handle, reports) = StatusWriter::spawn(shared, Duration::from_millis(50));
+    handle.submit(status("prod", "a", Phase::Progressing, 5, "step 1"));
+    handle.processed_through(first.tip.clone());
+    assert!(handle.flush());
+    let report = reports
+        .recv_timeout(Duration::from_secs(30))
+        .expect("report");
+    let pushed = report.result.expect("write").commit.expect("commit");
+    remote.sync();
+    let control = remote.commit(&[], "hold\n\nTidegate: pause prod/a");
+    let next = poller.poll().expect("poll");
+    let seen: Vec<(String, bool)> = next
+        .commits
+        .iter()
+        .map(|c| (c.commit.id.clone(), c.is_own))
+        .collect();
+    assert_eq!(seen, vec![(pushed, true), (control, false)]);
+    drop(handle);
+    writer.join();
+}
