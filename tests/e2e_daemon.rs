@@ -394,5 +394,27 @@ fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
         .filter_map(|c| c["action"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(applied, ["resume", "abort", "retry", "promote"]);
+    // `status --watch` against the daemon's API (one refresh; plain lines without a terminal).
+    let watch = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "status",
+            "--watch",
+            "--refreshes",
+            "1",
+            "--api",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("status --watch");
+    let text = String::from_utf8_lossy(&watch.stdout);
+    assert!(
+        watch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    assert!(
+        text.contains("production/orders-svc 100%") && text.contains("Succeeded"),
+        "{text}"
+    );
     runtime.block_on(emulator.shutdown());
 }
