@@ -127,6 +127,8 @@ pub struct App<R: Mesh, M: MetricsSource> {
     lease: Option<(kube::Client, crate::config::LeaseConfig)>,
     channels: Vec<crate::notify::Channel>,
     notify: Option<crate::notify::NotifyQueue>,
+    /// Keeps the "always leader" channel open when leader election is off.
+    solo_leader: Option<watch::Sender<bool>>,
     /// Writes transitions as Kubernetes Events (None in tests without a cluster).
     events: Option<(kube::Client, String)>,
 }
@@ -200,6 +202,7 @@ pub async fn build(config: &Config) -> Result<App<IstioRouter, Prometheus>, Daem
         lease: config.leader_election.clone().map(|l| (client.clone(), l)),
         channels: config.notifications.clone(),
         notify: None,
+        solo_leader: None,
         events: Some((
             client.clone(),
             config.leader_election.as_ref().map_or_else(
@@ -318,9 +321,9 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     ) -> Result<watch::Receiver<bool>, DaemonError> {
         let Some((client, lease)) = self.lease.take() else {
             self.state.leader.store(true, Ordering::Relaxed);
-            let (_tx, rx) = watch::channel(true);
-            // Keep the sender alive for the whole run.
-            std::mem::forget(_tx);
+            let (tx, rx) = watch::channel(true);
+            // Held for the whole run: this replica leads until it stops.
+            self.solo_leader = Some(tx);
             return Ok(rx);
         };
         let secs = lease.duration.as_secs().max(2);
@@ -388,7 +391,13 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.state.fetch_now.notified() => { next_poll = Utc::now(); }
                 _ = stop.changed() => {}
-                _ = leader.changed() => {}
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        // The lease watcher ended: never act without knowing who leads.
+                        self.state.leader.store(false, Ordering::Relaxed);
+                        return Err(DaemonError::Lease("the lease watcher stopped".into()));
+                    }
+                }
             }
         }
     }
