@@ -342,11 +342,26 @@ fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
     assert_eq!(phase(), "Paused");
     assert_eq!(weight(), Some(20));
 
+    // The API server fails the next writes: the daemon's own failed write must be retried, not
+    // taken for someone else's edit (which would pause the rollout on "drift").
+    emulator.faults().fail_next_writes(500, 12);
     control(&url, "resume", ana);
     wait_for(
         "resume: 50% and the next pause",
         Duration::from_secs(30),
         || phase() == "Paused" && weight() == Some(50),
+    );
+    let failed_writes = get_text(port, "/metrics")
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("tidegate_mesh_write_errors_total "))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    assert!(
+        failed_writes >= 1,
+        "the injected failures reached the VirtualService writes"
     );
     control(&url, "abort", ana);
     wait_for("abort: all on stable", Duration::from_secs(30), || {

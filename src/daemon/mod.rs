@@ -657,6 +657,13 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
             return;
         };
         entry.wake_at = None;
+        // A decision whose traffic change did not land yet is finished before anything new is
+        // decided (controls stay queued meanwhile).
+        if let Some((decision, previous)) = entry.deferred.take() {
+            let plan = entry.plan.clone();
+            self.execute(id, &plan, *decision, previous, now).await;
+            return;
+        }
         let controls = std::mem::take(&mut entry.controls);
         let refused = std::mem::take(&mut entry.refused);
         let previous = entry.status.clone();
@@ -696,32 +703,49 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                     outside_window: plan.window.as_ref().is_some_and(|w| !w.contains(now)),
                     preflight_errors,
                 };
-                let mut d = rollout::step(plan, &plan_ref, previous.as_ref(), &obs, now);
-                // Traffic first: the status commit must never claim routes the mesh lacks.
-                for effect in d.effects.iter().filter(|e| e.is_traffic()) {
-                    let result = match effect {
-                        Effect::SetRoute { route } => self.router.set_route(&target, route).await,
-                        Effect::ClearManagedRoutes { route } => {
-                            self.router.clear(&target, route).await
-                        }
-                        _ => continue,
-                    };
-                    match result {
-                        Ok(report) => {
-                            if report.patched {
-                                tracing::info!(rollout = %id, route = ?effect, "routes written");
-                            }
-                        }
-                        Err(e) => {
-                            self.state.metrics.mesh_write_errors.inc();
-                            tracing::error!(rollout = %id, error = %e, "failed to write the VirtualService; will re-read");
-                            d.wake_at = Some(now + chrono_duration(self.timing.retry_delay));
-                        }
-                    }
-                }
-                d
+                rollout::step(plan, &plan_ref, previous.as_ref(), &obs, now)
             }
         };
+        self.execute(id, &plan, decision, previous, now).await;
+    }
+
+    /// Carry out a decision: traffic first; only once it landed the notifications, Events and
+    /// the status commit. A failed write defers the whole decision (retried after
+    /// `retry_delay`), so Git never claims routes the mesh lacks and our own failed write is
+    /// never mistaken for someone else's edit.
+    async fn execute(
+        &mut self,
+        id: &RolloutId,
+        plan: &Result<crate::plan::Plan, Vec<String>>,
+        decision: Decision,
+        previous: Option<Status>,
+        now: DateTime<Utc>,
+    ) {
+        if let Ok(p) = plan {
+            let target = Target::from_plan(p);
+            for effect in decision.effects.iter().filter(|e| e.is_traffic()) {
+                let result = match effect {
+                    Effect::SetRoute { route } => self.router.set_route(&target, route).await,
+                    Effect::ClearManagedRoutes { route } => self.router.clear(&target, route).await,
+                    _ => continue,
+                };
+                match result {
+                    Ok(report) if report.patched => {
+                        tracing::info!(rollout = %id, route = ?effect, "routes written");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.state.metrics.mesh_write_errors.inc();
+                        tracing::error!(rollout = %id, error = %e, "failed to write the VirtualService; retrying the decision");
+                        if let Some(entry) = self.registry.get_mut(id) {
+                            entry.deferred = Some((Box::new(decision), previous));
+                            entry.wake_at = Some(now + chrono_duration(self.timing.retry_delay));
+                        }
+                        return;
+                    }
+                }
+            }
+        }
         let channels: &[String] = plan.as_ref().map(|p| p.notify.as_slice()).unwrap_or(&[]);
         for effect in &decision.effects {
             if let Effect::Notify { event, message } = effect {
@@ -736,7 +760,7 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 }
             }
         }
-        if let (Some((client, instance)), Ok(plan)) = (&self.events, &plan) {
+        if let (Some((client, instance)), Ok(plan)) = (&self.events, plan) {
             events::record(client, plan, &decision.transitions, instance);
         }
         if decision.effects.contains(&Effect::RecordStatus) {

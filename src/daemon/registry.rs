@@ -33,6 +33,8 @@ pub struct Entry {
     pub preflight_errors: Vec<String>,
     /// The plan digest preflight last ran for.
     pub preflight_digest: Option<String>,
+    /// A decision whose traffic change failed, with the status before it: retried first.
+    pub deferred: Option<(Box<crate::rollout::Decision>, Option<Status>)>,
 }
 
 impl Entry {
@@ -56,6 +58,7 @@ impl Entry {
             subsets: None,
             preflight_errors: Vec::new(),
             preflight_digest: None,
+            deferred: None,
         }
     }
 
@@ -150,6 +153,7 @@ impl Registry {
                     entry.preflight_errors = prev.preflight_errors;
                     entry.preflight_digest = prev.preflight_digest;
                     entry.next_analysis = prev.next_analysis;
+                    entry.deferred = prev.deferred;
                 }
             }
             None => entry.status = self.orphans.remove(&entry.id),
