@@ -280,7 +280,6 @@ struct Lab {
     emulator: Arc<EmulatorHandle>,
     repos: remote::LabRepos,
     api: String,
-    listen_port: u16,
     prometheus: prometheus::PrometheusProcess,
     simulator: traffic::Simulator,
     daemon: Daemon,
@@ -401,7 +400,6 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
         .map_err(|e| LabError::Traffic(traffic::TrafficError::Client(e.to_string())))?;
     Ok(Lab {
         api: format!("http://127.0.0.1:{listen_port}"),
-        listen_port,
         dir,
         emulator,
         repos,
