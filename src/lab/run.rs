@@ -732,11 +732,11 @@ The rollout in the seed starts right away. Ctrl-C stops everything.\n",
         kube = lab.emulator.url(),
         url = lab.repos.url(),
     );
-    let _ = lab.listen_port;
-    let _ = lab
-        .simulator
-        .sent
-        .load(std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::signal::ctrl_c().await;
-    println!("stopping the lab");
+    println!(
+        "stopping the lab ({} simulated requests sent)",
+        lab.simulator
+            .sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
