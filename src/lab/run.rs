@@ -718,12 +718,13 @@ async fn interactive(lab: &Lab) {
   Prometheus    {prom}\n\
   Kubernetes    emulator at {kube} (kubeconfig: {dir}/kubeconfig)\n\
   Daemon log    {dir}/daemon.log\n\n\
-Try:\n\
-  cd {clone}\n\
-  $EDITOR rollouts/orders-svc.yaml            # change the steps, or the canary\n\
-  git commit -am 'Canary v2 for orders-svc' && git push\n\
-  git commit --allow-empty -m 'Hold' -m 'Tidegate: pause production/orders-svc' && git push\n\
-  tidegate status --repo {url}\n\n\
+Try:\n  \
+cd {clone}\n  \
+tidegate status --watch --api {api}     # live progress bars\n  \
+$EDITOR rollouts/orders-svc.yaml            # change the steps, or the canary\n  \
+git commit -am 'Canary v2 for orders-svc' && git push\n  \
+git commit --allow-empty -m 'Hold' -m 'Tidegate: pause production/orders-svc' && git push\n  \
+tidegate status --repo {url}\n\n\
 The rollout in the seed starts right away. Ctrl-C stops everything.\n",
         dir = lab.dir.display(),
         clone = lab.repos.clone.display(),
