@@ -162,7 +162,12 @@ pub fn parse_author(s: &str) -> anyhow::Result<Identity> {
 }
 
 fn author_from_git_config() -> anyhow::Result<Identity> {
-    let cfg = git2::Config::open_default().context("cannot read git configuration")?;
+    // The configuration of the repository in the current directory (which includes the global
+    // one), else the global configuration alone.
+    let cfg = match git2::Repository::discover(".").and_then(|r| r.config()) {
+        Ok(c) => c,
+        Err(_) => git2::Config::open_default().context("cannot read git configuration")?,
+    };
     let name = cfg.get_string("user.name").ok();
     let email = cfg.get_string("user.email").ok();
     match (name, email) {
