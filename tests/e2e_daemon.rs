@@ -61,7 +61,10 @@ fn start_daemon_with(
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
         .args(["run", "--config"])
         .arg(&path)
-        .env("TIDEGATE_LOG", "info")
+        .env(
+            "TIDEGATE_LOG",
+            "info,tidegate::daemon=debug,tidegate::git=debug",
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -109,7 +112,22 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Show what the daemons logged: the logs sit next to their configs in the test's folder.
+    if let Some(dir) = LOG_DIR.with(|d| d.borrow().clone()) {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                eprintln!("--- {} (newest first)\n{}", path.display(), tail.join("\n"));
+            }
+        }
+    }
     panic!("timed out waiting for {what}");
+}
+
+thread_local! {
+    static LOG_DIR: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
 }
 
 fn canary_weight(vs: &Value) -> Option<u64> {
@@ -152,6 +170,7 @@ fn world() -> World {
     std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).expect("kubeconfig");
     let repos =
         remote::seed(dir.path(), &[("rollouts/orders-svc.yaml", PLAN.to_owned())]).expect("seed");
+    LOG_DIR.with(|d| *d.borrow_mut() = Some(dir.path().to_path_buf()));
     World {
         dir,
         runtime,

@@ -387,6 +387,11 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 wake = wake.min(w);
             }
             let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tracing::debug!(
+                leader = is_leader,
+                sleep_ms = sleep.as_millis() as u64,
+                "loop: sleeping"
+            );
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.state.fetch_now.notified() => { next_poll = Utc::now(); }
@@ -476,6 +481,7 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     /// the live routes before the first decision.
     async fn poll(&mut self, now: DateTime<Utc>, taking_over: bool) -> Result<(), DaemonError> {
         let started = std::time::Instant::now();
+        tracing::debug!("polling the plans repository");
         let update = self.git.run(|repo| repo.poll()).await?;
         self.state
             .metrics

@@ -215,6 +215,9 @@ impl GitRepo {
     }
 
     fn push(&self, commit: Oid) -> Result<PushResult, GitError> {
+        if let Some(path) = local_remote_path(&self.transport.url) {
+            return self.push_local(&path, commit);
+        }
         self.repo
             .reference(
                 OUTGOING_REF,
@@ -261,6 +264,61 @@ impl GitRepo {
                         .classify(&e, &st, |url, reason| GitError::Push { url, reason }))
                 }
             }
+        }
+    }
+
+    /// Push to a repository on this machine (`file://` or a path). libgit2's local transport
+    /// checks for a fast-forward *before* it takes the ref lock, so two local writers can
+    /// overwrite each other's commit. Here the objects go to a temporary ref first and the
+    /// branch is moved with a compare-and-swap under the ref lock
+    /// (`git_reference_create_matching`): a concurrent push makes ours a rejection, never a loss.
+    fn push_local(&self, path: &std::path::Path, commit: Oid) -> Result<PushResult, GitError> {
+        let push_err = |reason: String| GitError::Push {
+            url: self.transport.redacted.clone(),
+            reason,
+        };
+        let expected = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.parent_id(0))
+            .map_err(GitError::build)?;
+        self.repo
+            .reference(
+                OUTGOING_REF,
+                commit,
+                true,
+                "tidegate outgoing status commit",
+            )
+            .map_err(GitError::build)?;
+        let incoming = format!("refs/tidegate/incoming/{commit}");
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.transport.url)
+            .map_err(|e| push_err(e.message().to_string()))?;
+        let state = Rc::new(RefCell::new(CallState::default()));
+        let mut opts = PushOptions::new();
+        opts.remote_callbacks(self.transport.callbacks(state.clone()));
+        let refspec = format!("+{OUTGOING_REF}:{incoming}");
+        remote
+            .push(&[refspec.as_str()], Some(&mut opts))
+            .map_err(|e| push_err(e.message().to_string()))?;
+        let target = Repository::open(path).map_err(|e| push_err(e.message().to_string()))?;
+        let branch = format!("refs/heads/{}", self.config.branch);
+        let moved = target.reference_matching(&branch, commit, true, expected, "tidegate: status");
+        if let Ok(mut r) = target.find_reference(&incoming) {
+            let _ = r.delete();
+        }
+        match moved {
+            Ok(_) => Ok(PushResult::Landed),
+            Err(e)
+                if e.code() == git2::ErrorCode::Modified || e.code() == git2::ErrorCode::Locked =>
+            {
+                Ok(PushResult::Rejected(format!(
+                    "{branch} moved while pushing (fetch first): {}",
+                    e.message()
+                )))
+            }
+            Err(e) => Err(push_err(e.message().to_string())),
         }
     }
 
@@ -608,6 +666,21 @@ impl StateStore for GitRepo {
             skipped,
         })
     }
+}
+
+/// The path of a remote on this machine (`file://…` or a plain path), if it is one.
+fn local_remote_path(url: &str) -> Option<std::path::PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Some(std::path::PathBuf::from(rest));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // `user@host:path` is SSH; a plain path has no `:` before its first `/`.
+    let scp_like = url
+        .split_once(':')
+        .is_some_and(|(head, _)| !head.contains('/') && !head.is_empty());
+    (!scp_like).then(|| std::path::PathBuf::from(url))
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ fn tidegate(args: &[&str]) -> std::process::Output {
 fn tidegate_home(args: &[&str], home: Option<&std::path::Path>) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidegate"));
     if let Some(h) = home {
-        cmd.env("HOME", h).env("XDG_CONFIG_HOME", h);
+        // Outside any repository too: the author comes from the current repository first.
+        cmd.env("HOME", h).env("XDG_CONFIG_HOME", h).current_dir(h);
     }
     cmd.args(args)
         .env("GIT_CONFIG_NOSYSTEM", "1")
