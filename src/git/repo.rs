@@ -688,6 +688,19 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
+
+    #[test]
+    fn local_remotes_are_recognised() {
+        assert_eq!(
+            local_remote_path("file:///srv/r.git"),
+            Some("/srv/r.git".into())
+        );
+        assert_eq!(local_remote_path("/srv/r.git"), Some("/srv/r.git".into()));
+        assert_eq!(local_remote_path("./plans"), Some("./plans".into()));
+        assert_eq!(local_remote_path("git@host:team/r.git"), None);
+        assert_eq!(local_remote_path("ssh://host/r.git"), None);
+        assert_eq!(local_remote_path("https://host/r.git"), None);
+    }
     use crate::control::trailers::trailers;
     use crate::plan::RolloutId;
     use crate::rollout::{Phase, RouteState};
