@@ -214,10 +214,8 @@ impl GitRepo {
         self.repo.refname_to_id(&self.tracking_ref).ok()
     }
 
-    fn push(&self, commit: Oid) -> Result<PushResult, GitError> {
-        if let Some(path) = local_remote_path(&self.transport.url) {
-            return self.push_local(&path, commit);
-        }
+    /// Point the outgoing ref at `commit` and open the remote to push it.
+    fn outgoing_remote(&self, commit: Oid) -> Result<git2::Remote<'_>, GitError> {
         self.repo
             .reference(
                 OUTGOING_REF,
@@ -226,14 +224,20 @@ impl GitRepo {
                 "tidegate outgoing status commit",
             )
             .map_err(GitError::build)?;
-        let state = Rc::new(RefCell::new(CallState::default()));
-        let mut remote = self
-            .repo
+        self.repo
             .remote_anonymous(&self.transport.url)
             .map_err(|e| GitError::Push {
                 url: self.transport.redacted.clone(),
                 reason: e.message().to_string(),
-            })?;
+            })
+    }
+
+    fn push(&self, commit: Oid) -> Result<PushResult, GitError> {
+        if let Some(path) = local_remote_path(&self.transport.url) {
+            return self.push_local(&path, commit);
+        }
+        let mut remote = self.outgoing_remote(commit)?;
+        let state = Rc::new(RefCell::new(CallState::default()));
         let mut opts = PushOptions::new();
         opts.remote_callbacks(self.transport.callbacks(state.clone()));
         // No leading `+`: the server refuses anything but a fast-forward.
@@ -282,19 +286,8 @@ impl GitRepo {
             .find_commit(commit)
             .and_then(|c| c.parent_id(0))
             .map_err(GitError::build)?;
-        self.repo
-            .reference(
-                OUTGOING_REF,
-                commit,
-                true,
-                "tidegate outgoing status commit",
-            )
-            .map_err(GitError::build)?;
         let incoming = format!("refs/tidegate/incoming/{commit}");
-        let mut remote = self
-            .repo
-            .remote_anonymous(&self.transport.url)
-            .map_err(|e| push_err(e.message().to_string()))?;
+        let mut remote = self.outgoing_remote(commit)?;
         let state = Rc::new(RefCell::new(CallState::default()));
         let mut opts = PushOptions::new();
         opts.remote_callbacks(self.transport.callbacks(state.clone()));
