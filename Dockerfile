@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
-# tidegate: a static-enough binary (only glibc and libgcc at run time) on distroless.
+# tidegate: one static binary (glibc, OpenSSL and zlib linked in) on distroless static.
 #   docker build -t tidegate:0.1.0 .
-# The build stage runs scripts/build-release, the same script CI uses, which also checks the
-# binary's dynamic dependencies with ldd.
+# The build stage runs scripts/build-release, the script the release is built with, which also
+# checks that the binary needs no loader and no shared library.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -10,10 +10,11 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     scripts/build-release \
- && install -D -m 0755 target/release/tidegate /out/tidegate \
+ && install -D -m 0755 target/ship/tidegate /out/tidegate \
  && install -d -o 65532 -g 65532 -m 0750 /out/data
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+# CA certificates, /etc/nsswitch.conf and the nonroot user; no libc (the binary carries its own).
+FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/tidegate /usr/local/bin/tidegate
 # Owned by nonroot so a fresh volume is writable; the root filesystem can be read-only.
 COPY --from=build --chown=65532:65532 /out/data /var/lib/tidegate

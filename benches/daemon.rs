@@ -29,8 +29,12 @@ impl Drop for Proc {
     }
 }
 
+/// The daemon under test: the bench profile's build, or `TIDEGATE_BENCH_BINARY` (say, the shipped
+/// `scripts/build-release` binary).
 fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tidegate"))
+    std::env::var_os("TIDEGATE_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tidegate")))
 }
 
 fn vs(ns: &str, name: &str) -> Value {
@@ -311,7 +315,25 @@ async fn idle_rss() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(15)).await;
-    println!("idle daemon (no plans): RSS {:.1} MiB", usage(d.0.id()).1);
+    let pid = d.0.id();
+    // Where the resident pages are: the heap and stacks (anonymous) or the executable's own
+    // mapped pages (file).
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    println!(
+        "idle daemon (no plans): RSS {:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB), {} threads",
+        usage(pid).1,
+        field("Anonymous:"),
+        field("Rss:") - field("Anonymous:"),
+        std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+    );
 }
 
 async fn breach_to_rollback() {
@@ -418,10 +440,21 @@ fn main() {
         .enable_all()
         .build()
         .expect("rt");
+    // TIDEGATE_BENCH_ONLY=idle,webhook,breach,many picks scenarios (default: all).
+    let only = std::env::var("TIDEGATE_BENCH_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
     rt.block_on(async {
-        idle_rss().await;
-        webhook_latency().await;
-        breach_to_rollback().await;
-        many_rollouts(n).await;
+        if run("idle") {
+            idle_rss().await;
+        }
+        if run("webhook") {
+            webhook_latency().await;
+        }
+        if run("breach") {
+            breach_to_rollback().await;
+        }
+        if run("many") {
+            many_rollouts(n).await;
+        }
     });
 }

@@ -290,6 +290,22 @@ fn status_of(port: u16) -> Option<Value> {
     get_json(port, "/api/v1/rollouts/production/orders-svc")
 }
 
+/// The status as the daemon serves it now; a request that fails (a busy debug build can miss
+/// the 2 s read timeout) is repeated, so a one-off assertion is about the status, not the socket.
+fn status_now(port: u16) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = status_of(port) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon on port {port} did not answer GET /api/v1/rollouts/production/orders-svc for 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn control(url: &str, action: &str, author: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
         .args([
@@ -340,9 +356,10 @@ fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
             .and_then(canary_weight)
     };
     let phase = || {
-        status_of(port)
-            .and_then(|s| s["phase"].as_str().map(str::to_owned))
+        status_now(port)["phase"]
+            .as_str()
             .unwrap_or_default()
+            .to_owned()
     };
     let ana = "Ana <ana@example.com>";
     wait_for("the plan's pause at 20%", Duration::from_secs(30), || {
@@ -379,14 +396,18 @@ fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
         Duration::from_secs(30),
         || phase() == "Paused" && weight() == Some(50),
     );
-    let failed_writes = get_text(port, "/metrics")
-        .and_then(|m| {
+    let mut failed_writes = None;
+    wait_for("GET /metrics to answer", Duration::from_secs(20), || {
+        failed_writes = get_text(port, "/metrics").map(|m| {
             m.lines()
                 .find(|l| l.starts_with("tidegate_mesh_write_errors_total "))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+                .unwrap_or(0)
+        });
+        failed_writes.is_some()
+    });
+    let failed_writes = failed_writes.unwrap_or(0);
     assert!(
         failed_writes >= 1,
         "the injected failures reached the VirtualService writes"
@@ -428,7 +449,7 @@ fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
         .map(|d| d["weight"].as_u64().unwrap_or(100))
         .sum();
     assert_eq!(to_v2, 100, "{primary}");
-    let st = status_of(port).expect("status");
+    let st = status_now(port);
     let applied: Vec<String> = st["controls"]
         .as_array()
         .expect("controls")

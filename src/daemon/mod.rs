@@ -585,11 +585,11 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
             }
         }
         let verdicts = self.analyse(&due, now).await;
-        for id in due {
-            let results = verdicts.get(&id);
-            self.step_one(&id, results, now).await;
+        for id in &due {
+            let results = verdicts.get(id);
+            self.step_one(id, results, now).await;
         }
-        self.publish_all().await;
+        self.publish(&due).await;
     }
 
     /// One batched analysis round for the due rollouts that need one.
@@ -722,7 +722,7 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
     async fn execute(
         &mut self,
         id: &RolloutId,
-        plan: &Result<crate::plan::Plan, Vec<String>>,
+        plan: &Result<std::sync::Arc<crate::plan::Plan>, Vec<String>>,
         decision: Decision,
         previous: Option<Status>,
         now: DateTime<Utc>,
@@ -781,6 +781,22 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 .wake_at
                 .map(|w| if w <= now { now + confirm } else { w });
             entry.status = Some(decision.status);
+        }
+    }
+
+    /// Copy the statuses of `ids` to the API (a tick touches only the rollouts it decided for;
+    /// copying all of them every tick cost more than the decisions at 1,000 rollouts).
+    async fn publish(&self, ids: &[RolloutId]) {
+        let fresh: Vec<(RolloutId, Status)> = ids
+            .iter()
+            .filter_map(|id| {
+                let status = self.registry.get(id)?.status.clone()?;
+                Some((id.clone(), status))
+            })
+            .collect();
+        let mut statuses = self.state.statuses.write().await;
+        for (id, status) in fresh {
+            statuses.insert(id, status);
         }
     }
 

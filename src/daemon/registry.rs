@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::analysis::subset::SubsetLabels;
 use crate::control::{Policy, parse_controls};
 use crate::git::{NewCommit, PlanChanges, PlanContent};
+use std::sync::Arc;
+
 use crate::plan::{self, Plan, RolloutId};
 use crate::rollout::{ControlRequest, Phase, PlanRef, RefusedControl, Status};
 
@@ -17,8 +19,8 @@ pub struct Entry {
     pub id: RolloutId,
     /// The plan file it comes from.
     pub path: String,
-    /// The valid plan, or the findings that make it invalid.
-    pub plan: Result<Plan, Vec<String>>,
+    /// The valid plan (shared: every decision borrows it), or the findings that make it invalid.
+    pub plan: Result<Arc<Plan>, Vec<String>>,
     pub plan_ref: PlanRef,
     pub status: Option<Status>,
     /// When to call the engine next; `None`: only on an event (a commit).
@@ -41,7 +43,7 @@ impl Entry {
     fn new(
         id: RolloutId,
         path: &str,
-        plan: Result<Plan, Vec<String>>,
+        plan: Result<Arc<Plan>, Vec<String>>,
         plan_ref: PlanRef,
         now: DateTime<Utc>,
     ) -> Entry {
@@ -146,8 +148,8 @@ impl Registry {
                 entry.status = prev.status;
                 entry.controls = prev.controls;
                 entry.refused = prev.refused;
-                if entry.plan.as_ref().ok().map(Plan::digest)
-                    == prev.plan.as_ref().ok().map(Plan::digest)
+                if entry.plan.as_ref().ok().map(|p| p.digest())
+                    == prev.plan.as_ref().ok().map(|p| p.digest())
                 {
                     entry.subsets = prev.subsets;
                     entry.preflight_errors = prev.preflight_errors;
@@ -222,7 +224,8 @@ impl Registry {
                             digest: p.digest(),
                         };
                         let prev = previous.remove(&p.id);
-                        let entry = Entry::new(p.id.clone(), &file.path, Ok(p), plan_ref, now);
+                        let entry =
+                            Entry::new(p.id.clone(), &file.path, Ok(Arc::new(p)), plan_ref, now);
                         self.insert(entry, prev, &mut applied);
                     }
                     for (id, findings) in parsed.invalid {
@@ -311,19 +314,21 @@ impl Registry {
 
     /// Rollouts due at `now`, in a safe order: those that are rolling back first.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<RolloutId> {
-        let mut due: Vec<&Entry> = self
+        // Keys borrow the ids: sorting must not clone two strings per comparison.
+        let mut due: Vec<(bool, &RolloutId)> = self
             .entries
             .values()
             .filter(|e| e.wake_at.is_some_and(|w| w <= now))
+            .map(|e| {
+                let rolling_back = e
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Phase::RollingBack);
+                (!rolling_back, &e.id)
+            })
             .collect();
-        due.sort_by_key(|e| {
-            let rolling_back = e
-                .status
-                .as_ref()
-                .is_some_and(|s| s.phase == Phase::RollingBack);
-            (!rolling_back, e.id.clone())
-        });
-        due.into_iter().map(|e| e.id.clone()).collect()
+        due.sort_unstable();
+        due.into_iter().map(|(_, id)| id.clone()).collect()
     }
 
     /// The earliest wake-up of any rollout.
