@@ -276,7 +276,9 @@ async fn many_rollouts(n: usize) {
         "{n} rollouts: all at their first weight after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Steady state: past the first Git poll (30 s) after the start, which fetches the status
+    // commits of the 1,000 first transitions once (over file:// libgit2 packs them in-process).
+    tokio::time::sleep(Duration::from_secs(45)).await;
     let (cpu0, _) = usage(pid);
     let q0 = metric(port, "tidegate_prometheus_query_duration_seconds_count");
     let p0 = metric(port, "tidegate_git_pushes_total");
