@@ -106,30 +106,21 @@ fn status(i: usize, weight: u8) -> Status {
         .with_ymd_and_hms(2026, 11, 30, 7, 0, 0)
         .single()
         .expect("time");
+    let id = RolloutId {
+        namespace: format!("team-{:02}", i % 20),
+        name: format!("svc-{i:04}"),
+    };
     Status {
-        rollout: RolloutId {
-            namespace: format!("team-{:02}", i % 20),
-            name: format!("svc-{i:04}"),
-        },
-        plan: Default::default(),
         phase: Phase::Progressing,
         step: 1,
-        step_count: 4,
-        step_started_at: at,
         route: RouteState {
             canary_weight: weight,
             header_route: None,
             mirror_percent: 0,
         },
         read_back: Default::default(),
-        analysis: Default::default(),
         reason: format!("step to {weight}%"),
-        findings: Vec::new(),
-        metrics_unreachable_since: None,
-        rollback_to: None,
-        controls: Vec::new(),
-        history: Vec::new(),
-        updated_at: at,
+        ..Status::fresh(&id, &Default::default(), 4, at)
     }
 }
 

@@ -703,29 +703,20 @@ mod tests {
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
             .expect("time");
+        let id = RolloutId {
+            namespace: "prod".into(),
+            name: name.into(),
+        };
         Status {
-            rollout: RolloutId {
-                namespace: "prod".into(),
-                name: name.into(),
-            },
-            plan: Default::default(),
             phase,
             step: 2,
-            step_count: 4,
-            step_started_at: at,
             route: RouteState {
                 canary_weight: weight,
                 ..RouteState::default()
             },
             read_back: Default::default(),
-            analysis: Default::default(),
             reason: reason.into(),
-            findings: Vec::new(),
-            metrics_unreachable_since: None,
-            rollback_to: None,
-            controls: Vec::new(),
-            history: Vec::new(),
-            updated_at: at,
+            ..Status::fresh(&id, &Default::default(), 4, at)
         }
     }
 

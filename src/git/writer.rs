@@ -221,29 +221,19 @@ mod tests {
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
             .expect("time");
+        let id = RolloutId {
+            namespace: "n".into(),
+            name: "a".into(),
+        };
         Status {
-            rollout: RolloutId {
-                namespace: "n".into(),
-                name: "a".into(),
-            },
-            plan: Default::default(),
             phase: Phase::Progressing,
-            step: 0,
-            step_count: 1,
-            step_started_at: at,
             route: RouteState {
                 canary_weight: weight,
                 ..RouteState::default()
             },
             read_back: Default::default(),
-            analysis: Default::default(),
             reason: String::new(),
-            findings: Vec::new(),
-            metrics_unreachable_since: None,
-            rollback_to: None,
-            controls: Vec::new(),
-            history: Vec::new(),
-            updated_at: at,
+            ..Status::fresh(&id, &Default::default(), 1, at)
         }
     }
 

@@ -51,7 +51,7 @@ pub fn invalid(
 ) -> Decision {
     let mut status = match prev {
         Some(p) => p.clone(),
-        None => fresh_status(id, plan_ref, 0, now),
+        None => Status::fresh(id, plan_ref, 0, now),
     };
     let from = status.phase;
     status.plan = plan_ref.clone();
@@ -98,32 +98,6 @@ pub fn invalid(
     }
 }
 
-fn fresh_status(
-    id: &RolloutId,
-    plan_ref: &PlanRef,
-    step_count: usize,
-    now: DateTime<Utc>,
-) -> Status {
-    Status {
-        rollout: id.clone(),
-        plan: plan_ref.clone(),
-        phase: Phase::Pending,
-        step: 0,
-        step_count,
-        step_started_at: now,
-        route: RouteState::all_stable(),
-        read_back: ReadBack::Unknown,
-        analysis: AnalysisSummary::default(),
-        reason: "waiting to start".into(),
-        findings: Vec::new(),
-        metrics_unreachable_since: None,
-        rollback_to: None,
-        controls: Vec::new(),
-        history: Vec::new(),
-        updated_at: now,
-    }
-}
-
 fn short(rev: &str) -> &str {
     rev.get(..12).unwrap_or(rev)
 }
@@ -160,7 +134,7 @@ impl<'p> Machine<'p> {
         let mut m = Machine {
             plan,
             now,
-            status: fresh_status(&plan.id, plan_ref, plan.steps.len(), now),
+            status: Status::fresh(&plan.id, plan_ref, plan.steps.len(), now),
             effects: Vec::new(),
             transitions: Vec::new(),
             awaiting_route: false,
@@ -743,7 +717,7 @@ pub fn reconcile(
     let status = match status {
         Some(s) => s,
         None => {
-            fresh = fresh_status(&plan.id, plan_ref, plan.steps.len(), now);
+            fresh = Status::fresh(&plan.id, plan_ref, plan.steps.len(), now);
             &fresh
         }
     };

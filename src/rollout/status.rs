@@ -102,3 +102,32 @@ pub struct Status {
     pub history: Vec<Transition>,
     pub updated_at: DateTime<Utc>,
 }
+
+impl Status {
+    /// The status of a rollout that has not started: Pending at step 0, all traffic on stable.
+    pub fn fresh(
+        id: &RolloutId,
+        plan_ref: &PlanRef,
+        step_count: usize,
+        now: DateTime<Utc>,
+    ) -> Status {
+        Status {
+            rollout: id.clone(),
+            plan: plan_ref.clone(),
+            phase: Phase::Pending,
+            step: 0,
+            step_count,
+            step_started_at: now,
+            route: RouteState::all_stable(),
+            read_back: ReadBack::Unknown,
+            analysis: AnalysisSummary::default(),
+            reason: "waiting to start".into(),
+            findings: Vec::new(),
+            metrics_unreachable_since: None,
+            rollback_to: None,
+            controls: Vec::new(),
+            history: Vec::new(),
+            updated_at: now,
+        }
+    }
+}

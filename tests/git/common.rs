@@ -162,30 +162,21 @@ pub fn status(ns: &str, name: &str, phase: Phase, weight: u8, reason: &str) -> S
         .with_ymd_and_hms(2026, 11, 30, 6, 0, 0)
         .single()
         .expect("time");
+    let id = RolloutId {
+        namespace: ns.into(),
+        name: name.into(),
+    };
     Status {
-        rollout: RolloutId {
-            namespace: ns.into(),
-            name: name.into(),
-        },
-        plan: Default::default(),
         phase,
         step: 1,
-        step_count: 4,
-        step_started_at: at,
         route: RouteState {
             canary_weight: weight,
             header_route: None,
             mirror_percent: 0,
         },
         read_back: Default::default(),
-        analysis: Default::default(),
         reason: reason.into(),
-        findings: Vec::new(),
-        metrics_unreachable_since: None,
-        rollback_to: None,
-        controls: Vec::new(),
-        history: Vec::new(),
-        updated_at: at,
+        ..Status::fresh(&id, &Default::default(), 4, at)
     }
 }
 
