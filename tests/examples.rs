@@ -433,8 +433,9 @@ fn walkthrough_status_file_is_a_real_status_document() {
         .nth(1)
         .and_then(|s| s.split("```").next())
         .expect("a ```yaml status block");
-    let status = tidegate::control::document::parse("status/production/orders-svc.yaml", yaml)
-        .unwrap_or_else(|e| panic!("the walkthrough's status file no longer parses: {e}"));
+    let status =
+        tidegate::git::status_doc::document::parse("status/production/orders-svc.yaml", yaml)
+            .unwrap_or_else(|e| panic!("the walkthrough's status file no longer parses: {e}"));
     assert_eq!(status.rollout.to_string(), "production/orders-svc");
     assert_eq!(status.phase, tidegate::rollout::Phase::Paused);
     let controls: Vec<(&str, bool)> = status
@@ -448,7 +449,7 @@ fn walkthrough_status_file_is_a_real_status_document() {
     );
     // The document is exactly what tidegate writes for that status.
     assert_eq!(
-        tidegate::control::document::render(&status).expect("render"),
+        tidegate::git::status_doc::document::render(&status).expect("render"),
         yaml,
         "the status block must be byte-for-byte what tidegate renders"
     );

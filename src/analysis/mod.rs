@@ -4,11 +4,8 @@ pub mod batch;
 pub mod judge;
 pub mod render;
 pub mod subset;
-pub mod template;
 pub mod verdict;
 
-pub use template::{Template, Unit};
+// The template catalogue belongs to the plan model; re-exported for the analysis code.
+pub use crate::plan::template::{self, Template, Unit};
 pub use verdict::{Outcome, Verdict};
-
-// Plan validation checks custom queries with the renderer's own rules (names and contexts).
-pub use render::{check_query, query_hint};

@@ -1,6 +1,5 @@
-//! Control commits: `Tidegate:` trailers, the policy deciding who may steer, status documents.
+//! Control commits: `Tidegate:` trailers and the policy deciding who may steer.
 
-pub mod document;
 pub mod policy;
 pub mod trailers;
 

@@ -15,7 +15,7 @@ mod plans;
 mod repo;
 mod signers;
 mod signing;
-mod status_doc;
+pub mod status_doc;
 mod transport;
 mod writer;
 

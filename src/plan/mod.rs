@@ -4,7 +4,10 @@
 pub mod defaults;
 mod model;
 mod parse;
+pub mod query;
+pub mod template;
 mod yaml;
 
 pub use model::*;
 pub use parse::{Finding, Parsed, check_set, parse_mixed_str, parse_str};
+pub use template::{Template, Unit};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::template::Template;
+use crate::plan::template::Template;
 
 /// `apiVersion` every plan document must carry.
 pub const API_VERSION: &str = "tidegate.dev/v1alpha1";

@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 use super::defaults;
 use super::model::*;
 use super::yaml::{self, Node, SNode};
-use crate::analysis::{Template, Unit};
+use crate::plan::template::{Template, Unit};
 
 /// One thing wrong with a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -966,14 +966,14 @@ impl Ctx<'_> {
                         );
                         None
                     }
-                    Some(s) => match crate::analysis::check_query(&s) {
+                    Some(s) => match crate::plan::query::check_query(&s) {
                         Ok(()) => Some(MetricSource::Query(s)),
                         Err(e) => {
                             self.at(
                                 q,
                                 &qp,
                                 format!("invalid query: {e}"),
-                                &crate::analysis::query_hint(),
+                                &crate::plan::query::query_hint(),
                             );
                             None
                         }

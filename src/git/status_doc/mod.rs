@@ -3,8 +3,9 @@
 
 use git2::{ObjectType, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
+pub mod document;
+
 use super::GitError;
-use crate::control::document;
 use crate::plan::RolloutId;
 use crate::rollout::Status;
 
@@ -27,7 +28,7 @@ pub fn status_path(dir: &str, id: &RolloutId) -> Result<String, GitError> {
     Ok(document::path_for(dir.trim_matches('/'), id))
 }
 
-/// The YAML text of a status document (deterministic: see `control::document`).
+/// The YAML text of a status document (deterministic: see [`document`]).
 pub fn render_status(status: &Status) -> Result<String, GitError> {
     document::render(status).map_err(|e| GitError::StatusDocument {
         path: status.rollout.to_string(),
