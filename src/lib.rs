@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod git;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod mesh;
 pub mod metrics;

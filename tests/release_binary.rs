@@ -111,7 +111,7 @@ fn dockerfile_builds_a_static_binary_with_the_release_script_on_distroless() {
             .lines()
             .any(|l| l.trim() == "export LIBZ_SYS_STATIC=1")
     );
-    assert!(script.contains("cargo build --profile dist --locked --target"));
+    assert!(script.contains("cargo build --profile dist --locked --no-default-features --target"));
     assert!(
         script.contains("-C target-feature=+crt-static"),
         "glibc is linked in"

@@ -65,11 +65,7 @@ pub struct AnalyzeArgs {
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::Format;
 
 /// Parse `--at`: RFC 3339 or Unix seconds.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -360,9 +356,12 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     };
     match args.output {
         Format::Text => print!("{}", render_text(&report)),
-        Format::Json => println!(
+        Format::Json | Format::Yaml => print!(
             "{}",
-            serde_json::to_string_pretty(&report).context("failed to encode the report")?
+            args.output
+                .structured(&report)
+                .context("failed to encode the report")?
+                .unwrap_or_default()
         ),
     }
     Ok(ExitCode::from(report.exit_code()))

@@ -25,11 +25,7 @@ pub struct LintArgs {
     pub output: Format,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::Format;
 
 /// What `lint` found, as printed with `-o json`.
 #[derive(Debug, Serialize)]
@@ -98,7 +94,9 @@ pub fn lint(paths: &[PathBuf], default_ns: &str) -> anyhow::Result<LintReport> {
 pub fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let report = lint(&args.paths, &args.namespace)?;
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json | Format::Yaml => {
+            print!("{}", args.output.structured(&report)?.unwrap_or_default())
+        }
         Format::Text => {
             for f in &report.plan_findings {
                 println!("error {f}");

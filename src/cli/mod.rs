@@ -9,6 +9,7 @@ use crate::control::ControlAction;
 
 pub mod control_cmd;
 mod files;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod lint;
 pub mod preview;
@@ -17,6 +18,29 @@ pub mod simulate;
 pub mod status;
 pub mod validate;
 pub mod watch;
+
+/// How a command prints its answer: for people (`text`, the default) or for programs (`json`,
+/// `yaml`: the same structure in both). One enum for every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people (`table` is accepted too).
+    #[value(alias = "table")]
+    Text,
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// The JSON or YAML form of `value` (newline-terminated), or `None` for `text`, which each
+    /// command renders itself.
+    pub fn structured<T: serde::Serialize>(self, value: &T) -> anyhow::Result<Option<String>> {
+        Ok(match self {
+            Format::Text => None,
+            Format::Json => Some(serde_json::to_string_pretty(value)? + "\n"),
+            Format::Yaml => Some(serde_saphyr::to_string(value)?),
+        })
+    }
+}
 
 /// Exit code for usage errors (bad flags, missing files), as clap uses.
 pub const EXIT_USAGE: u8 = 2;
@@ -60,6 +84,7 @@ pub enum Command {
     Retry(control_cmd::ControlArgs),
     /// Run the whole loop on this machine without a cluster (emulated Kubernetes, simulated
     /// traffic, real Prometheus, local Git remote, the daemon).
+    #[cfg(feature = "lab")]
     Lab(lab::LabArgs),
 }
 
@@ -68,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Run(args) => run::run(args),
+        #[cfg(feature = "lab")]
         Command::Lab(args) => lab::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Lint(args) => lint::run(args),

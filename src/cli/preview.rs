@@ -27,11 +27,7 @@ pub struct PreviewArgs {
     pub output: Format,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Yaml,
-    Json,
-}
+pub use super::Format;
 
 /// One entry of the preview.
 #[derive(Debug, Serialize)]
@@ -174,7 +170,8 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let errors = previews.iter().any(|p| preflight::has_errors(&p.findings));
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&previews)?),
-        Format::Yaml => print!("{}", serde_saphyr::to_string_multiple(&previews)?),
+        // The human form is the YAML documents of the steps.
+        Format::Yaml | Format::Text => print!("{}", serde_saphyr::to_string_multiple(&previews)?),
     }
     Ok(if errors {
         ExitCode::from(1)

@@ -13,6 +13,10 @@ pub struct RunArgs {
     /// Validate the configuration (every problem at once) and exit: 0 valid, 1 invalid.
     #[arg(long)]
     pub check: bool,
+    /// With --check: validate the configuration alone, without the files, secrets and
+    /// environment variables it names (as on a laptop or in CI, away from the cluster).
+    #[arg(long, requires = "check")]
+    pub no_environment: bool,
     /// Listen address of the HTTP server (overrides server.listen).
     #[arg(long)]
     pub listen: Option<String>,
@@ -39,7 +43,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         prometheus_url: args.prometheus_url.clone(),
         kubeconfig: args.kubeconfig.clone(),
     };
-    let cfg = match config::load(&args.config, &env, &flags) {
+    let environment = if args.no_environment {
+        config::Environment::Skip
+    } else {
+        config::Environment::Check
+    };
+    let cfg = match config::load_with(&args.config, &env, &flags, environment) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tidegate run: {e}");
@@ -47,7 +56,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.check {
-        println!("{}: configuration valid", args.config.display());
+        let scope = if args.no_environment {
+            " (files, secrets and environment not checked)"
+        } else {
+            ""
+        };
+        println!("{}: configuration valid{scope}", args.config.display());
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

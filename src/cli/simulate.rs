@@ -32,8 +32,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub expect: Option<String>,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = super::validate::Format::Text)]
-    pub output: super::validate::Format,
+    #[arg(short, long, value_enum, default_value_t = super::Format::Text)]
+    pub output: super::Format,
 }
 
 /// The script file.
@@ -318,8 +318,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let (lines, status) = simulate(plan, &script).with_context(|| script_name.to_string())?;
     let mut text = String::new();
     match args.output {
-        super::validate::Format::Json => text = serde_json::to_string_pretty(&lines)? + "\n",
-        super::validate::Format::Text => {
+        super::Format::Json | super::Format::Yaml => {
+            text = args.output.structured(&lines)?.unwrap_or_default()
+        }
+        super::Format::Text => {
             for l in &lines {
                 text.push_str(&format!(
                     "{:>10}  {:<12} step {:<2} canary {:>3}%  {}\n",

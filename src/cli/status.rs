@@ -1,4 +1,4 @@
-//! `tidegate status [--repo URL|PATH] [-o table|json|yaml]`: print every rollout's status from
+//! `tidegate status [--repo URL|PATH] [-o text|json|yaml]`: print every rollout's status from
 //! the status files at the tip of the plans branch.
 
 use std::process::ExitCode;
@@ -7,18 +7,13 @@ use crate::rollout::Status;
 
 use super::control_cmd::RepoArgs;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StatusFormat {
-    Table,
-    Json,
-    Yaml,
-}
+pub use super::Format;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
-    pub output: StatusFormat,
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
     /// Keep watching: a live progress bar per rollout (weight, step, phase, last verdicts, time
     /// in step), refreshed every second until Ctrl-C.
     #[arg(long, short)]
@@ -61,11 +56,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The text `status` prints for these statuses.
-pub fn render(statuses: &[Status], format: StatusFormat) -> anyhow::Result<String> {
+pub fn render(statuses: &[Status], format: Format) -> anyhow::Result<String> {
     Ok(match format {
-        StatusFormat::Json => serde_json::to_string_pretty(statuses)? + "\n",
-        StatusFormat::Yaml => serde_saphyr::to_string(&statuses)?,
-        StatusFormat::Table => {
+        Format::Json | Format::Yaml => format.structured(&statuses)?.unwrap_or_default(),
+        Format::Text => {
             let mut rows = vec![[
                 "ROLLOUT".to_string(),
                 "PHASE".into(),

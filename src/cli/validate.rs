@@ -19,11 +19,7 @@ pub struct ValidateArgs {
     pub output: Format,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::Format;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -72,13 +68,13 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let valid = findings.is_empty();
     match args.output {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let report = Report {
                 valid,
                 plans: plans.iter().map(|p| p.id.to_string()).collect(),
                 findings,
             };
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            print!("{}", args.output.structured(&report)?.unwrap_or_default());
         }
         Format::Text => {
             for f in &findings {
