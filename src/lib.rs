@@ -18,3 +18,4 @@ pub mod rbac;
 pub mod rollout;
 pub mod server;
 pub mod telemetry;
+pub mod transient;

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub canary_weight: Family<RolloutLabels, Gauge>,
     pub phase: Family<PhaseLabels, Gauge>,
+    pub blocked: Family<RolloutLabels, Gauge>,
     pub step: Family<RolloutLabels, Gauge>,
     pub step_started: Family<RolloutLabels, Gauge<f64, AtomicU64>>,
     pub verdict: Family<VerdictLabels, Gauge>,
@@ -81,6 +82,7 @@ impl Metrics {
         let m = Metrics {
             canary_weight: Family::default(),
             phase: Family::default(),
+            blocked: Family::default(),
             step: Family::default(),
             step_started: Family::default(),
             verdict: Family::default(),
@@ -107,6 +109,11 @@ impl Metrics {
             "rollout_phase",
             "1 for the rollout's current phase",
             m.phase.clone(),
+        );
+        registry.register(
+            "rollout_blocked",
+            "1 while tidegate cannot carry out the rollout's decisions (see its status `fault`)",
+            m.blocked.clone(),
         );
         registry.register(
             "rollout_step",
@@ -198,6 +205,9 @@ impl Metrics {
                 .get_or_create(&pl)
                 .set(i64::from(p == status.phase));
         }
+        self.blocked
+            .get_or_create(&l)
+            .set(i64::from(status.fault.is_some()));
         self.step
             .get_or_create(&l)
             .set(i64::try_from(status.step).unwrap_or(i64::MAX));

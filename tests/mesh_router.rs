@@ -340,13 +340,15 @@ async fn timeouts_are_retried() {
         .await
         .expect("the timed-out read is retried");
     assert_eq!(rep.read_back, ReadBack::Verified);
-    let gets = emu
-        .faults()
-        .requests()
+    // The timed-out read is abandoned by the client (the emulator never logs it); its retry
+    // is logged, then the patch. The read-back is the patch's answer: no GET after it.
+    let log = emu.faults().requests();
+    let on_orders: Vec<&str> = log
         .iter()
-        .filter(|r| r.method == "GET" && r.path.ends_with("/orders"))
-        .count();
-    assert!(gets >= 2, "a retried read plus the read-back");
+        .filter(|r| r.path.ends_with("/orders"))
+        .map(|r| r.method.as_str())
+        .collect();
+    assert_eq!(on_orders, ["GET", "PATCH"], "{log:?}");
     emu.shutdown().await;
 }
 
@@ -537,5 +539,78 @@ async fn preflight_reads_the_rollout_objects_from_the_cluster() {
     got.sort();
     assert_eq!(got, vec![codes::PLAN_SUBSET_MISSING, codes::MTLS_MISMATCH]);
     assert_eq!(preflight::blocking(&f).len(), 2);
+    emu.shutdown().await;
+}
+
+/// Requests the router made for the VirtualService `shop/orders` itself, by method.
+fn requests_on_orders(emu: &EmulatorHandle, method: &str) -> usize {
+    emu.faults()
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.ends_with("/virtualservices/orders"))
+        .count()
+}
+
+async fn wait_synced(r: &IstioRouter) {
+    use tidegate::mesh::MeshKind;
+    for _ in 0..200 {
+        if MeshKind::ALL.iter().all(|k| r.cache().is_synced(*k, "shop")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the watches never synced the cache");
+}
+
+#[tokio::test]
+async fn a_watched_namespace_is_read_from_the_cache_and_edits_by_others_are_news() {
+    use tidegate::mesh::{Mesh, MeshKind};
+    let emu = emulator(&["v1"]).await;
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("seed");
+    let r = router(&emu);
+    r.watch(&["shop".to_string()].into_iter().collect());
+    wait_synced(&r).await;
+    r.cache().take_changes(); // the first list: everything is new
+    let route = RouteState {
+        canary_weight: 5,
+        ..Default::default()
+    };
+    let rep = r.set_route(&target(), &route).await.expect("write");
+    assert_eq!(rep.read_back, ReadBack::Verified);
+    for _ in 0..10 {
+        assert_eq!(
+            r.read_back(&target(), &route).await.expect("read"),
+            ReadBack::Verified
+        );
+    }
+    let objects = r.objects(&target()).await.expect("objects");
+    assert!(objects.iter().any(|o| o["kind"] == "VirtualService"));
+    assert_eq!(requests_on_orders(&emu, "GET"), 0, "reads come from the cache");
+    assert_eq!(requests_on_orders(&emu, "PATCH"), 1, "one write for one change");
+    let log = emu.faults().requests();
+    let lists: Vec<&str> = log
+        .iter()
+        .filter(|q| q.method == "GET" && !q.query.contains("watch=") && q.path.contains("/namespaces/"))
+        .map(|q| q.path.as_str())
+        .collect();
+    assert_eq!(
+        lists.len(),
+        4,
+        "one list per watched kind and namespace at start (VS, DR, PA, istio-system PA), none per call: {lists:?}"
+    );
+    // Our own write is not news; an edit by someone else is, within a second.
+    let own = tokio::time::timeout(Duration::from_millis(300), r.changes()).await;
+    assert!(own.is_err(), "our own write came back as a change: {own:?}");
+    emu.apply_manifest(orders_vs("v1"), "shop").expect("someone reverts the routes");
+    let news = tokio::time::timeout(Duration::from_secs(1), r.changes())
+        .await
+        .expect("the edit is news within a second");
+    assert!(news.iter().any(|k| k.kind == MeshKind::VirtualService && k.name == "orders"));
+    assert!(matches!(
+        r.read_back(&target(), &route).await.expect("read"),
+        ReadBack::Drifted { .. }
+    ));
+    r.watch(&Default::default());
+    assert!(!r.cache().is_synced(MeshKind::VirtualService, "shop"), "unwatched: forgotten");
     emu.shutdown().await;
 }

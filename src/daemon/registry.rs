@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use super::schedule::{Candidate, Timers};
+use crate::analysis::batch::RolloutResult;
 use crate::analysis::subset::SubsetLabels;
 use crate::control::{Policy, parse_controls};
 use crate::git::{NewCommit, PlanChanges, PlanContent};
@@ -23,10 +25,11 @@ pub struct Entry {
     pub plan: Result<Arc<Plan>, Vec<String>>,
     pub plan_ref: PlanRef,
     pub status: Option<Status>,
-    /// When to call the engine next; `None`: only on an event (a commit).
-    pub wake_at: Option<DateTime<Utc>>,
-    /// When the next analysis round is due.
-    pub next_analysis: Option<DateTime<Utc>>,
+    /// When it is handled next (see `schedule`).
+    pub timers: Timers,
+    /// An analysis round no decision has consumed yet (kept across failed turns).
+    pub round: Option<RolloutResult>,
+    /// Controls not yet given to a decision that was carried out, oldest first.
     pub controls: Vec<ControlRequest>,
     pub refused: Vec<RefusedControl>,
     /// Subset labels from the DestinationRule, found by preflight.
@@ -35,8 +38,9 @@ pub struct Entry {
     pub preflight_errors: Vec<String>,
     /// The plan digest preflight last ran for.
     pub preflight_digest: Option<String>,
-    /// A decision whose traffic change failed, with the status before it: retried first.
-    pub deferred: Option<(Box<crate::rollout::Decision>, Option<Status>)>,
+    /// A decision whose traffic write failed: if the write landed after all (a timeout), the
+    /// next turn completes it; otherwise the next turn decides afresh.
+    pub deferred: Option<Box<crate::rollout::Decision>>,
 }
 
 impl Entry {
@@ -53,8 +57,8 @@ impl Entry {
             plan,
             plan_ref,
             status: None,
-            wake_at: Some(now),
-            next_analysis: None,
+            timers: Timers::due_at(now),
+            round: None,
             controls: Vec::new(),
             refused: Vec::new(),
             subsets: None,
@@ -69,6 +73,33 @@ impl Entry {
         self.status
             .as_ref()
             .is_some_and(|s| !s.phase.is_terminal() && s.phase != Phase::Pending)
+    }
+
+    /// Whether its canary is analysed each interval (a phase that analyses, metrics to check).
+    pub fn is_analysed(&self) -> bool {
+        let phase_analysed = self
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase, Phase::Progressing | Phase::Paused));
+        phase_analysed
+            && self
+                .plan
+                .as_ref()
+                .is_ok_and(|p| !p.analysis.metrics.is_empty())
+    }
+
+    /// What the scheduler needs to know of it.
+    pub fn candidate(&self) -> Candidate<'_> {
+        Candidate {
+            id: &self.id,
+            timers: &self.timers,
+            rolling_back: self
+                .status
+                .as_ref()
+                .is_some_and(|s| s.phase == Phase::RollingBack),
+            analysed: self.is_analysed(),
+            round_pending: self.round.is_some(),
+        }
     }
 }
 
@@ -114,6 +145,10 @@ impl Registry {
         self.entries.values()
     }
 
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.entries.values_mut()
+    }
+
     /// Statuses read from Git (at start-up, or when leadership is taken over).
     pub fn load_statuses(&mut self, statuses: Vec<Status>) {
         for s in statuses {
@@ -154,7 +189,9 @@ impl Registry {
                     entry.subsets = prev.subsets;
                     entry.preflight_errors = prev.preflight_errors;
                     entry.preflight_digest = prev.preflight_digest;
-                    entry.next_analysis = prev.next_analysis;
+                    entry.timers.next_analysis = prev.timers.next_analysis;
+                    entry.timers.retry = prev.timers.retry;
+                    entry.round = prev.round;
                     entry.deferred = prev.deferred;
                 }
             }
@@ -284,7 +321,7 @@ impl Registry {
                     continue;
                 };
                 applied.controls += 1;
-                entry.wake_at = Some(now);
+                entry.timers.wake_at = Some(now);
                 match (&decision, control.action) {
                     (Ok(()), Ok(action)) => entry.controls.push(ControlRequest {
                         action,
@@ -312,28 +349,19 @@ impl Registry {
         applied
     }
 
-    /// Rollouts due at `now`, in a safe order: those that are rolling back first.
-    pub fn due(&self, now: DateTime<Utc>) -> Vec<RolloutId> {
-        // Keys borrow the ids: sorting must not clone two strings per comparison.
-        let mut due: Vec<(bool, &RolloutId)> = self
-            .entries
-            .values()
-            .filter(|e| e.wake_at.is_some_and(|w| w <= now))
-            .map(|e| {
-                let rolling_back = e
-                    .status
-                    .as_ref()
-                    .is_some_and(|s| s.phase == Phase::RollingBack);
-                (!rolling_back, &e.id)
-            })
-            .collect();
-        due.sort_unstable();
-        due.into_iter().map(|(_, id)| id.clone()).collect()
+    /// Every rollout as the scheduler sees it.
+    pub fn candidates(&self) -> impl Iterator<Item = Candidate<'_>> {
+        self.entries.values().map(Entry::candidate)
     }
 
     /// The earliest wake-up of any rollout.
     pub fn next_wake(&self) -> Option<DateTime<Utc>> {
-        self.entries.values().filter_map(|e| e.wake_at).min()
+        super::schedule::next_wake(self.entries.values().map(|e| &e.timers))
+    }
+
+    /// The namespaces that have plans (whose mesh objects are watched).
+    pub fn namespaces(&self) -> BTreeSet<String> {
+        self.entries.keys().map(|id| id.namespace.clone()).collect()
     }
 
     /// Whether any rollout still holds controls not yet given to the engine.

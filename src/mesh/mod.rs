@@ -5,7 +5,20 @@
 pub mod istio;
 pub mod manifests;
 
+/// The preflight checks of the mesh tidegate drives (Istio).
+pub use istio::preflight;
+
+/// The production mesh: Istio over a kube client, with a watched cache.
+pub type DefaultMesh = istio::router::IstioRouter;
+
+/// Connect the production mesh.
+pub fn connect(client: kube::Client) -> DefaultMesh {
+    istio::router::IstioRouter::new(client, istio::router::RetryPolicy::default())
+}
+
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::plan::{Plan, RolloutId};
 use crate::rollout::{ReadBack, RouteState};
@@ -55,7 +68,7 @@ pub struct WriteReport {
 /// edits: a write whose guarded values changed in between fails and comes back as
 /// `ReadBack::Drifted`.
 pub trait TrafficRouter: Send + Sync {
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: std::error::Error + crate::transient::Transient + Send + Sync + 'static;
 
     /// Make the managed routes look like `state` (weights, header route, mirror).
     fn set_route(
@@ -78,4 +91,127 @@ pub trait TrafficRouter: Send + Sync {
         target: &Target,
         state: &RouteState,
     ) -> impl Future<Output = Result<WriteReport, Self::Error>> + Send;
+}
+
+/// The kinds of mesh objects a rollout depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MeshKind {
+    VirtualService,
+    DestinationRule,
+    PeerAuthentication,
+}
+
+impl MeshKind {
+    pub const ALL: [MeshKind; 3] = [
+        MeshKind::VirtualService,
+        MeshKind::DestinationRule,
+        MeshKind::PeerAuthentication,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeshKind::VirtualService => "VirtualService",
+            MeshKind::DestinationRule => "DestinationRule",
+            MeshKind::PeerAuthentication => "PeerAuthentication",
+        }
+    }
+
+    /// The kind named by an object's `kind` field.
+    pub fn from_kind(kind: &str) -> Option<MeshKind> {
+        MeshKind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
+/// One mesh object, by kind, namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: MeshKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// Whether a change of `key` concerns the rollout of `target`: its VirtualService or
+/// DestinationRule, or a PeerAuthentication of its namespace (or the mesh-wide one).
+pub fn concerns(key: &ObjectKey, target: &Target) -> bool {
+    match key.kind {
+        MeshKind::VirtualService => {
+            key.namespace == target.rollout.namespace && key.name == target.virtual_service
+        }
+        MeshKind::DestinationRule => {
+            key.namespace == target.rollout.namespace && key.name == target.destination_rule
+        }
+        MeshKind::PeerAuthentication => {
+            key.namespace == target.rollout.namespace || key.namespace == "istio-system"
+        }
+    }
+}
+
+/// Everything the daemon needs from the mesh: moving traffic ([`TrafficRouter`]), the objects
+/// preflight checks, and news of changes made by others (a watch), so that drift or a broken
+/// DestinationRule is seen at once rather than at the next interval.
+pub trait Mesh: TrafficRouter {
+    /// The objects preflight needs for `target`: the VirtualServices and DestinationRules of its
+    /// namespace and the PeerAuthentications there and in `istio-system`.
+    fn objects(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<Vec<serde_json::Value>, Self::Error>> + Send;
+
+    /// Keep the objects of these namespaces watched (watches start and stop as plans come and go).
+    fn watch(&self, namespaces: &BTreeSet<String>);
+
+    /// Wait for changes of watched objects made by someone else; the keys changed since the
+    /// previous call. Never resolves when nothing is watched.
+    fn changes(&self) -> impl Future<Output = Vec<ObjectKey>> + Send;
+}
+
+impl<M: TrafficRouter> TrafficRouter for Arc<M> {
+    type Error = M::Error;
+
+    fn set_route(
+        &self,
+        target: &Target,
+        state: &RouteState,
+    ) -> impl Future<Output = Result<WriteReport, Self::Error>> + Send {
+        M::set_route(self, target, state)
+    }
+
+    fn read_back(
+        &self,
+        target: &Target,
+        expected: &RouteState,
+    ) -> impl Future<Output = Result<ReadBack, Self::Error>> + Send {
+        M::read_back(self, target, expected)
+    }
+
+    fn clear(
+        &self,
+        target: &Target,
+        state: &RouteState,
+    ) -> impl Future<Output = Result<WriteReport, Self::Error>> + Send {
+        M::clear(self, target, state)
+    }
+}
+
+impl<M: Mesh> Mesh for Arc<M> {
+    fn objects(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<Vec<serde_json::Value>, Self::Error>> + Send {
+        M::objects(self, target)
+    }
+
+    fn watch(&self, namespaces: &BTreeSet<String>) {
+        M::watch(self, namespaces)
+    }
+
+    fn changes(&self) -> impl Future<Output = Vec<ObjectKey>> + Send {
+        M::changes(self)
+    }
 }

@@ -6,6 +6,7 @@ pub mod prometheus;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 
 use crate::analysis::batch::{BatchPlan, ErrorKind, QueryFailure, RolloutResult, Series};
 
@@ -73,8 +74,11 @@ pub async fn run_tick<S: MetricsSource + Sync>(
 ) -> (Vec<RolloutResult>, TickStats) {
     use futures_util::StreamExt as _;
     let started = std::time::Instant::now();
-    let timed: Vec<(Result<Vec<Series>, QueryFailure>, std::time::Duration)> =
-        futures_util::stream::iter(plan.queries.iter().map(|q| async move {
+    type Timed = (Result<Vec<Series>, QueryFailure>, std::time::Duration);
+    // Boxed: a stream of futures borrowing each query would make the caller's future `Send`
+    // only "for some lifetime" (rust-lang/rust#102211), and the daemon's future must be `Send`.
+    let queries = plan.queries.iter().map(|q| -> BoxFuture<'_, Timed> {
+        Box::pin(async move {
             let t = std::time::Instant::now();
             let answer = source.instant(q, at).await.map_err(|e| {
                 tracing::warn!(kind = %e.kind(), error = %e, "metrics query failed");
@@ -84,7 +88,9 @@ pub async fn run_tick<S: MetricsSource + Sync>(
                 }
             });
             (answer, t.elapsed())
-        }))
+        })
+    });
+    let timed: Vec<Timed> = futures_util::stream::iter(queries)
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await;

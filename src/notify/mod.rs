@@ -159,11 +159,12 @@ pub fn event_name(event: Event) -> &'static str {
         Event::Aborted => "aborted",
         Event::Invalid => "invalid",
         Event::Drift => "drift",
+        Event::Blocked => "blocked",
     }
 }
 
 /// Every event, in the order of a rollout's life.
-pub const ALL_EVENTS: [Event; 11] = [
+pub const ALL_EVENTS: [Event; 12] = [
     Event::Started,
     Event::StepAdvanced,
     Event::Paused,
@@ -175,6 +176,7 @@ pub const ALL_EVENTS: [Event; 11] = [
     Event::Aborted,
     Event::Invalid,
     Event::Drift,
+    Event::Blocked,
 ];
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! Order of evaluation in one call, each a small function:
 //! 1. a new plan digest restarts the rollout;
 //! 2. the read-back of the routes (drift pauses the rollout);
-//! 3. control commits, oldest first;
-//! 4. the analysis round: failures up to `failureLimit` roll back, unreachable metrics hold and
+//! 3. the analysis round: failures up to `failureLimit` roll back, unreachable metrics hold and
 //!    roll back past `unreachableLimit`;
+//! 4. control commits, oldest first;
 //! 5. progress through the steps, unless held (window, metrics, inconclusive checks).
 
 use chrono::{DateTime, Utc};
 
-use super::status::{AnalysisSummary, ControlRecord, PlanRef, Status, Transition};
+use super::status::{AnalysisSummary, ControlRecord, Fault, PlanRef, Status, Transition};
 use super::types::*;
 use crate::analysis::{Outcome, Verdict};
 use crate::control::ControlAction;
@@ -34,8 +34,11 @@ pub fn step(
     let mut m = Machine::start(plan, plan_ref, prev, now);
     m.record_refused(obs);
     m.read_back(obs);
-    m.controls(obs);
+    // The round's verdicts count before any control of the same call: a control never hides a
+    // failed check (a failing canary rolls back; a pause or promote that arrives with it is then
+    // refused, an abort only changes the final phase).
     m.analysis(obs);
+    m.controls(obs);
     m.progress(obs);
     m.finish(prev)
 }
@@ -98,6 +101,76 @@ pub fn invalid(
     }
 }
 
+/// The decision when the daemon could not carry out the last decision for `plan` (a write or a
+/// read of the VirtualService failed permanently, or for longer than the retry limit): no traffic
+/// effect; the status names the revision being worked on, keeps the live route and says what
+/// fails and since when. People are told once, when the fault first appears. The daemon keeps
+/// retrying; the next decision that lands clears the fault.
+pub fn fault(
+    plan: &Plan,
+    plan_ref: &PlanRef,
+    prev: Option<&Status>,
+    fault: Fault,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut status = match prev {
+        Some(p) => p.clone(),
+        None => Status::fresh(&plan.id, plan_ref, plan.steps.len(), now),
+    };
+    let mut transitions = Vec::new();
+    let new_revision = status.plan.digest != plan_ref.digest;
+    status.plan = plan_ref.clone();
+    let what = if fault.permanent {
+        "cannot be done until the object or the plan changes"
+    } else {
+        "keeps failing"
+    };
+    let reason = format!(
+        "{} {what} (since {}): {}; retrying",
+        fault.operation,
+        fault.since.format("%Y-%m-%dT%H:%M:%SZ"),
+        fault.message
+    );
+    if new_revision && status.phase != Phase::Pending {
+        // The new revision has not started; the route is still the previous one's.
+        let t = Transition {
+            at: now,
+            from: status.phase,
+            to: Phase::Pending,
+            step: 0,
+            canary_weight: status.route.canary_weight,
+            reason: format!("new plan revision {}: {reason}", short(&plan_ref.revision)),
+        };
+        status.phase = Phase::Pending;
+        status.step = 0;
+        status.step_count = plan.steps.len();
+        status.step_started_at = now;
+        push_bounded(&mut status.history, t.clone(), HISTORY_LIMIT);
+        transitions.push(t);
+    }
+    let first = prev.is_none_or(|p| p.fault.is_none());
+    let mut effects = Vec::new();
+    if first {
+        effects.push(Effect::Notify {
+            event: Event::Blocked,
+            message: format!("{}: {reason}", status.rollout),
+        });
+    }
+    status.reason = reason;
+    status.fault = Some(fault);
+    let changed = prev.is_none_or(|p| significant_change(p, &status));
+    if changed {
+        status.updated_at = now;
+        effects.push(Effect::RecordStatus);
+    }
+    Decision {
+        status,
+        effects,
+        wake_at: None,
+        transitions,
+    }
+}
+
 fn short(rev: &str) -> &str {
     rev.get(..12).unwrap_or(rev)
 }
@@ -144,6 +217,8 @@ impl<'p> Machine<'p> {
         match prev {
             Some(p) if p.plan.digest == plan_ref.digest && p.phase != Phase::Invalid => {
                 m.status = p.clone();
+                // This decision is being carried out: any earlier fault is over.
+                m.status.fault = None;
                 // Same rollout; a commit that did not change the plan only moves the revision.
                 m.status.plan = plan_ref.clone();
                 m.status.step_count = plan.steps.len();
@@ -682,6 +757,8 @@ fn significant_change(prev: &Status, next: &Status) -> bool {
         || prev.reason != next.reason
         || std::mem::discriminant(&prev.read_back) != std::mem::discriminant(&next.read_back)
         || prev.metrics_unreachable_since.is_some() != next.metrics_unreachable_since.is_some()
+        || prev.fault.as_ref().map(|f| (&f.message, f.permanent))
+            != next.fault.as_ref().map(|f| (&f.message, f.permanent))
 }
 
 /// The routes the plan has set once steps `0..=index` have run (index past the end: all of them).

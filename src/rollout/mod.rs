@@ -12,9 +12,9 @@ mod types;
 mod tests;
 
 pub use engine::{
-    CONTROLS_LIMIT, HISTORY_LIMIT, invalid, reconcile, round_outcome, route_at, step,
+    CONTROLS_LIMIT, HISTORY_LIMIT, fault, invalid, reconcile, round_outcome, route_at, step,
 };
-pub use status::{AnalysisSummary, ControlRecord, PlanRef, Status, Transition};
+pub use status::{AnalysisSummary, ControlRecord, Fault, PlanRef, Status, Transition};
 pub use types::{
     ControlRequest, Decision, Effect, Event, Observation, Phase, ReadBack, RefusedControl,
     RouteState,

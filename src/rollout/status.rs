@@ -53,6 +53,19 @@ pub struct ControlRecord {
     pub at: DateTime<Utc>,
 }
 
+/// A failure of the daemon's own work for this rollout (writing or reading the VirtualService)
+/// that did not go away by retrying, or that cannot: shown until the work succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    /// What tidegate was doing, e.g. "writing the VirtualService".
+    pub operation: String,
+    pub message: String,
+    /// True when retrying cannot help until someone changes the object or the plan.
+    pub permanent: bool,
+    pub since: DateTime<Utc>,
+}
+
 /// One phase or step change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,6 +104,9 @@ pub struct Status {
     /// Since when the metrics source has been unreachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_unreachable_since: Option<DateTime<Utc>>,
+    /// Work that keeps failing (retried meanwhile); `None` once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
     /// The phase a `RollingBack` rollout ends in (`RolledBack` or `Aborted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<Phase>,
@@ -124,6 +140,7 @@ impl Status {
             reason: "waiting to start".into(),
             findings: Vec::new(),
             metrics_unreachable_since: None,
+            fault: None,
             rollback_to: None,
             controls: Vec::new(),
             history: Vec::new(),

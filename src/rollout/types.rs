@@ -194,6 +194,8 @@ pub enum Event {
     Aborted,
     Invalid,
     Drift,
+    /// The daemon cannot carry out a decision (the VirtualService cannot be written or read).
+    Blocked,
 }
 
 /// Something the daemon must do for a decision to take effect, in this order.

@@ -94,6 +94,7 @@ mod tests {
             reason: "2 failed checks".into(),
             findings: vec![],
             metrics_unreachable_since: None,
+            fault: None,
             rollback_to: Some(Phase::RolledBack),
             controls: vec![ControlRecord {
                 commit: "c1".into(),

@@ -1,6 +1,7 @@
 //! Istio: VirtualService route management ([`routes`], pure), preflight checks
 //! ([`preflight`], pure), and the kube-backed [`router::IstioRouter`].
 
+pub mod cache;
 pub mod preflight;
 pub mod router;
 pub mod routes;
