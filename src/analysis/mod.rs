@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod judge;
 pub mod render;
+pub mod stats;
 pub mod subset;
 pub mod verdict;
 
