@@ -46,6 +46,7 @@ fn target(i: usize) -> Target {
                     max: None,
                     compare_to_stable: true,
                     tolerance: 0.5,
+                    test: None,
                 },
                 MetricSpec {
                     name: "p99".into(),
@@ -54,9 +55,11 @@ fn target(i: usize) -> Target {
                     max: Some(500.0),
                     compare_to_stable: false,
                     tolerance: 0.0,
+                    test: None,
                 },
             ],
         },
+        since: None,
     }
 }
 

@@ -430,3 +430,144 @@ fn simulate_refuses_scripts_naming_unknown_metrics() {
         "{err}"
     );
 }
+
+fn metrics_plan(interval: &str, metrics: &str) -> String {
+    format!(
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: a}}\nspec:\n  service: a\n  stable: v1\n  canary: v2\n  steps: [{{setWeight: 5}}]\n  analysis:\n    interval: {interval}\n    failureLimit: 1\n    metrics:\n{metrics}"
+    )
+}
+
+#[test]
+fn statistical_tests_parse_with_their_defaults() {
+    let text = metrics_plan(
+        "30s",
+        "      - {name: errors, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 0.5}\n      - {name: latency, template: istio-latency-p99, compareTo: stable, test: mann-whitney, tolerance: 10%, scrapeInterval: 5s}\n      - {name: p90, template: istio-latency-p90, compareTo: stable, test: mann-whitney, confidence: 0.99, scrapeInterval: 5s}\n",
+    );
+    let parsed = plan::parse_str("s.yaml", &text);
+    assert!(parsed.findings.is_empty(), "{:#?}", parsed.findings);
+    let m = &parsed.plans[0].analysis.metrics;
+    let counts = m[0].test.as_ref().expect("counts test");
+    assert_eq!(counts.kind, plan::TestKind::Counts);
+    assert_eq!(counts.confidence, plan::defaults::COUNTS_CONFIDENCE);
+    assert_eq!(m[0].tolerance, 0.5);
+    let mw = m[1].test.as_ref().expect("mann-whitney test");
+    assert_eq!(mw.kind, plan::TestKind::MannWhitney);
+    assert_eq!(mw.confidence, plan::defaults::MANN_WHITNEY_CONFIDENCE);
+    assert_eq!(mw.scrape_interval, std::time::Duration::from_secs(5));
+    assert!((m[1].tolerance - 0.1).abs() < 1e-12);
+    assert_eq!(m[2].test.as_ref().map(|t| t.confidence), Some(0.99));
+    assert_eq!(m[2].tolerance, plan::defaults::TOLERANCE);
+}
+
+#[test]
+fn a_plan_without_tests_keeps_its_digest() {
+    // Plans written before `test:` existed must not restart on upgrade: the new fields stay
+    // out of the canonical form when absent.
+    let text = metrics_plan(
+        "30s",
+        "      - {name: sr, template: istio-success-rate, compareTo: stable, tolerance: 0.5}\n",
+    );
+    let parsed = plan::parse_str("d.yaml", &text);
+    let canonical = serde_json::to_string(&parsed.plans[0]).expect("serializes");
+    assert!(!canonical.contains("\"test\""), "{canonical}");
+}
+
+#[test]
+fn statistical_test_mistakes_are_findings_with_fixes() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: count}",
+            "spec.analysis.metrics[0].test",
+            "did you mean `counts`",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, test: counts}",
+            "spec.analysis.metrics[0].test",
+            "compareTo: stable",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: counts}",
+            "spec.analysis.metrics[0].test",
+            "istio-success-rate",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-request-rate, compareTo: stable, test: mann-whitney, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].test",
+            "istio-latency-p99",
+        ),
+        (
+            "30s",
+            "{name: m, query: 'x{a=\"{{ version }}\"}', compareTo: stable, test: mann-whitney, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].test",
+            "latency template",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 1%}",
+            "spec.analysis.metrics[0].tolerance",
+            "tolerance: 0.5",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: mann-whitney, tolerance: 10, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].tolerance",
+            "tolerance: 10%",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, tolerance: 10%}",
+            "spec.analysis.metrics[0].tolerance",
+            "test: mann-whitney",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, confidence: 95}",
+            "spec.analysis.metrics[0].confidence",
+            "0.95",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, confidence: 0.9}",
+            "spec.analysis.metrics[0].confidence",
+            "add `test: counts`",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].scrapeInterval",
+            "pools whole rounds",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: mann-whitney}",
+            "spec.analysis.metrics[0].test",
+            "at least 1m",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: mann-whitney, scrapeInterval: 10s}",
+            "spec.analysis.metrics[0].scrapeInterval",
+            "at least 40s",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, min: 95}",
+            "spec.analysis.metrics[0]",
+            "metric of its own",
+        ),
+    ];
+    for (interval, metric, field, hint) in cases {
+        let text = metrics_plan(interval, &format!("      - {metric}\n"));
+        let findings = plan::parse_str("t.yaml", &text).findings;
+        let f = at(&findings, field);
+        assert!(
+            f.hint.contains(hint) || f.message.contains(hint),
+            "{metric}: expected {hint:?} in {f}"
+        );
+        assert!(f.line > 0 && f.column > 0, "{f}");
+    }
+}

@@ -120,6 +120,7 @@ fn spec(name: &str, t: Template, min: Option<f64>, max: Option<f64>) -> MetricSp
         max,
         compare_to_stable: false,
         tolerance: 0.0,
+        test: None,
     }
 }
 
@@ -171,7 +172,7 @@ fn targets(plans: &[Plan]) -> Vec<Target> {
     plans
         .iter()
         .map(|p| {
-            Target::from_plan(p, &SubsetLabels::fallback(), batch::DEFAULT_REPORTER)
+            Target::from_plan(p, &SubsetLabels::fallback(), batch::DEFAULT_REPORTER, None)
                 .expect("target")
         })
         .collect()
@@ -394,7 +395,7 @@ async fn destination_rule_subsets_from_the_bookinfo_fixture() {
     ];
     let targets: Vec<Target> = plans
         .iter()
-        .map(|p| Target::from_plan(p, &subsets, "destination").expect("target"))
+        .map(|p| Target::from_plan(p, &subsets, "destination", None).expect("target"))
         .collect();
     let source = PromSource::new(&PrometheusConfig::new(shared().prom.url())).expect("source");
     let (r, _) = run_tick(&source, &batch::plan(&targets), None).await;

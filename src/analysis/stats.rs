@@ -160,14 +160,7 @@ pub struct MannWhitneyResult {
     pub decision: Decision,
 }
 
-/// The fewest points per side for which the one-sided test can reach `confidence` at all
-/// (the smallest p-value with `k` points on each side is `1 / C(2k, k)`).
-pub fn min_points(confidence: f64) -> usize {
-    let alpha = 1.0 - confidence;
-    (1..=64)
-        .find(|&k| 1.0 / binomial(2 * k, k) < alpha)
-        .unwrap_or(64)
-}
+pub use crate::plan::min_points;
 
 fn binomial(n: usize, k: usize) -> f64 {
     (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)

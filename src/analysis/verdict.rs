@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Pass, Fail, or Inconclusive (no data, NaN, too few requests): Inconclusive never counts as a
@@ -51,6 +52,43 @@ pub struct Verdict {
     /// Why the outcome is what it is, in one line.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// For `test:` checks: what the statistical test computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestReport>,
+}
+
+/// What a statistical comparison with stable computed: enough for a reviewer to redo it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReport {
+    /// `counts` or `mann-whitney`.
+    pub test: String,
+    pub confidence: f64,
+    /// `counts`: posterior probability that the canary's error rate exceeds the stable's by
+    /// more than the tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posterior: Option<f64>,
+    /// `mann-whitney`: the U statistic (pairs where the canary, tolerance applied, is worse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// `mann-whitney`: the one-sided p-value of U.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// `counts`: canary minus stable error rate in percentage points; `mann-whitney`: the
+    /// Hodges-Lehmann ratio canary / stable (1.5 = 50 % higher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect_size: Option<f64>,
+    /// `counts`: requests; `mann-whitney`: scrapes with a value.
+    pub canary_samples: u64,
+    pub stable_samples: u64,
+    /// `counts`: 5xx responses among the requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_errors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_errors: Option<u64>,
+    /// `counts`: the counts are pooled from here (the start of the step) to the evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
 }
 
 impl Verdict {
@@ -66,6 +104,7 @@ impl Verdict {
             window: String::new(),
             samples: None,
             reason: String::new(),
+            test: None,
         }
     }
 }

@@ -613,7 +613,8 @@ impl<R: Mesh + 'static, M: MetricsSource + Sync + 'static> App<R, M> {
                 continue;
             }
             let subsets = e.subsets.clone().unwrap_or_else(SubsetLabels::fallback);
-            match AnalysisTarget::from_plan(plan, &subsets, &self.reporter) {
+            let step_start = e.status.as_ref().map(|s| s.step_started_at);
+            match AnalysisTarget::from_plan(plan, &subsets, &self.reporter, step_start) {
                 Ok(t) => targets.push(t),
                 Err(err) => tracing::error!(rollout = %id, error = %err, "cannot analyse"),
             }
