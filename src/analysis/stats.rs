@@ -53,6 +53,17 @@ impl Counts {
     }
 
     fn posterior(&self, side: &'static str) -> Result<Beta, StatsError> {
+        self.posterior_with(side, 0.0, 0.0)
+    }
+
+    /// The Beta posterior from a Jeffreys prior plus `prior_requests` pseudo-requests at the
+    /// error rate `prior_rate`.
+    fn posterior_with(
+        &self,
+        side: &'static str,
+        prior_requests: f64,
+        prior_rate: f64,
+    ) -> Result<Beta, StatsError> {
         let bad = || StatsError::BadCounts {
             side,
             errors: self.errors,
@@ -61,8 +72,10 @@ impl Counts {
         if !(self.requests >= 0.0 && self.errors >= 0.0 && self.errors <= self.requests) {
             return Err(bad());
         }
-        // Jeffreys prior Beta(1/2, 1/2).
-        Beta::new(self.errors + 0.5, self.requests - self.errors + 0.5).map_err(|_| bad())
+        // Jeffreys prior Beta(1/2, 1/2), shifted by the pseudo-requests.
+        let a = self.errors + 0.5 + prior_requests * prior_rate;
+        let b = self.requests - self.errors + 0.5 + prior_requests * (1.0 - prior_rate);
+        Beta::new(a, b).map_err(|_| bad())
     }
 }
 
@@ -85,10 +98,17 @@ fn check_confidence(confidence: f64) -> Result<(), StatsError> {
     }
 }
 
-/// Bayesian comparison of error rates with Jeffreys priors: `posterior = P(p_c - p_s > t)`.
-/// Fails (`Worse`) when `posterior >= confidence`, passes (`NotWorse`) when
-/// `posterior <= 1 - confidence`, else `Undecided`. `tolerance` is a fraction (0.005 = 0.5
-/// percentage points).
+/// Pseudo-requests of the canary's prior: before any data the canary is believed to behave
+/// like stable, with the weight of this many requests. Without it a handful of requests with
+/// one or two errors would be "evidence" (a Jeffreys prior alone puts much weight on high
+/// error rates), and low-traffic canaries would be rolled back by chance.
+pub const CANARY_PRIOR_REQUESTS: f64 = 100.0;
+
+/// Bayesian comparison of error rates: `posterior = P(p_c - p_s > t)` with `p_s` from a
+/// Jeffreys prior and `p_c` from a Jeffreys prior plus `CANARY_PRIOR_REQUESTS` pseudo-requests
+/// at the stable's observed error rate. Fails (`Worse`) when `posterior >= confidence`, passes
+/// (`NotWorse`) when `posterior <= 1 - confidence`, else `Undecided`. `tolerance` is a fraction
+/// (0.005 = 0.5 percentage points).
 pub fn counts_test(
     canary: Counts,
     stable: Counts,
@@ -99,8 +119,8 @@ pub fn counts_test(
     if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
         return Err(StatsError::BadTolerance(tolerance));
     }
-    let c = canary.posterior("canary")?;
     let s = stable.posterior("stable")?;
+    let c = canary.posterior_with("canary", CANARY_PRIOR_REQUESTS, stable.rate())?;
     let posterior = prob_exceeds(&c, &s, tolerance);
     let decision = if posterior >= confidence {
         Decision::Worse
@@ -397,6 +417,16 @@ mod tests {
             counts_test(counts(1200.0, 36.0), counts(10800.0, 108.0), 0.005, 0.95).expect("valid");
         assert_eq!(r.decision, Decision::Worse);
         assert!((r.difference - 0.02).abs() < 1e-12);
+        // Two errors in sixty requests is no evidence against a canary believed to be like
+        // stable (a Jeffreys prior alone would call it worse).
+        let r = counts_test(counts(60.0, 2.0), counts(5400.0, 27.0), 0.005, 0.95).expect("valid");
+        assert_ne!(r.decision, Decision::Worse, "{r:?}");
+        let alone = prob_exceeds(
+            &counts(60.0, 2.0).posterior("canary").expect("valid"),
+            &counts(5400.0, 27.0).posterior("stable").expect("valid"),
+            0.005,
+        );
+        assert!(alone > r.posterior, "{alone} vs {}", r.posterior);
         // Sixty requests cannot tell.
         let r = counts_test(counts(60.0, 1.0), counts(540.0, 5.0), 0.005, 0.95).expect("valid");
         assert_eq!(r.decision, Decision::Undecided);

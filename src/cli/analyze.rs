@@ -33,9 +33,8 @@ pub struct AnalyzeArgs {
     /// Plan files or folders; every plan found is analysed in one batched round.
     #[arg(required = true)]
     pub plans: Vec<PathBuf>,
-    /// Prometheus base URL, e.g. http://prometheus.istio-system:9090.
-    #[arg(long, env = "TIDEGATE_PROMETHEUS_URL")]
-    pub prometheus: String,
+    #[command(flatten)]
+    pub source: PromArgs,
     /// Folder (or file) of Istio manifests holding the plans' DestinationRules, whose subset
     /// labels select canary and stable in the metrics. Without it, subset names are taken as
     /// `version` labels.
@@ -54,6 +53,14 @@ pub struct AnalyzeArgs {
     /// Istio reporter whose metrics are read (`destination`: server-side proxies).
     #[arg(long, default_value = batch::DEFAULT_REPORTER)]
     pub reporter: String,
+}
+
+/// How to reach Prometheus (shared by `analyze` and `backtest`).
+#[derive(Debug, clap::Args)]
+pub struct PromArgs {
+    /// Prometheus base URL, e.g. http://prometheus.istio-system:9090.
+    #[arg(long, env = "TIDEGATE_PROMETHEUS_URL")]
+    pub prometheus: String,
     /// Per-query timeout.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -136,8 +143,28 @@ impl Report {
     }
 }
 
+impl PromArgs {
+    /// The Prometheus source these flags describe.
+    pub fn source(&self) -> anyhow::Result<Prometheus> {
+        let auth = match (&self.bearer_token_file, &self.basic_auth_user) {
+            (Some(f), _) => Auth::BearerTokenFile(f.clone()),
+            (None, Some(u)) => Auth::Basic {
+                username: u.clone(),
+                password_file: self.basic_auth_password_file.clone().unwrap_or_default(),
+            },
+            (None, None) => Auth::None,
+        };
+        Ok(Prometheus::new(&PrometheusConfig {
+            url: self.prometheus.clone(),
+            timeout: self.timeout,
+            auth,
+            ca_file: self.ca_file.clone(),
+        })?)
+    }
+}
+
 /// DestinationRule documents from every YAML file under `path`.
-fn read_manifests(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+pub(crate) fn read_manifests(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut docs = Vec::new();
     for input in yaml_inputs(&[path.to_path_buf()])? {
         let text = std::fs::read_to_string(&input.path)
@@ -354,7 +381,7 @@ pub fn describe_test(t: &crate::analysis::TestReport) -> String {
     parts.join(", ")
 }
 
-fn load_plans(paths: &[PathBuf]) -> anyhow::Result<Vec<Plan>> {
+pub(crate) fn load_plans(paths: &[PathBuf]) -> anyhow::Result<Vec<Plan>> {
     let (plans, findings) = super::validate::collect(paths)?;
     if !findings.is_empty() {
         let list: Vec<String> = findings
@@ -377,20 +404,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let prepared = (|| -> anyhow::Result<_> {
         let plans = load_plans(&args.plans)?;
         let docs = args.manifests.as_deref().map(read_manifests).transpose()?;
-        let auth = match (&args.bearer_token_file, &args.basic_auth_user) {
-            (Some(f), _) => Auth::BearerTokenFile(f.clone()),
-            (None, Some(u)) => Auth::Basic {
-                username: u.clone(),
-                password_file: args.basic_auth_password_file.clone().unwrap_or_default(),
-            },
-            (None, None) => Auth::None,
-        };
-        let source = Prometheus::new(&PrometheusConfig {
-            url: args.prometheus.clone(),
-            timeout: args.timeout,
-            auth,
-            ca_file: args.ca_file.clone(),
-        })?;
+        let source = args.source.source()?;
         Ok((plans, docs, source))
     })();
     let (plans, docs, source) = match prepared {
