@@ -406,7 +406,10 @@ fn simulate_prints_transitions_and_checks_the_outcome() {
     let faulty = run("verdicts-faulty.yaml", "RolledBack");
     let text = String::from_utf8_lossy(&faulty.stdout);
     assert_eq!(faulty.status.code(), Some(0), "{text}");
-    assert!(text.contains("value=93.8"), "{text}");
+    assert!(
+        text.contains("1 failed checks (limit 1): errors Fail value=94.2"),
+        "{text}"
+    );
     let wrong = run("verdicts-faulty.yaml", "Succeeded");
     assert_eq!(wrong.status.code(), Some(1));
 }
@@ -569,5 +572,78 @@ fn statistical_test_mistakes_are_findings_with_fixes() {
             "{metric}: expected {hint:?} in {f}"
         );
         assert!(f.line > 0 && f.column > 0, "{f}");
+    }
+}
+
+#[test]
+fn validate_warns_about_noisy_canary_only_thresholds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noisy = dir.path().join("noisy.yaml");
+    std::fs::write(
+        &noisy,
+        metrics_plan(
+            "30s",
+            "      - {name: sr, template: istio-success-rate, min: 99}\n      - {name: p99, template: istio-latency-p99, max: 500ms}\n",
+        ),
+    )
+    .expect("write");
+    let out = bin().arg("validate").arg(&noisy).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "a warning is not a finding: {text}");
+    let warning = text
+        .lines()
+        .find(|l| l.starts_with("warning: "))
+        .unwrap_or_else(|| panic!("no warning in {text}"));
+    assert!(
+        warning.contains("spec.analysis.metrics[0].min"),
+        "{warning}"
+    );
+    assert!(warning.contains("test: counts"), "{warning}");
+    let out = bin()
+        .args(["validate", "-o", "json"])
+        .arg(&noisy)
+        .output()
+        .expect("run");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["warnings"].as_array().map(Vec::len), Some(1));
+    // A plan that compares with stable, or whose floor is a guard rail, gets no warning.
+    for metrics in [
+        "      - {name: sr, template: istio-success-rate, min: 99}\n      - {name: e, template: istio-success-rate, compareTo: stable, test: counts}\n",
+        "      - {name: sr, template: istio-success-rate, min: 95}\n",
+    ] {
+        let parsed = plan::parse_str("ok.yaml", &metrics_plan("30s", metrics));
+        assert!(parsed.findings.is_empty(), "{:?}", parsed.findings);
+        assert!(
+            plan::advice::warnings(&parsed.plans[0]).is_empty(),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+fn readme_and_lab_plans_use_the_statistical_judge() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = readme
+        .find("```yaml\napiVersion: tidegate.dev")
+        .expect("README plan")
+        + 8;
+    let end = start + readme[start..].find("```").expect("end of block");
+    for (name, text) in [
+        ("README.md", readme[start..end].to_string()),
+        ("lab", tidegate::lab::run::lab_plan(false)),
+    ] {
+        let parsed = plan::parse_str(name, &text);
+        assert!(parsed.findings.is_empty(), "{name}: {:?}", parsed.findings);
+        let metrics = &parsed.plans[0].analysis.metrics;
+        let kinds: Vec<_> = metrics
+            .iter()
+            .filter_map(|m| m.test.as_ref().map(|t| t.kind))
+            .collect();
+        assert!(kinds.contains(&plan::TestKind::Counts), "{name}");
+        assert!(kinds.contains(&plan::TestKind::MannWhitney), "{name}");
+        assert!(
+            plan::advice::warnings(&parsed.plans[0]).is_empty(),
+            "{name}"
+        );
     }
 }
