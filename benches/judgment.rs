@@ -572,9 +572,14 @@ type Result3 = (Judge, Vec<Run>, usize, Duration);
 fn report(trials: &[Trial], results: &[Result3], backfilled: Duration, intervals: i64) -> String {
     let mut s = String::new();
     let series = trials.len() * 2 * 14;
+    let profile = if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    };
     let _ = writeln!(
         s,
-        "Measured by `cargo bench --bench judgment` against {} : {} trials, {} series of {} samples each ({}s scrapes), backfilled and loaded in {:.0} s.\n",
+        "Measured by `cargo bench --bench judgment` ({profile} profile) against {}: {} trials, {} series of {} samples each ({}s scrapes), synthesized, backfilled and loaded in {:.0} s.\n",
         prometheus_version(),
         trials.len(),
         series,
