@@ -127,3 +127,37 @@ impl fmt::Display for Verdict {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_reports_round_trip_and_stay_out_when_absent() {
+        let mut v = Verdict::bare("errors", Outcome::Fail);
+        v.test = Some(TestReport {
+            test: "counts".into(),
+            confidence: 0.95,
+            posterior: Some(0.999),
+            statistic: None,
+            p_value: None,
+            effect_size: Some(2.1),
+            canary_samples: 1200,
+            stable_samples: 10800,
+            canary_errors: Some(36),
+            stable_errors: Some(108),
+            since: DateTime::from_timestamp(1_800_000_000, 0),
+        });
+        let json = serde_json::to_value(&v).expect("serializes");
+        assert_eq!(json["test"]["canaryErrors"], 36);
+        assert_eq!(json["test"]["since"], "2027-01-15T08:00:00Z");
+        assert!(json["test"].get("pValue").is_none());
+        let back: Verdict = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, v);
+        // Status documents written before `test` existed still read.
+        let old: Verdict =
+            serde_json::from_str(r#"{"metric":"m","outcome":"Pass"}"#).expect("old form");
+        assert_eq!(old.test, None);
+        assert!(serde_json::to_string(&old).is_ok_and(|s| !s.contains("test")));
+    }
+}
