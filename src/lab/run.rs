@@ -166,7 +166,7 @@ spec:
     minRequests: 10
     metrics:
       # canary vs stable: 5xx counts pooled over the step, per-scrape median latency
-      - {name: errors, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 1}
+      - {name: success-rate, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 1}
       - {name: latency, template: istio-latency-p50, compareTo: stable, test: mann-whitney, tolerance: 10%, scrapeInterval: 1s}
       # absolute guard rails
       - {name: success-floor, template: istio-success-rate, min: 95}
