@@ -110,6 +110,19 @@ pub struct Backtest {
 }
 
 impl Backtest {
+    fn empty(plan: &Plan, from: DateTime<Utc>, to: DateTime<Utc>) -> Backtest {
+        Backtest {
+            rollout: plan.id.to_string(),
+            from,
+            to,
+            aa_offset: None,
+            rounds: Vec::new(),
+            changes: Vec::new(),
+            attempts: Vec::new(),
+            summary: String::new(),
+        }
+    }
+
     /// Replayed rollouts that ended rolled back.
     pub fn rolled_back(&self) -> usize {
         self.attempts
@@ -237,16 +250,7 @@ pub async fn replay<S: MetricsSource + Sync>(source: &S, r: Replay<'_>) -> Backt
     };
     let interval = chrono::Duration::from_std(r.plan.analysis.interval)
         .unwrap_or_else(|_| chrono::Duration::seconds(30));
-    let mut out = Backtest {
-        rollout: r.plan.id.to_string(),
-        from: r.from,
-        to: r.to,
-        aa_offset: None,
-        rounds: Vec::new(),
-        changes: Vec::new(),
-        attempts: Vec::new(),
-        summary: String::new(),
-    };
+    let mut out = Backtest::empty(r.plan, r.from, r.to);
     let mut st = State {
         status: None,
         attempt: 0,
@@ -261,18 +265,8 @@ pub async fn replay<S: MetricsSource + Sync>(source: &S, r: Replay<'_>) -> Backt
         }
         let obs = observe(source, &r, &mut st, &mut out, now, interval).await;
         let d = rollout::step(r.plan, &plan_ref, st.status.as_ref(), &obs, now);
-        for t in &d.transitions {
-            out.changes.push(Change {
-                at: t.at,
-                attempt: st.attempt,
-                from: t.from,
-                to: t.to,
-                step: t.step,
-                reason: t.reason.clone(),
-            });
-        }
-        let phase = d.status.phase;
-        let reason = d.status.reason.clone();
+        record_changes(&mut out, st.attempt, &d);
+        let (phase, reason) = (d.status.phase, d.status.reason.clone());
         st.status = Some(d.status);
         if phase.is_terminal() || phase == Phase::RollingBack && !r.repeat {
             out.attempts.push(Attempt {
@@ -306,6 +300,17 @@ pub async fn replay<S: MetricsSource + Sync>(source: &S, r: Replay<'_>) -> Backt
         });
     }
     out
+}
+
+fn record_changes(out: &mut Backtest, attempt: usize, d: &rollout::Decision) {
+    out.changes.extend(d.transitions.iter().map(|t| Change {
+        at: t.at,
+        attempt,
+        from: t.from,
+        to: t.to,
+        step: t.step,
+        reason: t.reason.clone(),
+    }));
 }
 
 /// The observation at `now`: the routes read back as written, and a round when one is due.
