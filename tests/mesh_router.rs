@@ -554,7 +554,10 @@ fn requests_on_orders(emu: &EmulatorHandle, method: &str) -> usize {
 async fn wait_synced(r: &IstioRouter) {
     use tidegate::mesh::MeshKind;
     for _ in 0..200 {
-        if MeshKind::ALL.iter().all(|k| r.cache().is_synced(*k, "shop")) {
+        if MeshKind::ALL
+            .iter()
+            .all(|k| r.cache().is_synced(*k, "shop"))
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -585,12 +588,22 @@ async fn a_watched_namespace_is_read_from_the_cache_and_edits_by_others_are_news
     }
     let objects = r.objects(&target()).await.expect("objects");
     assert!(objects.iter().any(|o| o["kind"] == "VirtualService"));
-    assert_eq!(requests_on_orders(&emu, "GET"), 0, "reads come from the cache");
-    assert_eq!(requests_on_orders(&emu, "PATCH"), 1, "one write for one change");
+    assert_eq!(
+        requests_on_orders(&emu, "GET"),
+        0,
+        "reads come from the cache"
+    );
+    assert_eq!(
+        requests_on_orders(&emu, "PATCH"),
+        1,
+        "one write for one change"
+    );
     let log = emu.faults().requests();
     let lists: Vec<&str> = log
         .iter()
-        .filter(|q| q.method == "GET" && !q.query.contains("watch=") && q.path.contains("/namespaces/"))
+        .filter(|q| {
+            q.method == "GET" && !q.query.contains("watch=") && q.path.contains("/namespaces/")
+        })
         .map(|q| q.path.as_str())
         .collect();
     assert_eq!(
@@ -601,16 +614,23 @@ async fn a_watched_namespace_is_read_from_the_cache_and_edits_by_others_are_news
     // Our own write is not news; an edit by someone else is, within a second.
     let own = tokio::time::timeout(Duration::from_millis(300), r.changes()).await;
     assert!(own.is_err(), "our own write came back as a change: {own:?}");
-    emu.apply_manifest(orders_vs("v1"), "shop").expect("someone reverts the routes");
+    emu.apply_manifest(orders_vs("v1"), "shop")
+        .expect("someone reverts the routes");
     let news = tokio::time::timeout(Duration::from_secs(1), r.changes())
         .await
         .expect("the edit is news within a second");
-    assert!(news.iter().any(|k| k.kind == MeshKind::VirtualService && k.name == "orders"));
+    assert!(
+        news.iter()
+            .any(|k| k.kind == MeshKind::VirtualService && k.name == "orders")
+    );
     assert!(matches!(
         r.read_back(&target(), &route).await.expect("read"),
         ReadBack::Drifted { .. }
     ));
     r.watch(&Default::default());
-    assert!(!r.cache().is_synced(MeshKind::VirtualService, "shop"), "unwatched: forgotten");
+    assert!(
+        !r.cache().is_synced(MeshKind::VirtualService, "shop"),
+        "unwatched: forgotten"
+    );
     emu.shutdown().await;
 }

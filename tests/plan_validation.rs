@@ -406,7 +406,10 @@ fn simulate_prints_transitions_and_checks_the_outcome() {
     let faulty = run("verdicts-faulty.yaml", "RolledBack");
     let text = String::from_utf8_lossy(&faulty.stdout);
     assert_eq!(faulty.status.code(), Some(0), "{text}");
-    assert!(text.contains("value=93.8"), "{text}");
+    assert!(
+        text.contains("1 failed checks (limit 1): errors Fail value=94.2"),
+        "{text}"
+    );
     let wrong = run("verdicts-faulty.yaml", "Succeeded");
     assert_eq!(wrong.status.code(), Some(1));
 }
@@ -429,4 +432,218 @@ fn simulate_refuses_scripts_naming_unknown_metrics() {
         err.contains("succes-rate") && err.contains("s.yaml"),
         "{err}"
     );
+}
+
+fn metrics_plan(interval: &str, metrics: &str) -> String {
+    format!(
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: a}}\nspec:\n  service: a\n  stable: v1\n  canary: v2\n  steps: [{{setWeight: 5}}]\n  analysis:\n    interval: {interval}\n    failureLimit: 1\n    metrics:\n{metrics}"
+    )
+}
+
+#[test]
+fn statistical_tests_parse_with_their_defaults() {
+    let text = metrics_plan(
+        "30s",
+        "      - {name: errors, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 0.5}\n      - {name: latency, template: istio-latency-p99, compareTo: stable, test: mann-whitney, tolerance: 10%, scrapeInterval: 5s}\n      - {name: p90, template: istio-latency-p90, compareTo: stable, test: mann-whitney, confidence: 0.99, scrapeInterval: 5s}\n",
+    );
+    let parsed = plan::parse_str("s.yaml", &text);
+    assert!(parsed.findings.is_empty(), "{:#?}", parsed.findings);
+    let m = &parsed.plans[0].analysis.metrics;
+    let counts = m[0].test.as_ref().expect("counts test");
+    assert_eq!(counts.kind, plan::TestKind::Counts);
+    assert_eq!(counts.confidence, plan::defaults::COUNTS_CONFIDENCE);
+    assert_eq!(m[0].tolerance, 0.5);
+    let mw = m[1].test.as_ref().expect("mann-whitney test");
+    assert_eq!(mw.kind, plan::TestKind::MannWhitney);
+    assert_eq!(mw.confidence, plan::defaults::MANN_WHITNEY_CONFIDENCE);
+    assert_eq!(mw.scrape_interval, std::time::Duration::from_secs(5));
+    assert!((m[1].tolerance - 0.1).abs() < 1e-12);
+    assert_eq!(m[2].test.as_ref().map(|t| t.confidence), Some(0.99));
+    assert_eq!(m[2].tolerance, plan::defaults::TOLERANCE);
+}
+
+#[test]
+fn a_plan_without_tests_keeps_its_digest() {
+    // Plans written before `test:` existed must not restart on upgrade: the new fields stay
+    // out of the canonical form when absent.
+    let text = metrics_plan(
+        "30s",
+        "      - {name: sr, template: istio-success-rate, compareTo: stable, tolerance: 0.5}\n",
+    );
+    let parsed = plan::parse_str("d.yaml", &text);
+    let canonical = serde_json::to_string(&parsed.plans[0]).expect("serializes");
+    assert!(!canonical.contains("\"test\""), "{canonical}");
+}
+
+#[test]
+fn statistical_test_mistakes_are_findings_with_fixes() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: count}",
+            "spec.analysis.metrics[0].test",
+            "did you mean `counts`",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, test: counts}",
+            "spec.analysis.metrics[0].test",
+            "compareTo: stable",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: counts}",
+            "spec.analysis.metrics[0].test",
+            "istio-success-rate",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-request-rate, compareTo: stable, test: mann-whitney, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].test",
+            "istio-latency-p99",
+        ),
+        (
+            "30s",
+            "{name: m, query: 'x{a=\"{{ version }}\"}', compareTo: stable, test: mann-whitney, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].test",
+            "latency template",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 1%}",
+            "spec.analysis.metrics[0].tolerance",
+            "tolerance: 0.5",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: mann-whitney, tolerance: 10, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].tolerance",
+            "tolerance: 10%",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, tolerance: 10%}",
+            "spec.analysis.metrics[0].tolerance",
+            "test: mann-whitney",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, confidence: 95}",
+            "spec.analysis.metrics[0].confidence",
+            "0.95",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, confidence: 0.9}",
+            "spec.analysis.metrics[0].confidence",
+            "add `test: counts`",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, scrapeInterval: 5s}",
+            "spec.analysis.metrics[0].scrapeInterval",
+            "pools whole rounds",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: mann-whitney}",
+            "spec.analysis.metrics[0].test",
+            "at least 1m",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-latency-p99, compareTo: stable, test: mann-whitney, scrapeInterval: 10s}",
+            "spec.analysis.metrics[0].scrapeInterval",
+            "at least 40s",
+        ),
+        (
+            "30s",
+            "{name: m, template: istio-success-rate, compareTo: stable, test: counts, min: 95}",
+            "spec.analysis.metrics[0]",
+            "metric of its own",
+        ),
+    ];
+    for (interval, metric, field, hint) in cases {
+        let text = metrics_plan(interval, &format!("      - {metric}\n"));
+        let findings = plan::parse_str("t.yaml", &text).findings;
+        let f = at(&findings, field);
+        assert!(
+            f.hint.contains(hint) || f.message.contains(hint),
+            "{metric}: expected {hint:?} in {f}"
+        );
+        assert!(f.line > 0 && f.column > 0, "{f}");
+    }
+}
+
+#[test]
+fn validate_warns_about_noisy_canary_only_thresholds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noisy = dir.path().join("noisy.yaml");
+    std::fs::write(
+        &noisy,
+        metrics_plan(
+            "30s",
+            "      - {name: sr, template: istio-success-rate, min: 99}\n      - {name: p99, template: istio-latency-p99, max: 500ms}\n",
+        ),
+    )
+    .expect("write");
+    let out = bin().arg("validate").arg(&noisy).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "a warning is not a finding: {text}");
+    let warning = text
+        .lines()
+        .find(|l| l.starts_with("warning: "))
+        .unwrap_or_else(|| panic!("no warning in {text}"));
+    assert!(
+        warning.contains("spec.analysis.metrics[0].min"),
+        "{warning}"
+    );
+    assert!(warning.contains("test: counts"), "{warning}");
+    let out = bin()
+        .args(["validate", "-o", "json"])
+        .arg(&noisy)
+        .output()
+        .expect("run");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["warnings"].as_array().map(Vec::len), Some(1));
+    // A plan that compares with stable, or whose floor is a guard rail, gets no warning.
+    for metrics in [
+        "      - {name: sr, template: istio-success-rate, min: 99}\n      - {name: e, template: istio-success-rate, compareTo: stable, test: counts}\n",
+        "      - {name: sr, template: istio-success-rate, min: 95}\n",
+    ] {
+        let parsed = plan::parse_str("ok.yaml", &metrics_plan("30s", metrics));
+        assert!(parsed.findings.is_empty(), "{:?}", parsed.findings);
+        assert!(
+            plan::advice::warnings(&parsed.plans[0]).is_empty(),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+fn readme_and_lab_plans_use_the_statistical_judge() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = readme
+        .find("```yaml\napiVersion: tidegate.dev")
+        .expect("README plan")
+        + 8;
+    let end = start + readme[start..].find("```").expect("end of block");
+    for (name, text) in [
+        ("README.md", readme[start..end].to_string()),
+        ("lab", tidegate::lab::run::lab_plan(false)),
+    ] {
+        let parsed = plan::parse_str(name, &text);
+        assert!(parsed.findings.is_empty(), "{name}: {:?}", parsed.findings);
+        let metrics = &parsed.plans[0].analysis.metrics;
+        let kinds: Vec<_> = metrics
+            .iter()
+            .filter_map(|m| m.test.as_ref().map(|t| t.kind))
+            .collect();
+        assert!(kinds.contains(&plan::TestKind::Counts), "{name}");
+        assert!(kinds.contains(&plan::TestKind::MannWhitney), "{name}");
+        assert!(
+            plan::advice::warnings(&parsed.plans[0]).is_empty(),
+            "{name}"
+        );
+    }
 }

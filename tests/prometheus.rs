@@ -120,6 +120,7 @@ fn spec(name: &str, t: Template, min: Option<f64>, max: Option<f64>) -> MetricSp
         max,
         compare_to_stable: false,
         tolerance: 0.0,
+        test: None,
     }
 }
 
@@ -171,7 +172,7 @@ fn targets(plans: &[Plan]) -> Vec<Target> {
     plans
         .iter()
         .map(|p| {
-            Target::from_plan(p, &SubsetLabels::fallback(), batch::DEFAULT_REPORTER)
+            Target::from_plan(p, &SubsetLabels::fallback(), batch::DEFAULT_REPORTER, None)
                 .expect("target")
         })
         .collect()
@@ -394,7 +395,7 @@ async fn destination_rule_subsets_from_the_bookinfo_fixture() {
     ];
     let targets: Vec<Target> = plans
         .iter()
-        .map(|p| Target::from_plan(p, &subsets, "destination").expect("target"))
+        .map(|p| Target::from_plan(p, &subsets, "destination", None).expect("target"))
         .collect();
     let source = PromSource::new(&PrometheusConfig::new(shared().prom.url())).expect("source");
     let (r, _) = run_tick(&source, &batch::plan(&targets), None).await;
@@ -671,4 +672,89 @@ async fn tls_with_a_custom_ca() {
         .await
         .expect_err("unknown CA");
     assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+}
+
+fn stat_spec(
+    name: &str,
+    t: Template,
+    kind: tidegate::plan::TestKind,
+    tolerance: f64,
+) -> MetricSpec {
+    MetricSpec {
+        name: name.into(),
+        source: MetricSource::Template(t),
+        min: None,
+        max: None,
+        compare_to_stable: true,
+        tolerance,
+        test: Some(tidegate::plan::StatTest {
+            kind,
+            confidence: kind.default_confidence(),
+            scrape_interval: Duration::from_secs(1),
+        }),
+    }
+}
+
+/// `test: counts` and `test: mann-whitney` read range queries (pooled counts, per-scrape
+/// values) from the real server, batched for every rollout.
+#[tokio::test(flavor = "multi_thread")]
+async fn statistical_tests_read_range_queries() {
+    use tidegate::plan::TestKind;
+    shared_ready().await;
+    let metrics = || {
+        vec![
+            stat_spec("errors", Template::SuccessRate, TestKind::Counts, 0.5),
+            stat_spec("latency", Template::LatencyP50, TestKind::MannWhitney, 0.1),
+        ]
+    };
+    let plans = [
+        plan("shop", "errors", "v2", "v1", metrics()),
+        plan("shop", "slower", "v2", "v1", metrics()),
+        plan("shop", "healthy", "v2", "v1", metrics()),
+    ];
+    let since = Utc::now() - chrono::Duration::seconds(30);
+    let targets: Vec<Target> = plans
+        .iter()
+        .map(|p| {
+            Target::from_plan(
+                p,
+                &SubsetLabels::fallback(),
+                batch::DEFAULT_REPORTER,
+                Some(since),
+            )
+            .expect("target")
+        })
+        .collect();
+    let source = PromSource::new(&PrometheusConfig::new(shared().prom.url())).expect("source");
+    let bp = batch::plan(&targets);
+    // Request counts, pooled counts, per-scrape p50: three queries for all three rollouts.
+    assert_eq!(bp.queries.len(), 3);
+    let (r, stats) = run_tick(&source, &bp, None).await;
+    assert_eq!(stats.failed, 0, "{r:#?}");
+    let verdict = |i: usize, m: &str| {
+        r[i].verdicts
+            .iter()
+            .find(|v| v.metric == m)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {m} verdict: {:#?}", r[i]))
+    };
+    // 5 % errors on the canary, none on stable.
+    let e = verdict(0, "errors");
+    assert_eq!(e.outcome, Outcome::Fail, "{}", e.reason);
+    let t = e.test.expect("test report");
+    assert!(
+        t.canary_errors.is_some_and(|n| n > 0) && t.stable_errors == Some(0),
+        "{t:?}"
+    );
+    assert_eq!(t.since, Some(since));
+    // 90 ms against 20 ms: every per-scrape median of the canary is higher.
+    let l = verdict(1, "latency");
+    assert_eq!(l.outcome, Outcome::Fail, "{}", l.reason);
+    let t = l.test.expect("test report");
+    assert!(t.canary_samples >= 4 && t.stable_samples >= 4, "{t:?}");
+    assert!(t.effect_size.is_some_and(|x| x > 2.0), "{t:?}");
+    // Identical subsets: the latencies tie, and no errors on either side is no evidence of
+    // a worse canary.
+    assert_eq!(verdict(2, "latency").outcome, Outcome::Pass);
+    assert_ne!(verdict(2, "errors").outcome, Outcome::Fail);
 }

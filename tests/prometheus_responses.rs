@@ -111,8 +111,10 @@ async fn verdict_for(url: &str) -> Result<Verdict, ErrorKind> {
                 max: None,
                 compare_to_stable: false,
                 tolerance: 0.0,
+                test: None,
             }],
         },
+        since: None,
     };
     let plan = batch::plan(&[target]);
     let (r, _) = run_tick(&source(url), &plan, None).await;

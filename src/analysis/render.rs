@@ -43,13 +43,41 @@ pub fn template(
     subset_label: &str,
     window: Duration,
 ) -> String {
+    template_with(template, matchers, subset_label, "rate", window)
+}
+
+/// A built-in template per scrape: `irate` (the last two samples) over a lookback of three
+/// scrape intervals, so that a range query stepping by the scrape interval yields one value
+/// per scrape from disjoint counter increments.
+pub fn per_scrape(
+    template: Template,
+    matchers: &str,
+    subset_label: &str,
+    scrape_interval: Duration,
+) -> String {
+    template_with(
+        template,
+        matchers,
+        subset_label,
+        "irate",
+        scrape_interval * 3,
+    )
+}
+
+fn template_with(
+    template: Template,
+    matchers: &str,
+    subset_label: &str,
+    rate: &str,
+    window: Duration,
+) -> String {
     let group = group_labels(subset_label);
     let w = duration(window);
     match template {
         Template::SuccessRate => format!(
-            "(sum by ({group}) (rate(istio_requests_total{{{matchers}, response_code!~\"5..\"}}[{w}])) \
-or 0 * sum by ({group}) (rate(istio_requests_total{{{matchers}}}[{w}]))) \
-/ sum by ({group}) (rate(istio_requests_total{{{matchers}}}[{w}])) * 100"
+            "(sum by ({group}) ({rate}(istio_requests_total{{{matchers}, response_code!~\"5..\"}}[{w}])) \
+or 0 * sum by ({group}) ({rate}(istio_requests_total{{{matchers}}}[{w}]))) \
+/ sum by ({group}) ({rate}(istio_requests_total{{{matchers}}}[{w}])) * 100"
         ),
         Template::LatencyP50 | Template::LatencyP90 | Template::LatencyP99 => {
             let q = match template {
@@ -59,13 +87,23 @@ or 0 * sum by ({group}) (rate(istio_requests_total{{{matchers}}}[{w}]))) \
             };
             format!(
                 "histogram_quantile({q}, sum by ({group}, le) \
-(rate(istio_request_duration_milliseconds_bucket{{{matchers}}}[{w}])))"
+({rate}(istio_request_duration_milliseconds_bucket{{{matchers}}}[{w}])))"
             )
         }
         Template::RequestRate => {
-            format!("sum by ({group}) (rate(istio_requests_total{{{matchers}}}[{w}]))")
+            format!("sum by ({group}) ({rate}(istio_requests_total{{{matchers}}}[{w}]))")
         }
     }
+}
+
+/// Requests per service subset and response code over each `window`: evaluated as a range
+/// query stepping by `window`, the pooled counts behind `test: counts`.
+pub fn counts_by_code(matchers: &str, subset_label: &str, window: Duration) -> String {
+    format!(
+        "sum by ({}, response_code) (increase(istio_requests_total{{{matchers}}}[{}]))",
+        group_labels(subset_label),
+        duration(window)
+    )
 }
 
 /// Requests in the window per service subset: the sample count behind `minRequests`.

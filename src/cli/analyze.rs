@@ -1,6 +1,7 @@
-//! `tidegate analyze PLAN --prometheus URL [--manifests DIR] [--at TIME] [-o json]`: run one
-//! analysis round now (or at a past instant) and print every check's rendered query, canary
-//! and stable values, threshold and verdict. Exit 0 pass, 1 fail, 3 inconclusive, 2 usage.
+//! `tidegate analyze PLAN --prometheus URL [--manifests DIR] [--at TIME] [--since TIME] [-o json]`:
+//! run one analysis round now (or at a past instant) and print every check's rendered query,
+//! canary and stable values, threshold, test statistics and verdict. Exit 0 pass, 1 fail,
+//! 3 inconclusive, 2 usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,9 +33,8 @@ pub struct AnalyzeArgs {
     /// Plan files or folders; every plan found is analysed in one batched round.
     #[arg(required = true)]
     pub plans: Vec<PathBuf>,
-    /// Prometheus base URL, e.g. http://prometheus.istio-system:9090.
-    #[arg(long, env = "TIDEGATE_PROMETHEUS_URL")]
-    pub prometheus: String,
+    #[command(flatten)]
+    pub source: PromArgs,
     /// Folder (or file) of Istio manifests holding the plans' DestinationRules, whose subset
     /// labels select canary and stable in the metrics. Without it, subset names are taken as
     /// `version` labels.
@@ -43,12 +43,24 @@ pub struct AnalyzeArgs {
     /// Evaluate at this past instant (RFC 3339, e.g. 2026-11-30T08:00:00Z, or Unix seconds).
     #[arg(long, value_parser = parse_time)]
     pub at: Option<DateTime<Utc>>,
+    /// The start of the rollout's current step (RFC 3339 or Unix seconds): `test: counts`
+    /// pools the rounds since then, as the daemon does. Without it only the latest round.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     /// Istio reporter whose metrics are read (`destination`: server-side proxies).
     #[arg(long, default_value = batch::DEFAULT_REPORTER)]
     pub reporter: String,
+}
+
+/// How to reach Prometheus (shared by `analyze` and `backtest`).
+#[derive(Debug, clap::Args)]
+pub struct PromArgs {
+    /// Prometheus base URL, e.g. http://prometheus.istio-system:9090.
+    #[arg(long, env = "TIDEGATE_PROMETHEUS_URL")]
+    pub prometheus: String,
     /// Per-query timeout.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -109,6 +121,9 @@ pub struct Report {
     /// Evaluation time, when `--at` was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
+    /// Start of the step `test: counts` pooled from, when `--since` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
     pub queries: usize,
     pub outcome: Outcome,
     pub rollouts: Vec<RolloutReport>,
@@ -124,8 +139,28 @@ impl Report {
     }
 }
 
+impl PromArgs {
+    /// The Prometheus source these flags describe.
+    pub fn source(&self) -> anyhow::Result<Prometheus> {
+        let auth = match (&self.bearer_token_file, &self.basic_auth_user) {
+            (Some(f), _) => Auth::BearerTokenFile(f.clone()),
+            (None, Some(u)) => Auth::Basic {
+                username: u.clone(),
+                password_file: self.basic_auth_password_file.clone().unwrap_or_default(),
+            },
+            (None, None) => Auth::None,
+        };
+        Ok(Prometheus::new(&PrometheusConfig {
+            url: self.prometheus.clone(),
+            timeout: self.timeout,
+            auth,
+            ca_file: self.ca_file.clone(),
+        })?)
+    }
+}
+
 /// DestinationRule documents from every YAML file under `path`.
-fn read_manifests(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+pub(crate) fn read_manifests(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut docs = Vec::new();
     for input in yaml_inputs(&[path.to_path_buf()])? {
         let text = std::fs::read_to_string(&input.path)
@@ -151,11 +186,13 @@ fn outcome_of(results: &[RolloutResult]) -> Outcome {
     }
 }
 
-/// Build the targets for `plans`, with the notes users should read. Pure.
+/// Build the targets for `plans` (pooling `test: counts` from `since`), with the notes users
+/// should read. Pure.
 pub fn targets(
     plans: &[Plan],
     destination_rules: Option<&[serde_json::Value]>,
     reporter: &str,
+    since: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Vec<(Target, Vec<String>)>> {
     let mut out = Vec::new();
     for p in plans {
@@ -176,10 +213,17 @@ pub fn targets(
                 SubsetLabels::fallback()
             }
         };
-        let t = Target::from_plan(p, &subsets, reporter)?;
+        let t = Target::from_plan(p, &subsets, reporter, since)?;
         out.push((t, notes));
     }
     Ok(out)
+}
+
+/// When and from when one round is judged: `at` (now without it) and the step start `since`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    pub at: Option<DateTime<Utc>>,
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// Run one round for `plans` against `source`. Async; the CLI wraps it in a runtime.
@@ -188,9 +232,10 @@ pub async fn analyze(
     destination_rules: Option<&[serde_json::Value]>,
     source: &Prometheus,
     reporter: &str,
-    at: Option<DateTime<Utc>>,
+    timing: Timing,
 ) -> anyhow::Result<Report> {
-    let targets = targets(plans, destination_rules, reporter)?;
+    let Timing { at, since } = timing;
+    let targets = targets(plans, destination_rules, reporter, since)?;
     let plan = batch::plan(&targets.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
     let (results, stats) = run_tick(source, &plan, at).await;
     let outcome = outcome_of(&results);
@@ -214,6 +259,7 @@ pub async fn analyze(
     Ok(Report {
         prometheus: source.url().to_string(),
         at,
+        since,
         queries: stats.queries,
         outcome,
         rollouts,
@@ -235,10 +281,13 @@ fn num(v: Option<f64>) -> String {
 pub fn render_text(report: &Report) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let when = report
+    let mut when = report
         .at
         .map(|t| format!(" at {}", t.to_rfc3339()))
         .unwrap_or_default();
+    if let Some(since) = report.since {
+        when.push_str(&format!(" (step since {})", since.to_rfc3339()));
+    }
     let _ = writeln!(
         s,
         "analysis against {}{when}: {} ({} queries)",
@@ -272,6 +321,9 @@ pub fn render_text(report: &Report) -> String {
                 v.threshold
             );
             let _ = writeln!(s, "    why: {}", v.reason);
+            if let Some(t) = &v.test {
+                let _ = writeln!(s, "    test: {}", describe_test(t));
+            }
             let _ = writeln!(s, "    query: {}", v.query);
             if let Some(q) = r.stable_queries.get(&v.metric) {
                 let _ = writeln!(s, "    stable query: {q}");
@@ -291,7 +343,41 @@ pub fn render_text(report: &Report) -> String {
     s
 }
 
-fn load_plans(paths: &[PathBuf]) -> anyhow::Result<Vec<Plan>> {
+/// A test's numbers on one line: statistic, p-value or posterior, effect size, samples.
+pub fn describe_test(t: &crate::analysis::TestReport) -> String {
+    let mut parts = vec![format!(
+        "{} (confidence {})",
+        t.test,
+        num(Some(t.confidence))
+    )];
+    if let Some(p) = t.posterior {
+        parts.push(format!("posterior {}", num(Some(p))));
+    }
+    if let Some(u) = t.statistic {
+        parts.push(format!("U {}", num(Some(u))));
+    }
+    if let Some(p) = t.p_value {
+        parts.push(format!("p {p:.3e}"));
+    }
+    if let Some(e) = t.effect_size {
+        let unit = if t.test == "counts" { " points" } else { "x" };
+        parts.push(format!("effect {}{unit}", num(Some(e))));
+    }
+    let errors = match (t.canary_errors, t.stable_errors) {
+        (Some(c), Some(s)) => format!(" (errors {c} / {s})"),
+        _ => String::new(),
+    };
+    parts.push(format!(
+        "samples canary {} / stable {}{errors}",
+        t.canary_samples, t.stable_samples
+    ));
+    if let Some(since) = t.since {
+        parts.push(format!("pooled since {}", since.to_rfc3339()));
+    }
+    parts.join(", ")
+}
+
+pub(crate) fn load_plans(paths: &[PathBuf]) -> anyhow::Result<Vec<Plan>> {
     let (plans, findings) = super::validate::collect(paths)?;
     if !findings.is_empty() {
         let list: Vec<String> = findings
@@ -314,20 +400,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let prepared = (|| -> anyhow::Result<_> {
         let plans = load_plans(&args.plans)?;
         let docs = args.manifests.as_deref().map(read_manifests).transpose()?;
-        let auth = match (&args.bearer_token_file, &args.basic_auth_user) {
-            (Some(f), _) => Auth::BearerTokenFile(f.clone()),
-            (None, Some(u)) => Auth::Basic {
-                username: u.clone(),
-                password_file: args.basic_auth_password_file.clone().unwrap_or_default(),
-            },
-            (None, None) => Auth::None,
-        };
-        let source = Prometheus::new(&PrometheusConfig {
-            url: args.prometheus.clone(),
-            timeout: args.timeout,
-            auth,
-            ca_file: args.ca_file.clone(),
-        })?;
+        let source = args.source.source()?;
         Ok((plans, docs, source))
     })();
     let (plans, docs, source) = match prepared {
@@ -346,7 +419,10 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         docs.as_deref(),
         &source,
         &args.reporter,
-        args.at,
+        Timing {
+            at: args.at,
+            since: args.since,
+        },
     )) {
         Ok(r) => r,
         Err(e) => {

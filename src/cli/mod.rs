@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod backtest;
 use crate::control::ControlAction;
 
 pub mod control_cmd;
@@ -70,6 +71,9 @@ pub enum Command {
     Preview(preview::PreviewArgs),
     /// Run one analysis round against Prometheus and print every check's query, values and verdict.
     Analyze(analyze::AnalyzeArgs),
+    /// Replay a plan's analysis over past Prometheus data through the engine (`--aa`: stable
+    /// against itself) and say what the rollout would have done.
+    Backtest(backtest::BacktestArgs),
     /// Print every rollout's status from the Git status files.
     Status(status::StatusArgs),
     /// Commit and push `Tidegate: pause NAME`: hold the rollout at its current step.
@@ -99,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lint(args) => lint::run(args),
         Command::Preview(args) => preview::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Backtest(args) => backtest::run(args),
         Command::Status(args) => status::run(args),
         Command::Pause(args) => control_cmd::run(ControlAction::Pause, args),
         Command::Resume(args) => control_cmd::run(ControlAction::Resume, args),

@@ -26,6 +26,8 @@ struct Report {
     valid: bool,
     plans: Vec<String>,
     findings: Vec<Finding>,
+    /// Advice that does not make a plan invalid (exit code unchanged).
+    warnings: Vec<Finding>,
 }
 
 /// Read and validate every plan under `paths`: the valid plans and every finding.
@@ -67,18 +69,23 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let valid = findings.is_empty();
+    let warnings: Vec<Finding> = plans.iter().flat_map(plan::advice::warnings).collect();
     match args.output {
         Format::Json | Format::Yaml => {
             let report = Report {
                 valid,
                 plans: plans.iter().map(|p| p.id.to_string()).collect(),
                 findings,
+                warnings,
             };
             print!("{}", args.output.structured(&report)?.unwrap_or_default());
         }
         Format::Text => {
             for f in &findings {
                 println!("{f}");
+            }
+            for w in &warnings {
+                println!("warning: {w}");
             }
             if valid {
                 println!("{} plan(s) valid", plans.len());

@@ -225,7 +225,9 @@ where
             };
             let Ok(plan) = &e.plan else { continue };
             let subsets = e.subsets.clone().unwrap_or_else(SubsetLabels::fallback);
-            match AnalysisTarget::from_plan(plan, &subsets, &self.settings.reporter) {
+            // `test: counts` pools the rounds since the current step began.
+            let step_start = e.status.as_ref().map(|s| s.step_started_at);
+            match AnalysisTarget::from_plan(plan, &subsets, &self.settings.reporter, step_start) {
                 Ok(t) => targets.push(t),
                 Err(err) => tracing::error!(rollout = %job.id, error = %err, "cannot analyse"),
             }

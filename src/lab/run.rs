@@ -165,8 +165,12 @@ spec:
     failureLimit: 2
     minRequests: 10
     metrics:
-      - {name: success-rate, template: istio-success-rate, min: 99}
-      - {name: latency-p99, template: istio-latency-p99, max: 500ms}
+      # canary vs stable: 5xx counts pooled over the step, per-scrape median latency
+      - {name: success-rate, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 1}
+      - {name: latency, template: istio-latency-p50, compareTo: stable, test: mann-whitney, tolerance: 10%, scrapeInterval: 1s}
+      # absolute guard rails
+      - {name: success-floor, template: istio-success-rate, min: 95}
+      - {name: latency-ceiling, template: istio-latency-p99, max: 500ms}
 "#;
 
 struct Daemon {

@@ -1,14 +1,16 @@
 //! Metrics sources: where analysis values come from. A small trait the engine and CLI use, the
-//! Prometheus adapter behind it, and `run_tick`, which executes a batch plan's queries.
+//! Prometheus adapter behind it, and `run_tick`, which executes a batch plan's queries
+//! (instant queries, and range queries for the statistical tests).
 
 pub mod prometheus;
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 
-use crate::analysis::batch::{BatchPlan, ErrorKind, QueryFailure, RolloutResult, Series};
+use crate::analysis::batch::{
+    Answer, BatchPlan, ErrorKind, Query, QueryFailure, RangeSeries, RolloutResult, Series,
+};
 
 /// Why a query to a metrics source failed; `kind()` gives the bounded class for metric labels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +40,8 @@ impl MetricsError {
     }
 }
 
-/// Something that answers PromQL instant queries.
+/// Something that answers PromQL instant queries (and, for the statistical tests, range
+/// queries).
 pub trait MetricsSource {
     /// Evaluate `query` now (`at == None`) or at a past instant.
     fn instant(
@@ -46,6 +49,42 @@ pub trait MetricsSource {
         query: &str,
         at: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<Vec<Series>, MetricsError>> + Send;
+
+    /// Evaluate `query` at `start`, `start + step`, … up to `end`. Sources that cannot answer
+    /// range queries keep this default, which fails every `test:` check as a bad query.
+    fn range(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<RangeSeries>, MetricsError>> + Send {
+        let _ = (query, start, end, step);
+        async {
+            Err(MetricsError::BadQuery(
+                "this metrics source answers no range queries".into(),
+            ))
+        }
+    }
+}
+
+/// Run one query: instant, or range when the query says so (ending at `end`).
+async fn run_query<S: MetricsSource + Sync>(
+    source: &S,
+    q: &Query,
+    at: Option<DateTime<Utc>>,
+    end: DateTime<Utc>,
+) -> Result<Answer, MetricsError> {
+    match &q.range {
+        None => source.instant(&q.promql, at).await.map(Answer::Vector),
+        Some(r) => {
+            let (start, end, step) = r.bounds(end);
+            source
+                .range(&q.promql, start, end, step)
+                .await
+                .map(Answer::Matrix)
+        }
+    }
 }
 
 /// Statistics of one tick, for logs, the daemon's own metrics and benchmarks.
@@ -66,7 +105,7 @@ pub struct TickStats {
 pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Run every query of `plan` (at most `MAX_IN_FLIGHT` at once) and split the answers per
-/// rollout.
+/// rollout. Range queries end at `at`, or now (whole seconds) without it.
 pub async fn run_tick<S: MetricsSource + Sync>(
     source: &S,
     plan: &BatchPlan,
@@ -74,13 +113,14 @@ pub async fn run_tick<S: MetricsSource + Sync>(
 ) -> (Vec<RolloutResult>, TickStats) {
     use futures_util::StreamExt as _;
     let started = std::time::Instant::now();
-    type Timed = (Result<Vec<Series>, QueryFailure>, std::time::Duration);
-    // Boxed: a stream of futures borrowing each query would make the caller's future `Send`
-    // only "for some lifetime" (rust-lang/rust#102211), and the daemon's future must be `Send`.
-    let queries = plan.queries.iter().map(|q| -> BoxFuture<'_, Timed> {
-        Box::pin(async move {
+    let end = at.unwrap_or_else(|| {
+        let now = Utc::now();
+        DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+    });
+    let timed: Vec<(Result<Answer, QueryFailure>, std::time::Duration)> =
+        futures_util::stream::iter(plan.queries.iter().map(|q| async move {
             let t = std::time::Instant::now();
-            let answer = source.instant(q, at).await.map_err(|e| {
+            let answer = run_query(source, q, at, end).await.map_err(|e| {
                 tracing::warn!(kind = %e.kind(), error = %e, "metrics query failed");
                 QueryFailure {
                     kind: e.kind(),
@@ -88,9 +128,7 @@ pub async fn run_tick<S: MetricsSource + Sync>(
                 }
             });
             (answer, t.elapsed())
-        })
-    });
-    let timed: Vec<Timed> = futures_util::stream::iter(queries)
+        }))
         .buffered(MAX_IN_FLIGHT)
         .collect()
         .await;
@@ -184,8 +222,10 @@ mod tests {
                     max: Some(50.0),
                     compare_to_stable: false,
                     tolerance: 0.0,
+                    test: None,
                 }],
             },
+            since: None,
         }
     }
 

@@ -11,7 +11,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 
-use crate::analysis::batch::Series;
+use crate::analysis::batch::{RangeSeries, Series};
 use crate::metrics::{MetricsError, MetricsSource};
 
 /// How to authenticate to Prometheus. Secrets are read from files on every query, so rotated
@@ -211,7 +211,55 @@ pub fn series_from(data: Data) -> Result<Vec<Series>, MetricsError> {
     }
 }
 
+/// Turn a range-query answer into series; anything but a matrix is not a range answer.
+pub fn range_series_from(data: Data) -> Result<Vec<RangeSeries>, MetricsError> {
+    match data {
+        Data::Matrix(m) => Ok(m
+            .into_iter()
+            .map(|rv| {
+                let (labels, samples) = rv.into_inner();
+                RangeSeries {
+                    labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                    points: samples
+                        .iter()
+                        .filter_map(|s| {
+                            let ms = (s.timestamp() * 1000.0).round() as i64;
+                            DateTime::from_timestamp_millis(ms).map(|t| (t, s.value()))
+                        })
+                        .collect(),
+                }
+            })
+            .collect()),
+        _ => Err(MetricsError::BadData(
+            "range query returned an instant vector or scalar; expected a matrix".into(),
+        )),
+    }
+}
+
 impl MetricsSource for Prometheus {
+    async fn range(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Vec<RangeSeries>, MetricsError> {
+        let mut q = self
+            .client
+            .query_range(
+                query,
+                start.timestamp(),
+                end.timestamp(),
+                step.as_secs_f64(),
+            )
+            .timeout(i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX));
+        if let Some(auth) = self.authorization()? {
+            q = q.header(AUTHORIZATION, auth);
+        }
+        let result = q.post().await.map_err(classify)?;
+        range_series_from(result.into_inner().0)
+    }
+
     async fn instant(
         &self,
         query: &str,

@@ -17,6 +17,13 @@ pub const MIN_REQUESTS: u64 = 50;
 pub const UNREACHABLE_LIMIT: Duration = Duration::from_secs(300);
 /// `metrics[].tolerance` with `compareTo: stable`: the canary may not be worse than stable.
 pub const TOLERANCE: f64 = 0.0;
+/// `metrics[].confidence` with `test: counts`.
+pub const COUNTS_CONFIDENCE: f64 = 0.95;
+/// `metrics[].confidence` with `test: mann-whitney` (Kayenta's judge uses 0.98 too).
+pub const MANN_WHITNEY_CONFIDENCE: f64 = 0.98;
+/// `metrics[].scrapeInterval` with `test: mann-whitney`: how often Prometheus scrapes the
+/// Istio metrics (the step of the per-scrape range query).
+pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 /// `spec.onSuccess`.
 pub const ON_SUCCESS: OnSuccess = OnSuccess::Promote;
 /// `spec.virtualService` and `spec.destinationRule` default to `spec.service`'s short name.

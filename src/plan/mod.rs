@@ -1,6 +1,7 @@
 //! Rollout plans: the model, parsing with source positions, and validation that reports every
 //! mistake at once. Pure: no I/O.
 
+pub mod advice;
 pub mod defaults;
 mod model;
 mod parse;

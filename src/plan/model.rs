@@ -207,7 +207,67 @@ pub struct MetricSpec {
     pub max: Option<f64>,
     /// `compareTo: stable`: the canary may be at most `tolerance` worse than stable.
     pub compare_to_stable: bool,
+    /// How much worse than stable the canary may be: in the metric's unit without `test`, in
+    /// percentage points with `test: counts`, and as a fraction of stable (0.1 for `10%`) with
+    /// `test: mann-whitney`.
     pub tolerance: f64,
+    /// `test:`: a statistical comparison with stable instead of a plain difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<StatTest>,
+}
+
+/// Which statistical test compares canary with stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestKind {
+    /// Error counts of both subsets pooled over the rounds of the current step.
+    Counts,
+    /// Per-scrape values of both subsets in the round's window.
+    MannWhitney,
+}
+
+impl TestKind {
+    /// The name plans use.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::Counts => "counts",
+            TestKind::MannWhitney => "mann-whitney",
+        }
+    }
+
+    /// `confidence` when the plan gives none.
+    pub fn default_confidence(self) -> f64 {
+        match self {
+            TestKind::Counts => super::defaults::COUNTS_CONFIDENCE,
+            TestKind::MannWhitney => super::defaults::MANN_WHITNEY_CONFIDENCE,
+        }
+    }
+}
+
+impl fmt::Display for TestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The fewest values per side for which a one-sided rank test can reach `confidence` at all:
+/// with `k` values on each side the smallest p-value is `1 / C(2k, k)`.
+pub fn min_points(confidence: f64) -> usize {
+    let alpha = 1.0 - confidence;
+    let central = |k: usize| (0..k).fold(1.0, |acc, i| acc * (2 * k - i) as f64 / (i + 1) as f64);
+    (1..=64).find(|&k| 1.0 / central(k) < alpha).unwrap_or(64)
+}
+
+/// `test:` with its settings, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatTest {
+    pub kind: TestKind,
+    /// Strictly between 0.5 and 1.
+    pub confidence: f64,
+    /// `mann-whitney`: the scrape interval of the metrics, the step of the range query.
+    #[serde(with = "humantime_serde_compat")]
+    pub scrape_interval: Duration,
 }
 
 /// `spec.window`: steps advance only while `now` falls on a minute the cron pattern matches.

@@ -155,6 +155,14 @@ pub fn check_set<'a>(plans: impl IntoIterator<Item = &'a Plan>) -> Vec<Finding> 
     out
 }
 
+/// The fields of one metric that shape its comparison with stable.
+struct CompareNodes<'a> {
+    tolerance: Option<&'a SNode>,
+    test: Option<&'a SNode>,
+    confidence: Option<&'a SNode>,
+    scrape_interval: Option<&'a SNode>,
+}
+
 struct Ctx<'f> {
     file: &'f str,
     findings: Vec<Finding>,
@@ -874,7 +882,7 @@ impl Ctx<'_> {
             None => Some(defaults::UNREACHABLE_LIMIT),
         };
         let metrics = match f.get("metrics") {
-            Some(n) => self.metrics(n),
+            Some(n) => self.metrics(n, interval),
             None => Some(Vec::new()),
         };
         self.finish(f);
@@ -887,7 +895,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn metrics(&mut self, node: &SNode) -> Option<Vec<MetricSpec>> {
+    fn metrics(&mut self, node: &SNode, interval: Option<Duration>) -> Option<Vec<MetricSpec>> {
         let Node::Seq(items) = &node.value else {
             let kind = node.value.kind();
             self.at(
@@ -903,7 +911,7 @@ impl Ctx<'_> {
         let mut names: HashMap<String, u64> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
             let path = format!("spec.analysis.metrics[{i}]");
-            match self.metric(item, &path) {
+            match self.metric(item, &path, interval) {
                 Some(m) => {
                     if let Some(line) = names.get(&m.name) {
                         self.at(
@@ -924,7 +932,12 @@ impl Ctx<'_> {
         ok.then_some(out)
     }
 
-    fn metric(&mut self, node: &SNode, path: &str) -> Option<MetricSpec> {
+    fn metric(
+        &mut self,
+        node: &SNode,
+        path: &str,
+        interval: Option<Duration>,
+    ) -> Option<MetricSpec> {
         let mut f = self.fields(node, path)?;
         let name = self.required_string(&mut f, "name", node);
         let template = f.get("template");
@@ -1026,29 +1039,14 @@ impl Ctx<'_> {
             },
             None => Some(false),
         };
-        let tolerance = match f.get("tolerance") {
-            Some(n) => {
-                let t = self.number(n, &format!("{path}.tolerance"));
-                if let Some(t) = t {
-                    if t < 0.0 {
-                        self.at(n, &format!("{path}.tolerance"), format!("tolerance {t} is negative"), "use 0 or more: how much worse than stable the canary may be, in the metric's unit");
-                        return None;
-                    }
-                    if compare == Some(false) {
-                        self.at(
-                            n,
-                            &format!("{path}.tolerance"),
-                            "`tolerance` has no effect without `compareTo: stable`".into(),
-                            "add `compareTo: stable` or remove `tolerance`",
-                        );
-                        return None;
-                    }
-                }
-                t
-            }
-            None => Some(defaults::TOLERANCE),
+        let cmp = CompareNodes {
+            tolerance: f.get("tolerance"),
+            test: f.get("test"),
+            confidence: f.get("confidence"),
+            scrape_interval: f.get("scrapeInterval"),
         };
         self.finish(f);
+        let (tolerance, test) = self.comparison(&cmp, path, compare, source.as_ref(), interval)?;
 
         let min_v = match min {
             Some((_, None)) => return None,
@@ -1061,6 +1059,16 @@ impl Ctx<'_> {
             None => None,
         };
         let compare = compare?;
+        if test.is_some() && (min_v.is_some() || max_v.is_some()) {
+            let n = min_v.or(max_v).map(|(n, _)| n).unwrap_or(node);
+            self.at(
+                n,
+                path,
+                "a metric with `test:` cannot also have `min` or `max`".into(),
+                "put the absolute guard rail in a metric of its own, e.g. `{name: success-floor, template: istio-success-rate, min: 95}`",
+            );
+            return None;
+        }
         if min_v.is_none() && max_v.is_none() && !compare {
             self.at(
                 node,
@@ -1116,8 +1124,260 @@ impl Ctx<'_> {
             min: min_v.map(|(_, v)| v),
             max: max_v.map(|(_, v)| v),
             compare_to_stable: compare,
-            tolerance: tolerance?,
+            tolerance,
+            test,
         })
+    }
+
+    /// `tolerance`, `test`, `confidence` and `scrapeInterval` of one metric: the tolerance in
+    /// the unit the test reads (see `MetricSpec::tolerance`) and the validated test.
+    fn comparison(
+        &mut self,
+        cmp: &CompareNodes<'_>,
+        path: &str,
+        compare: Option<bool>,
+        source: Option<&MetricSource>,
+        interval: Option<Duration>,
+    ) -> Option<(f64, Option<StatTest>)> {
+        let kind = match cmp.test {
+            Some(n) => Some(self.test_kind(n, path, compare, source)?),
+            None => None,
+        };
+        let tolerance = match cmp.tolerance {
+            Some(n) => self.tolerance(n, &format!("{path}.tolerance"), compare, kind, source)?,
+            None => defaults::TOLERANCE,
+        };
+        let Some(kind) = kind else {
+            for (node, field) in [
+                (cmp.confidence, "confidence"),
+                (cmp.scrape_interval, "scrapeInterval"),
+            ] {
+                if let Some(n) = node {
+                    self.at(
+                        n,
+                        &format!("{path}.{field}"),
+                        format!("`{field}` has no effect without `test:`"),
+                        "add `test: counts` or `test: mann-whitney`, or remove it",
+                    );
+                    return None;
+                }
+            }
+            return Some((tolerance, None));
+        };
+        let confidence = match cmp.confidence {
+            Some(n) => self.confidence(n, &format!("{path}.confidence"))?,
+            None => kind.default_confidence(),
+        };
+        let scrape_interval = self.scrape_interval(cmp, path, kind, confidence, interval)?;
+        Some((
+            tolerance,
+            Some(StatTest {
+                kind,
+                confidence,
+                scrape_interval,
+            }),
+        ))
+    }
+
+    fn test_kind(
+        &mut self,
+        n: &SNode,
+        path: &str,
+        compare: Option<bool>,
+        source: Option<&MetricSource>,
+    ) -> Option<TestKind> {
+        let tp = format!("{path}.test");
+        let s = self.string(n, &tp)?;
+        let kind = match s.as_str() {
+            "counts" => TestKind::Counts,
+            "mann-whitney" => TestKind::MannWhitney,
+            other => {
+                let hint = match closest(other, &["counts", "mann-whitney"]) {
+                    Some(k) => format!("did you mean `{k}`? tests: counts, mann-whitney"),
+                    None => "tests: counts (error counts), mann-whitney (per-scrape values)".into(),
+                };
+                self.at(n, &tp, format!("unknown test `{other}`"), &hint);
+                return None;
+            }
+        };
+        if compare == Some(false) {
+            self.at(
+                n,
+                &tp,
+                "`test` compares the canary with stable, but the metric has no `compareTo: stable`"
+                    .into(),
+                "add `compareTo: stable`",
+            );
+            return None;
+        }
+        let template = match source {
+            Some(MetricSource::Template(t)) => Some(*t),
+            _ => None,
+        };
+        let fits = match kind {
+            TestKind::Counts => template == Some(Template::SuccessRate),
+            TestKind::MannWhitney => template.is_some_and(|t| t != Template::RequestRate),
+        };
+        if !fits && source.is_some() {
+            let (msg, hint) = match kind {
+                TestKind::Counts => (
+                    "`test: counts` reads the request and 5xx counts behind `istio-success-rate`",
+                    "use `template: istio-success-rate`, or `test: mann-whitney` for a latency template",
+                ),
+                TestKind::MannWhitney => (
+                    "`test: mann-whitney` needs a built-in template other than `istio-request-rate` (custom queries and request rates cannot be compared per scrape)",
+                    "use a latency template such as `istio-latency-p99`, or drop `test:` for a plain comparison",
+                ),
+            };
+            self.at(n, &tp, msg.into(), hint);
+            return None;
+        }
+        Some(kind)
+    }
+
+    /// A tolerance as written: a number, or a relative `N%` (mann-whitney only).
+    fn tolerance(
+        &mut self,
+        n: &SNode,
+        tp: &str,
+        compare: Option<bool>,
+        kind: Option<TestKind>,
+        source: Option<&MetricSource>,
+    ) -> Option<f64> {
+        let (value, relative) = match &n.value {
+            Node::Str(s) if s.trim().ends_with('%') => {
+                let v = s
+                    .trim()
+                    .trim_end_matches('%')
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite());
+                let Some(v) = v else {
+                    self.at(
+                        n,
+                        tp,
+                        format!("`{s}` is not a percentage"),
+                        "write e.g. `10%`",
+                    );
+                    return None;
+                };
+                (v, true)
+            }
+            _ => (self.number(n, tp)?, false),
+        };
+        if value < 0.0 {
+            self.at(
+                n,
+                tp,
+                format!("tolerance {value} is negative"),
+                "use 0 or more: how much worse than stable the canary may be",
+            );
+            return None;
+        }
+        if compare == Some(false) {
+            self.at(
+                n,
+                tp,
+                "`tolerance` has no effect without `compareTo: stable`".into(),
+                "add `compareTo: stable` or remove `tolerance`",
+            );
+            return None;
+        }
+        let higher_is_better =
+            matches!(source, Some(MetricSource::Template(t)) if !t.unit().lower_is_better());
+        match (kind, relative) {
+            (Some(TestKind::MannWhitney), true) if higher_is_better && value >= 100.0 => {
+                self.at(
+                    n,
+                    tp,
+                    format!("a tolerance of {value}% lets the canary fall to 0"),
+                    "use a relative tolerance below 100%, e.g. `5%`",
+                );
+                None
+            }
+            (Some(TestKind::MannWhitney), true) => Some(value / 100.0),
+            (Some(TestKind::MannWhitney), false) => {
+                self.at(n, tp, format!("with `test: mann-whitney` the tolerance is relative to stable, but `{value}` has no `%`"), &format!("write it as a percentage of stable, e.g. `tolerance: {value}%`"));
+                None
+            }
+            (Some(TestKind::Counts), false) if value >= 100.0 => {
+                self.at(
+                    n,
+                    tp,
+                    format!("a tolerance of {value} percentage points can never be exceeded"),
+                    "use the success-rate points the canary may lose, e.g. `0.5`",
+                );
+                None
+            }
+            (Some(TestKind::Counts), true) => {
+                self.at(n, tp, "with `test: counts` the tolerance is in percentage points of success rate, not a relative `%`".into(), "write a number of points, e.g. `tolerance: 0.5`");
+                None
+            }
+            (None, true) => {
+                self.at(n, tp, "a relative tolerance (`%`) needs `test: mann-whitney`".into(), "add `test: mann-whitney`, or write the tolerance as a number in the metric's unit");
+                None
+            }
+            (_, false) => Some(value),
+        }
+    }
+
+    fn confidence(&mut self, n: &SNode, cp: &str) -> Option<f64> {
+        let c = self.number(n, cp)?;
+        if c <= 0.5 || c >= 1.0 {
+            self.at(
+                n,
+                cp,
+                format!("confidence {c} is not between 0.5 and 1"),
+                "use a probability such as 0.95 (counts) or 0.98 (mann-whitney)",
+            );
+            return None;
+        }
+        Some(c)
+    }
+
+    /// `scrapeInterval` (mann-whitney only), checked against the analysis interval: a round
+    /// must hold enough scrapes for the test to reach its confidence.
+    fn scrape_interval(
+        &mut self,
+        cmp: &CompareNodes<'_>,
+        path: &str,
+        kind: TestKind,
+        confidence: f64,
+        interval: Option<Duration>,
+    ) -> Option<Duration> {
+        let sp = format!("{path}.scrapeInterval");
+        let scrape = match cmp.scrape_interval {
+            Some(n) if kind == TestKind::Counts => {
+                self.at(
+                    n,
+                    &sp,
+                    "`scrapeInterval` only applies to `test: mann-whitney`".into(),
+                    "remove it: `test: counts` pools whole rounds",
+                );
+                return None;
+            }
+            Some(n) => self.duration(n, &sp)?,
+            None => defaults::SCRAPE_INTERVAL,
+        };
+        let need = min_points(confidence);
+        if kind == TestKind::MannWhitney
+            && let Some(w) = interval
+            && let Some(node) = cmp.scrape_interval.or(cmp.test)
+        {
+            let have = (w.as_secs_f64() / scrape.as_secs_f64()).floor() as usize;
+            if have < need {
+                let field = if cmp.scrape_interval.is_some() {
+                    sp.clone()
+                } else {
+                    format!("{path}.test")
+                };
+                let enough = humantime::format_duration(scrape * need as u32);
+                self.at(node, &field, format!("`test: mann-whitney` needs at least {need} scrapes of each subset per round at confidence {confidence}, but interval {} / scrapeInterval {} gives {have}", humantime::format_duration(w), humantime::format_duration(scrape)), &format!("set `scrapeInterval:` to your Prometheus scrape interval if it is shorter, or make `spec.analysis.interval` at least {enough}"));
+                return None;
+            }
+        }
+        Some(scrape)
     }
 
     /// A threshold in the metric's unit: durations are accepted (and converted to milliseconds)
