@@ -454,7 +454,7 @@ fn a_gitops_owned_virtual_service_gets_the_ignore_configuration() {
     );
     assert_eq!(
         parsed["spec"]["syncPolicy"]["syncOptions"][0],
-        "RespectIgnoreDifferences=true"
+        "ApplyOutOfSyncOnly=true"
     );
     // Plain Helm: the warning, and no configuration to paste.
     let helm = "  annotations: {meta.helm.sh/release-name: shop}";

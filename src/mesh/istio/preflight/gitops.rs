@@ -43,6 +43,26 @@ impl std::fmt::Display for GitOpsOwner {
     }
 }
 
+impl GitOpsOwner {
+    /// What the tool does to tidegate's writes.
+    pub fn effect(&self) -> &'static str {
+        match self {
+            GitOpsOwner::ArgoCd { .. } => {
+                "a sync (automated self-heal, or any sync that applies this VirtualService) puts back the routes from Git"
+            }
+            GitOpsOwner::FluxKustomization { .. } => {
+                "every reconciliation re-applies the manifest from Git and corrects tidegate's changes as drift"
+            }
+            GitOpsOwner::FluxHelmRelease { .. } => {
+                "drift correction (driftDetection.mode: enabled) and every upgrade re-apply the chart's routes"
+            }
+            GitOpsOwner::Helm { .. } => {
+                "a `helm upgrade` that changes the chart's VirtualService re-applies its routes"
+            }
+        }
+    }
+}
+
 pub const ARGO_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
 pub const ARGO_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const FLUX_KUSTOMIZE_NAME: &str = "kustomize.toolkit.fluxcd.io/name";
@@ -182,7 +202,7 @@ pub fn ignore_snippet(owner: &GitOpsOwner, vs: &Value, target: &Target) -> Optio
                 .map(|p| format!("        - {}\n", quoted(p)))
                 .collect();
             Some(format!(
-                "# Argo CD Application {application}: add to its spec\nspec:\n  ignoreDifferences:\n    - group: networking.istio.io\n      kind: VirtualService\n      name: {name}\n      namespace: {ns}\n      jqPathExpressions:\n{jq}  syncPolicy:\n    syncOptions:\n      - RespectIgnoreDifferences=true\n"
+                "# Argo CD Application {application}: add to its spec\nspec:\n  ignoreDifferences:\n    - group: networking.istio.io\n      kind: VirtualService\n      name: {name}\n      namespace: {ns}\n      jqPathExpressions:\n{jq}  syncPolicy:\n    syncOptions:\n      - ApplyOutOfSyncOnly=true\n"
             ))
         }
         GitOpsOwner::FluxKustomization { name: k, namespace } => Some(format!(

@@ -134,7 +134,10 @@ fn check_virtual_service(ix: &Index<'_>, vs: &Object, target: &Target, out: &mut
             codes::GITOPS_OWNED,
             ix.reference(vs),
             "metadata",
-            format!("this VirtualService is applied by {owner}: a sync (self-heal, or any later sync) reverts the weights, header route and mirror tidegate writes, and tidegate pauses the rollout as drift"),
+            format!(
+                "this VirtualService is applied by {owner}: {}, undoing the weights, header route and mirror tidegate writes (tidegate then pauses the rollout as drift)",
+                owner.effect()
+            ),
             match owner {
                 super::GitOpsOwner::Helm { .. } => "Helm has no setting to ignore fields: keep `helm upgrade` from changing this VirtualService's routes while a rollout runs, or apply the VirtualService outside the chart (docs/gitops.md)".to_string(),
                 _ => "make the tool ignore the fields tidegate manages with the configuration below (docs/gitops.md)".to_string(),
