@@ -469,3 +469,21 @@ fn a_gitops_owned_virtual_service_gets_the_ignore_configuration() {
         f[0]
     );
 }
+
+#[test]
+fn a_host_conflict_is_reported_once_for_the_rollout() {
+    let copy = MESH_SPLIT.replace(
+        "name: orders, namespace: shop",
+        "name: orders-copy, namespace: shop",
+    );
+    let o = objects(&format!("{DR}{MESH_SPLIT}{copy}"));
+    let f = preflight::check_rollout(&o, &target("orders", &[], "v1", "v2"));
+    let conflicts: Vec<_> = f
+        .iter()
+        .filter(|f| f.code == codes::DUPLICATE_HOST)
+        .collect();
+    assert_eq!(conflicts.len(), 1, "{f:#?}");
+    assert_eq!(conflicts[0].object.name, "orders");
+    assert_eq!(conflicts[0].related[0].name, "orders-copy");
+    assert_eq!(conflicts[0].severity, Severity::Error);
+}

@@ -172,6 +172,54 @@ fn earliest_cover(seen: &[Seen], clause: &Value) -> Option<usize> {
         .map(|s| s.route)
 }
 
+/// Read the clauses of route `i` (which has a match list) into `seen`, recording the
+/// ineffective ones; returns how many repeat an earlier clause.
+fn read_clauses(
+    i: usize,
+    ms: &[Value],
+    seen: &mut Vec<Seen>,
+    ineffective: &mut Vec<Ineffective>,
+) -> usize {
+    let mut dups = 0;
+    for (j, m) in ms.iter().enumerate() {
+        let (p, n) = (plain(m), normalized(m));
+        if let Some(dup) = seen.iter().find(|s| s.plain == p) {
+            let why = "it repeats a clause".to_string();
+            ineffective.push(Ineffective {
+                index: i,
+                clause: j,
+                by: dup.route,
+                why,
+            });
+            dups += 1;
+            continue;
+        }
+        if let Some(prefix) = prefix_of(&p) {
+            let earlier = seen.iter().filter(|s| prefix_of(&s.plain).is_some());
+            if let Some(s) = earlier.into_iter().find(|s| covers(&s.norm, &n)) {
+                let theirs = prefix_of(&s.plain).unwrap_or("");
+                let why = format!(
+                    "its prefix {prefix:?} is covered by clause {} (prefix {theirs:?})",
+                    s.clause
+                );
+                ineffective.push(Ineffective {
+                    index: i,
+                    clause: j,
+                    by: s.route,
+                    why,
+                });
+            }
+        }
+        seen.push(Seen {
+            route: i,
+            clause: j,
+            plain: p,
+            norm: n,
+        });
+    }
+    dups
+}
+
 /// The http routes that can never match, and the clauses that are never used.
 pub fn analyze_http(http: &[Value]) -> (Vec<Unreachable>, Vec<Ineffective>) {
     let mut unreachable = Vec::new();
@@ -198,47 +246,12 @@ pub fn analyze_http(http: &[Value]) -> (Vec<Unreachable>, Vec<Ineffective>) {
             });
             continue;
         }
-        let clauses: Vec<(Value, Value)> = ms.iter().map(|m| (plain(m), normalized(m))).collect();
-        let coverers: Vec<Option<usize>> = clauses
+        // Which earlier route covers each clause, before this route's clauses are added.
+        let coverers: Vec<Option<usize>> = ms
             .iter()
-            .map(|(_, n)| earliest_cover(&seen, n))
+            .map(|m| earliest_cover(&seen, &normalized(m)))
             .collect();
-        let mut dups = 0;
-        for (j, (p, n)) in clauses.into_iter().enumerate() {
-            if let Some(dup) = seen.iter().find(|s| s.plain == p) {
-                let why = "it repeats a clause".to_string();
-                ineffective.push(Ineffective {
-                    index: i,
-                    clause: j,
-                    by: dup.route,
-                    why,
-                });
-                dups += 1;
-                continue;
-            }
-            if let Some(prefix) = prefix_of(&p) {
-                let earlier = seen.iter().filter(|s| prefix_of(&s.plain).is_some());
-                if let Some(s) = earlier.into_iter().find(|s| covers(&s.norm, &n)) {
-                    let theirs = prefix_of(&s.plain).unwrap_or("");
-                    let why = format!(
-                        "its prefix {prefix:?} is covered by clause {} (prefix {theirs:?})",
-                        s.clause
-                    );
-                    ineffective.push(Ineffective {
-                        index: i,
-                        clause: j,
-                        by: s.route,
-                        why,
-                    });
-                }
-            }
-            seen.push(Seen {
-                route: i,
-                clause: j,
-                plain: p,
-                norm: n,
-            });
-        }
+        let dups = read_clauses(i, ms, &mut seen, &mut ineffective);
         if dups == ms.len() {
             let by = coverers.iter().flatten().copied().max().unwrap_or(0);
             let reason = "all its match clauses repeat earlier ones".into();
@@ -339,6 +352,15 @@ fn l4_label(kind: &str, i: usize) -> String {
 }
 
 pub fn check_virtual_service(ix: &Index<'_>, vs: &Object, out: &mut Vec<Finding>) {
+    check_http_rules(ix, vs, out);
+    for kind in ["tcp", "tls"] {
+        check_l4_rules(ix, vs, kind, out);
+    }
+    check_weights(ix, vs, out);
+    check_retries_and_faults(ix, vs, out);
+}
+
+fn check_http_rules(ix: &Index<'_>, vs: &Object, out: &mut Vec<Finding>) {
     let r = ix.reference(vs);
     let http = vs.array_at("/spec/http");
     let (unreachable, ineffective) = analyze_http(http);
@@ -373,42 +395,41 @@ pub fn check_virtual_service(ix: &Index<'_>, vs: &Object, out: &mut Vec<Finding>
             "remove the clause, or move the narrower route before the broader one",
         ));
     }
-    for kind in ["tcp", "tls"] {
-        let routes = vs.array_at(&format!("/spec/{kind}"));
-        let (unreachable, ineffective) = analyze_l4(routes);
-        for u in unreachable {
-            out.push(
-                Finding::new(
-                    codes::SHADOWED_ROUTE,
-                    r.clone(),
-                    format!("spec.{kind}[{}]", u.index),
-                    format!(
-                        "route {} can never match: {} ({} comes first)",
-                        l4_label(kind, u.index),
-                        u.reason,
-                        l4_label(kind, u.by)
-                    ),
-                    "give each route its own match, with the route without match last",
-                )
-                .istio(Some("IST0130")),
-            );
-        }
-        for (i, j, by) in ineffective {
-            out.push(Finding::new(
-                codes::INEFFECTIVE_MATCH,
+}
+
+fn check_l4_rules(ix: &Index<'_>, vs: &Object, kind: &str, out: &mut Vec<Finding>) {
+    let r = ix.reference(vs);
+    let (unreachable, ineffective) = analyze_l4(vs.array_at(&format!("/spec/{kind}")));
+    for u in unreachable {
+        out.push(
+            Finding::new(
+                codes::SHADOWED_ROUTE,
                 r.clone(),
-                format!("spec.{kind}[{i}].match[{j}]"),
+                format!("spec.{kind}[{}]", u.index),
                 format!(
-                    "match clause {j} of route {} repeats a clause of {}: it is never used",
-                    l4_label(kind, i),
-                    l4_label(kind, by)
+                    "route {} can never match: {} ({} comes first)",
+                    l4_label(kind, u.index),
+                    u.reason,
+                    l4_label(kind, u.by)
                 ),
-                "remove the repeated clause",
-            ));
-        }
+                "give each route its own match, with the route without match last",
+            )
+            .istio(Some("IST0130")),
+        );
     }
-    check_weights(ix, vs, out);
-    check_retries_and_faults(ix, vs, out);
+    for (i, j, by) in ineffective {
+        out.push(Finding::new(
+            codes::INEFFECTIVE_MATCH,
+            r.clone(),
+            format!("spec.{kind}[{i}].match[{j}]"),
+            format!(
+                "match clause {j} of route {} repeats a clause of {}: it is never used",
+                l4_label(kind, i),
+                l4_label(kind, by)
+            ),
+            "remove the repeated clause",
+        ));
+    }
 }
 
 /// Istio's validation: no negative weight, and several destinations must not all weigh 0

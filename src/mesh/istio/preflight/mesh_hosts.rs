@@ -21,8 +21,11 @@ fn push_unique<'a>(list: &mut Vec<&'a Object>, vs: &'a Object) {
     }
 }
 
-pub fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
-    let mut claims: BTreeMap<(String, String), Vec<&Object>> = BTreeMap::new();
+/// `(scope, qualified host)` → the mesh VirtualServices claiming it there.
+type Claims<'a> = BTreeMap<(String, String), Vec<&'a Object>>;
+
+fn claims<'a>(ix: &Index<'a>) -> Claims<'a> {
+    let mut claims: Claims<'a> = BTreeMap::new();
     for vs in ix.virtual_services.iter().copied().filter(|v| on_mesh(v)) {
         let ns = ix.ns(vs);
         for scope in hosts::export_scopes(&strings_at(&vs.value, "/spec/exportTo"), ns) {
@@ -36,6 +39,11 @@ pub fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
             }
         }
     }
+    claims
+}
+
+pub fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
+    let claims = claims(ix);
     let mut reported: Vec<&Object> = Vec::new();
     for ((scope, host), list) in &claims {
         let mut all = list.clone();

@@ -649,19 +649,17 @@ pub fn has_errors(findings: &[Finding]) -> bool {
 }
 
 /// Everything that stands in the way of one rollout: [`check_target`], plus the findings of
-/// [`check_objects`] about the rollout's own VirtualService and DestinationRule or naming its
-/// VirtualService as the other side (findings about unrelated objects do not block it).
-/// Routing findings that keep traffic from its canary are errors here even where istioctl
-/// only warns: the VirtualService's hosts not admitted by its Gateway (IST0132) and ingress
-/// routes bypassing its split (IST0140, from [`check_target`]). What the daemon runs before
-/// step one.
+/// [`check_objects`] about the rollout's own VirtualService and DestinationRule (findings about
+/// unrelated objects do not block it; a host conflict is reported on both VirtualServices, so
+/// the rollout's own side is among them). Routing findings that keep traffic from its canary
+/// are errors here even where istioctl only warns: the VirtualService's hosts not admitted by
+/// its Gateway (IST0132) and ingress routes bypassing its split (IST0140, from
+/// [`check_target`]). What the daemon runs before step one.
 pub fn check_rollout(objects: &[Object], target: &Target) -> Vec<Finding> {
     let ns = target.rollout.namespace.as_str();
-    let is_vs = |r: &ObjectRef| r.is("VirtualService", ns, &target.virtual_service);
     let own = |f: &Finding| {
-        is_vs(&f.object)
+        f.object.is("VirtualService", ns, &target.virtual_service)
             || f.object.is("DestinationRule", ns, &target.destination_rule)
-            || f.related.iter().any(is_vs)
     };
     let mut out = check_target(objects, target);
     for f in check_objects(objects, ns) {

@@ -60,6 +60,32 @@ pub fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
     out.extend(half_pairs(ix).into_iter().map(|(f, _)| f));
 }
 
+/// Whether a DestinationRule is for a workload of the PeerAuthentication (namespace `pa_ns`,
+/// selector `sel`): mesh-wide, or a host of its namespace; with a selector, the host whose
+/// short name is the `app` label, or a subset carrying every selected label.
+fn applies(ix: &Index<'_>, pa_ns: &str, sel: &BTreeMap<String, String>, dr: &Object) -> bool {
+    let full = hosts::qualify(dr.str_at("/spec/host").unwrap_or(""), ix.ns(dr));
+    let parts = cluster_parts(&full);
+    if pa_ns != ROOT_NAMESPACE && parts.map(|(ns, _)| ns) != Some(pa_ns) {
+        return false;
+    }
+    if sel.is_empty() {
+        return true;
+    }
+    let app_matches = sel
+        .get("app")
+        .is_some_and(|a| Some(a.as_str()) == parts.map(|(_, n)| n));
+    app_matches
+        || dr.array_at("/spec/subsets").iter().any(|s| {
+            sel.iter().all(|(k, v)| {
+                s.get("labels")
+                    .and_then(|l| l.get(k))
+                    .and_then(Value::as_str)
+                    == Some(v.as_str())
+            })
+        })
+}
+
 /// TG113/TG114: the DestinationRules of the PeerAuthentication's workloads against its mode.
 fn check_pair(ix: &Index<'_>, pa: &Object, out: &mut Vec<Finding>) {
     let Some(mode) = pa
@@ -70,28 +96,12 @@ fn check_pair(ix: &Index<'_>, pa: &Object, out: &mut Vec<Finding>) {
     };
     let pa_ns = ix.ns(pa);
     let sel = selector(pa);
-    for dr in &ix.destination_rules {
+    for dr in ix
+        .destination_rules
+        .iter()
+        .filter(|dr| applies(ix, pa_ns, &sel, dr))
+    {
         let host = dr.str_at("/spec/host").unwrap_or("");
-        let full = hosts::qualify(host, ix.ns(dr));
-        let host_ns = cluster_parts(&full).map(|(ns, _)| ns);
-        if pa_ns != ROOT_NAMESPACE && host_ns != Some(pa_ns) {
-            continue;
-        }
-        if !sel.is_empty() {
-            let short = cluster_parts(&full).map_or("", |(_, n)| n);
-            let app_matches = sel.get("app").is_some_and(|a| a == short);
-            let subset_matches = dr.array_at("/spec/subsets").iter().any(|s| {
-                sel.iter().all(|(k, v)| {
-                    s.get("labels")
-                        .and_then(|l| l.get(k))
-                        .and_then(Value::as_str)
-                        == Some(v.as_str())
-                })
-            });
-            if !app_matches && !subset_matches {
-                continue;
-            }
-        }
         let pa_ref = ix.reference(pa);
         let finding = match (mode, dr_tls_mode(dr)) {
             ("DISABLE", Some(m @ ("ISTIO_MUTUAL" | "MUTUAL"))) => Finding::new(

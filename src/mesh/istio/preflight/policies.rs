@@ -137,8 +137,9 @@ fn check_addresses(ix: &Index<'_>, se: &Object, out: &mut Vec<Finding>) {
 /// (scope, host as written, port number)
 type HostPort = (String, String, u64);
 
-fn check_protocols(ix: &Index<'_>, out: &mut Vec<Finding>) {
-    let mut index: BTreeMap<HostPort, Vec<(String, &Object)>> = BTreeMap::new();
+/// Every `(scope, host, port)` of the ServiceEntries, with the protocol each gives it.
+fn protocol_index<'a>(ix: &Index<'a>) -> BTreeMap<HostPort, Vec<(String, &'a Object)>> {
+    let mut index: BTreeMap<HostPort, Vec<(String, &'a Object)>> = BTreeMap::new();
     for se in &ix.service_entries {
         let scopes = hosts::export_scopes(&strings_at(&se.value, "/spec/exportTo"), ix.ns(se));
         for scope in scopes {
@@ -158,6 +159,11 @@ fn check_protocols(ix: &Index<'_>, out: &mut Vec<Finding>) {
             }
         }
     }
+    index
+}
+
+fn check_protocols(ix: &Index<'_>, out: &mut Vec<Finding>) {
+    let index = protocol_index(ix);
     let mut reported: Vec<&Object> = Vec::new();
     for ((scope, host, port), entries) in &index {
         let mut all = entries.clone();
@@ -184,11 +190,12 @@ fn check_protocols(ix: &Index<'_>, out: &mut Vec<Finding>) {
                 continue;
             }
             reported.push(se);
-            let related = all
+            let related: BTreeSet<_> = all
                 .iter()
                 .filter(|(_, o)| !std::ptr::eq(*o, *se))
                 .map(|(_, o)| ix.reference(o))
                 .collect();
+            let related = related.into_iter().collect();
             out.push(
                 Finding::new(
                     codes::CONFLICTING_SERVICE_ENTRY_PROTOCOL,
