@@ -1,4 +1,5 @@
-//! `tidegate validate PATH...`: check plans and report every finding.
+//! `tidegate validate PATH...`: check plans and report every finding, including two plans
+//! that would manage the same route.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::files::yaml_inputs;
+use crate::mesh::Target;
+use crate::mesh::istio::preflight;
 use crate::plan::{self, Finding, Plan};
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +60,31 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<(Vec<Plan>, Vec<Finding>)> {
         findings.extend(parsed.findings);
     }
     findings.extend(plan::check_set(&plans));
+    findings.extend(route_owner_findings(&plans));
     Ok((plans, findings))
+}
+
+/// Two plans that would manage the same route of one VirtualService, told from the plans
+/// alone (the same named route, or both managing the default routes of one service and
+/// stable): `preflight::route_owners` without objects, placed at the later plan.
+fn route_owner_findings(plans: &[Plan]) -> Vec<Finding> {
+    let targets: Vec<Target> = plans.iter().map(Target::from_plan).collect();
+    preflight::route_owners(&targets, &[])
+        .into_iter()
+        .filter_map(|f| {
+            let plan = plans
+                .iter()
+                .find(|p| p.id.namespace == f.object.namespace && p.id.name == f.object.name)?;
+            Some(Finding {
+                file: plan.location.file.clone(),
+                line: plan.location.line,
+                column: plan.location.column,
+                field: f.field,
+                message: format!("{}: {}", f.code, f.message),
+                hint: f.hint,
+            })
+        })
+        .collect()
 }
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {

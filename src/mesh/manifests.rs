@@ -1,5 +1,7 @@
 //! Reading Kubernetes manifests (YAML, multi-document, or JSON) from files and folders, with
-//! the file each document came from. Used by `lint`, `preview` and the lab.
+//! the file each document came from; `kind: List` documents (and `*List` kinds such as
+//! `VirtualServiceList`, as `kubectl get -o yaml` writes them) are expanded into their items.
+//! Used by `lint`, `preview` and the lab.
 
 use std::path::{Path, PathBuf};
 
@@ -94,22 +96,49 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), Manifest
     Ok(())
 }
 
-/// Parse one file's text into its documents (empty documents dropped).
+/// Whether a document is a list of objects (`kind: List`, `VirtualServiceList`, …) with items.
+fn is_list(v: &Value) -> bool {
+    v.get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+        && v.get("items").is_some_and(Value::is_array)
+}
+
+/// Parse one file's text into its documents (empty documents dropped, lists expanded: each
+/// item keeps the index of the list document it came from).
 pub fn parse_text(file: &Path, text: &str) -> Result<Vec<Document>, ManifestError> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Parse {
         path: file.to_path_buf(),
         message: e.to_string(),
     })?;
-    Ok(docs
-        .into_iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(index, value)| Document {
-            file: file.to_path_buf(),
-            index,
-            value,
-        })
-        .collect())
+    let mut out = Vec::new();
+    for (index, value) in docs.into_iter().enumerate() {
+        if value.is_null() {
+            continue;
+        }
+        let values = if is_list(&value) {
+            match value {
+                Value::Object(mut o) => match o.remove("items") {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            }
+        } else {
+            vec![value]
+        };
+        out.extend(
+            values
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .map(|value| Document {
+                    file: file.to_path_buf(),
+                    index,
+                    value,
+                }),
+        );
+    }
+    Ok(out)
 }
 
 /// Read every document under `paths`.

@@ -34,20 +34,11 @@ pub fn is_tidegate_route_name(name: &str) -> bool {
     name.starts_with("tidegate-") && name.ends_with("-header")
 }
 
-/// A host as a fully qualified name, resolving short names in `namespace` as Istio does.
+/// A host as Istio qualifies it: a short name (no dot, not a wildcard) becomes
+/// `name.<namespace>.svc.cluster.local`; any other name (`google.com`, `reviews.prod`) is
+/// left as written, as istiod leaves it (`ResolveShortnameToFQDN`).
 pub fn fqdn(host: &str, namespace: &str) -> String {
-    let labels = host.split('.').count();
-    if host.starts_with('*') || host.ends_with(".cluster.local") {
-        host.to_string()
-    } else if host.ends_with(".svc") {
-        format!("{host}.cluster.local")
-    } else if labels == 1 {
-        format!("{host}.{namespace}.svc.cluster.local")
-    } else if labels == 2 {
-        format!("{host}.svc.cluster.local")
-    } else {
-        host.to_string()
-    }
+    crate::mesh::istio::preflight::hosts::qualify(host, namespace)
 }
 
 /// Whether `dest_host` names the same service as `service` (both read in `namespace`).
