@@ -133,6 +133,7 @@ fn observation(t: &Tick) -> Observation {
             Vec::new()
         },
         refused: Vec::new(),
+        ..Observation::default()
     }
 }
 

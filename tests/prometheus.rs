@@ -158,6 +158,8 @@ fn plan(ns: &str, service: &str, canary: &str, stable: &str, metrics: Vec<Metric
         window: None,
         on_success: OnSuccess::Promote,
         notify: vec![],
+        progress_deadline: None,
+        on_deadline: Default::default(),
     }
 }
 

@@ -384,6 +384,7 @@ where
             metrics_unreachable: entry.round.as_ref().is_some_and(|r| r.unreachable()),
             outside_window: plan.window.as_ref().is_some_and(|w| !w.contains(now)),
             preflight_errors: entry.preflight_errors.clone(),
+            ..Observation::default()
         })
     }
 

@@ -159,12 +159,13 @@ pub fn event_name(event: Event) -> &'static str {
         Event::Aborted => "aborted",
         Event::Invalid => "invalid",
         Event::Drift => "drift",
+        Event::Deadline => "deadline",
         Event::Blocked => "blocked",
     }
 }
 
 /// Every event, in the order of a rollout's life.
-pub const ALL_EVENTS: [Event; 12] = [
+pub const ALL_EVENTS: [Event; 13] = [
     Event::Started,
     Event::StepAdvanced,
     Event::Paused,
@@ -176,6 +177,7 @@ pub const ALL_EVENTS: [Event; 12] = [
     Event::Aborted,
     Event::Invalid,
     Event::Drift,
+    Event::Deadline,
     Event::Blocked,
 ];
 

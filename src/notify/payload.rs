@@ -113,7 +113,7 @@ fn icon(event: Event) -> &'static str {
         Event::Promoting | Event::Succeeded => ":white_check_mark:",
         Event::RollingBack | Event::RolledBack => ":rotating_light:",
         Event::Aborted => ":octagonal_sign:",
-        Event::Invalid | Event::Drift | Event::Blocked => ":warning:",
+        Event::Invalid | Event::Drift | Event::Blocked | Event::Deadline => ":warning:",
     }
 }
 
@@ -136,6 +136,7 @@ fn headline(n: &Notification) -> String {
         Event::Invalid => "has an invalid plan".into(),
         Event::Drift => "drifted: someone else changed its routes".into(),
         Event::Blocked => "is blocked: tidegate cannot change its routes".into(),
+        Event::Deadline => "missed its progress deadline".into(),
     }
 }
 

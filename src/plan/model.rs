@@ -66,6 +66,16 @@ pub struct Plan {
     pub window: Option<Window>,
     pub on_success: OnSuccess,
     pub notify: Vec<String>,
+    /// How long a step may wait beyond its own duration (for a passing check, a read-back)
+    /// before `on_deadline` applies; `None`: no bound. Left out of the digest when unset.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "humantime_serde_opt::serialize"
+    )]
+    pub progress_deadline: Option<Duration>,
+    #[serde(default, skip_serializing_if = "OnDeadline::is_default")]
+    pub on_deadline: OnDeadline,
 }
 
 impl Plan {
@@ -314,6 +324,30 @@ pub enum OnSuccess {
     Promote,
     /// Leave the VirtualService as the last step set it (another tool promotes).
     Keep,
+}
+
+/// What to do when a step exceeds `progressDeadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnDeadline {
+    /// Send all traffic back to stable (Flagger's behaviour).
+    #[default]
+    Rollback,
+    /// Hold the rollout until a person resumes, promotes or aborts it.
+    Pause,
+}
+
+impl OnDeadline {
+    fn is_default(&self) -> bool {
+        *self == OnDeadline::Rollback
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDeadline::Rollback => "rollback",
+            OnDeadline::Pause => "pause",
+        }
+    }
 }
 
 /// Serialize a `Duration` as a humantime string ("2m", "500ms").

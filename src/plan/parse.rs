@@ -571,6 +571,14 @@ impl Ctx<'_> {
             Some(n) => self.string_list(n, "spec.notify"),
             None => Some(Vec::new()),
         };
+        let progress_deadline = match f.get("progressDeadline") {
+            Some(n) => self.duration(n, "spec.progressDeadline").map(Some),
+            None => Some(None),
+        };
+        let on_deadline = match f.get("onDeadline") {
+            Some(n) => self.on_deadline(n),
+            None => Some(OnDeadline::default()),
+        };
         self.finish(f);
         let service = service?;
         let short = defaults::object_name_for_service(&service);
@@ -591,7 +599,26 @@ impl Ctx<'_> {
             window: window?,
             on_success: on_success?,
             notify: notify?,
+            progress_deadline: progress_deadline?,
+            on_deadline: on_deadline?,
         })
+    }
+
+    fn on_deadline(&mut self, n: &SNode) -> Option<OnDeadline> {
+        match self.string(n, "spec.onDeadline").as_deref() {
+            Some("rollback") => Some(OnDeadline::Rollback),
+            Some("pause") => Some(OnDeadline::Pause),
+            Some(other) => {
+                self.at(
+                    n,
+                    "spec.onDeadline",
+                    format!("unknown onDeadline `{other}`"),
+                    "use `rollback` (all traffic back to stable) or `pause` (hold for a person)",
+                );
+                None
+            }
+            None => None,
+        }
     }
 
     fn string_list(&mut self, node: &SNode, path: &str) -> Option<Vec<String>> {

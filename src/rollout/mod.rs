@@ -14,8 +14,10 @@ mod tests;
 pub use engine::{
     CONTROLS_LIMIT, HISTORY_LIMIT, fault, invalid, reconcile, round_outcome, route_at, step,
 };
-pub use status::{AnalysisSummary, ControlRecord, Fault, PlanRef, Status, Transition};
+pub use status::{
+    AnalysisSummary, ControlRecord, Fault, PendingRevision, PlanRef, Release, Status, Transition,
+};
 pub use types::{
-    ControlRequest, Decision, Effect, Event, Observation, Phase, ReadBack, RefusedControl,
-    RouteState,
+    ControlRequest, Decision, Effect, Event, MissingSubsets, Observation, Phase, ReadBack,
+    RefusedControl, RouteState,
 };

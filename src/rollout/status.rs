@@ -66,6 +66,40 @@ pub struct Fault {
     pub since: DateTime<Utc>,
 }
 
+/// What a rollout releases: the service, its VirtualService, and which subset replaces which.
+/// A plan edit that changes any of these is a new release (a new rollout from the live route);
+/// any other edit continues the running one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    pub service: String,
+    pub virtual_service: String,
+    pub stable: String,
+    pub canary: String,
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} → {}", self.stable, self.canary)
+    }
+}
+
+/// The newest plan revision when it is not the one being run: invalid, unreadable, removed, or
+/// waiting for the running release to be rolled back first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRevision {
+    /// The commit of the newest revision (empty when the plan was removed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revision: String,
+    /// Why it is not run, in one sentence.
+    pub why: String,
+    /// Its validation findings (file, line, column, field and fix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+    pub since: DateTime<Utc>,
+}
+
 /// One phase or step change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +117,14 @@ pub struct Transition {
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub rollout: RolloutId,
+    /// The plan revision being run (the newest valid one).
     pub plan: PlanRef,
+    /// What is being released; `None` in statuses written before tidegate recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+    /// The newest revision, when it differs from `plan` and cannot be run (yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingRevision>,
     pub phase: Phase,
     /// Index of the current step; equal to the number of steps once all have run.
     pub step: usize,
@@ -130,6 +171,8 @@ impl Status {
         Status {
             rollout: id.clone(),
             plan: plan_ref.clone(),
+            release: None,
+            pending: None,
             phase: Phase::Pending,
             step: 0,
             step_count,

@@ -175,8 +175,24 @@ pub struct Observation {
     pub metrics_unreachable: bool,
     /// False when `now` lies outside the plan's window (always true without a window).
     pub outside_window: bool,
-    /// Error-level preflight findings that forbid moving traffic (checked before the first step).
+    /// Error-level preflight findings that forbid moving traffic (checked before the first step
+    /// of every revision, and again whenever an object the rollout depends on changes).
     pub preflight_errors: Vec<String>,
+    /// Why progress holds whatever else allows it (the newest revision cannot be run).
+    pub held_by: Option<String>,
+    /// Roll back now, for this reason (the plan was removed).
+    pub roll_back: Option<String>,
+    /// The plan's subsets the DestinationRule lacks now.
+    pub missing_subsets: MissingSubsets,
+    /// Routes the plan does not manage that still send to the canary (labels, e.g. `"beta"`).
+    pub canary_elsewhere: Vec<String>,
+}
+
+/// Which of a plan's subsets the DestinationRule does not define (as last watched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MissingSubsets {
+    pub stable: bool,
+    pub canary: bool,
 }
 
 /// A notification event (users choose which they want).
@@ -194,6 +210,8 @@ pub enum Event {
     Aborted,
     Invalid,
     Drift,
+    /// A step waited longer than the plan's `progressDeadline`.
+    Deadline,
     /// The daemon cannot carry out a decision (the VirtualService cannot be written or read).
     Blocked,
 }
@@ -210,6 +228,8 @@ pub enum Effect {
     Notify { event: Event, message: String },
     /// The status changed: write it to Git.
     RecordStatus,
+    /// The plan is gone and its routes are clean: stop managing the rollout, remove its status.
+    Forget,
 }
 
 impl Effect {

@@ -66,6 +66,8 @@ mod tests {
                 namespace: "production".into(),
                 name: "orders-svc".into(),
             },
+            release: None,
+            pending: None,
             plan: PlanRef {
                 path: "rollouts/orders.yaml".into(),
                 revision: "abc123".into(),
