@@ -345,6 +345,8 @@ async fn the_watched_namespaces_follow_the_plans() {
     w.repo.remove_plan("rollouts/orders.yaml");
     w.state.fetch_now.notify_one();
     w.run_for(1).await;
+    // A removed plan is rolled back and its routes cleared before tidegate lets go.
+    assert_eq!(w.mesh.weight(NS, "v1"), 100);
     assert!(w.mesh.watched().is_empty());
     w.stop().await;
 }

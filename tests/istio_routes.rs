@@ -420,3 +420,110 @@ fn mirroring_a_route_that_uses_mirrors_is_refused() {
         vs["spec"]["http"][0]["mirrors"]
     );
 }
+
+fn plain_vs(dests: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "vs", "namespace": "default"},
+        "spec": {"hosts": ["orders"], "http": [{"name": "primary", "route": dests}]}
+    })
+}
+
+fn subsets_of(vs: &Value) -> Vec<(String, i64)> {
+    vs.pointer("/spec/http/0/route")
+        .and_then(Value::as_array)
+        .expect("route")
+        .iter()
+        .map(|d| {
+            (
+                d.pointer("/destination/subset")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                d.get("weight").and_then(Value::as_i64).unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn releases_follow_each_other_on_one_route() {
+    let v1v2 = target("orders", "v1", "v2", vec![]);
+    let start = plain_vs(serde_json::json!([{"destination": {"host": "orders", "subset": "v1"}}]));
+    let at10 = routes::apply(
+        &start,
+        &routes::plan_set(
+            &start,
+            &v1v2,
+            &RouteState {
+                canary_weight: 10,
+                ..RouteState::all_stable()
+            },
+        )
+        .expect("set"),
+    )
+    .expect("apply");
+    assert_eq!(subsets_of(&at10), [("v1".into(), 90), ("v2".into(), 10)]);
+    // The end of a promotion sends to the canary alone: the stable destination goes.
+    let promoted = routes::apply(
+        &at10,
+        &routes::plan_clear(&at10, &v1v2, &RouteState::all_canary()).expect("clear"),
+    )
+    .expect("apply");
+    assert_eq!(subsets_of(&promoted), [("v2".into(), 100)]);
+    assert_eq!(
+        routes::verify(&promoted, &v1v2, &RouteState::all_canary()),
+        ReadBack::Verified,
+        "the finished release still reads as all on its canary"
+    );
+    // The next release (stable v2, canary v3) starts from that route.
+    let v2v3 = target("orders", "v2", "v3", vec![]);
+    let next = routes::apply(
+        &promoted,
+        &routes::plan_set(
+            &promoted,
+            &v2v3,
+            &RouteState {
+                canary_weight: 10,
+                ..RouteState::all_stable()
+            },
+        )
+        .expect("the next release can manage the promoted route"),
+    )
+    .expect("apply");
+    assert_eq!(subsets_of(&next), [("v2".into(), 90), ("v3".into(), 10)]);
+}
+
+#[test]
+fn a_previous_release_left_at_weight_zero_is_dropped_and_reported() {
+    // What promotions left before tidegate removed the stable destination.
+    let old = plain_vs(serde_json::json!([
+        {"destination": {"host": "orders", "subset": "v1"}, "weight": 0},
+        {"destination": {"host": "orders", "subset": "v2"}, "weight": 100}
+    ]));
+    let v2v3 = target("orders", "v2", "v3", vec![]);
+    assert_eq!(
+        routes::stale_destinations(&old, &v2v3),
+        ["\"primary\" → v1".to_string()]
+    );
+    let next = routes::apply(
+        &old,
+        &routes::plan_set(
+            &old,
+            &v2v3,
+            &RouteState {
+                canary_weight: 10,
+                ..RouteState::all_stable()
+            },
+        )
+        .expect("a weight-0 destination of another subset does not block the next release"),
+    )
+    .expect("apply");
+    assert_eq!(subsets_of(&next), [("v2".into(), 90), ("v3".into(), 10)]);
+    // Another subset that still takes traffic is not ours to drop.
+    let live = plain_vs(serde_json::json!([
+        {"destination": {"host": "orders", "subset": "v1"}, "weight": 5},
+        {"destination": {"host": "orders", "subset": "v2"}, "weight": 95}
+    ]));
+    assert!(routes::plan_set(&live, &v2v3, &RouteState::all_stable()).is_err());
+}

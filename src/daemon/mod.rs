@@ -256,8 +256,10 @@ where
     fn on_mesh_changes(&mut self, keys: &[ObjectKey]) {
         let now = self.now();
         for entry in self.registry.entries_mut() {
-            let Ok(plan) = &entry.plan else { continue };
-            let target = Target::from_plan(plan);
+            let Some(plan) = entry.current_plan() else {
+                continue;
+            };
+            let target = Target::from_plan(&plan);
             if keys.iter().any(|k| crate::mesh::concerns(k, &target)) {
                 tracing::debug!(rollout = %entry.id, "a watched mesh object changed");
                 entry.timers.wake_at = Some(now);

@@ -13,7 +13,9 @@ use crate::git::{NewCommit, PlanChanges, PlanContent};
 use std::sync::Arc;
 
 use crate::plan::{self, Plan, RolloutId};
-use crate::rollout::{ControlRequest, Phase, PlanRef, RefusedControl, Status};
+use crate::rollout::{
+    ControlRequest, MissingSubsets, Newest, Phase, PlanRef, RefusedControl, Revisions, Status,
+};
 
 /// One rollout known to the daemon.
 #[derive(Debug, Clone)]
@@ -41,6 +43,17 @@ pub struct Entry {
     /// A decision whose traffic write failed: if the write landed after all (a timeout), the
     /// next turn completes it; otherwise the next turn decides afresh.
     pub deferred: Option<Box<crate::rollout::Decision>>,
+    /// The last valid revision before `plan` (kept while the newest is invalid, removed, or a
+    /// new release waits for the running one).
+    pub guard: Option<(Arc<Plan>, PlanRef)>,
+    /// The plan is gone from Git; the entry stays until its routes are clean.
+    pub removed: bool,
+    /// The plan's subsets its DestinationRule lacks (as last checked).
+    pub missing: MissingSubsets,
+    /// Unmanaged routes of the VirtualService that send to the canary (as last checked).
+    pub canary_elsewhere: Vec<String>,
+    /// Weight-0 destinations of other subsets the first write drops (as last checked).
+    pub dropping: Vec<String>,
 }
 
 impl Entry {
@@ -65,7 +78,64 @@ impl Entry {
             preflight_errors: Vec::new(),
             preflight_digest: None,
             deferred: None,
+            guard: None,
+            removed: false,
+            missing: MissingSubsets::default(),
+            canary_elsewhere: Vec::new(),
+            dropping: Vec::new(),
         }
+    }
+
+    /// The revisions the engine decides with.
+    pub fn revisions(&self) -> Revisions<'_> {
+        let newest = match (&self.plan, self.removed) {
+            (_, true) => Newest::Removed,
+            (Ok(plan), false) => Newest::Valid {
+                plan,
+                plan_ref: &self.plan_ref,
+            },
+            (Err(findings), false) => Newest::Invalid {
+                plan_ref: &self.plan_ref,
+                findings,
+            },
+        };
+        Revisions {
+            id: &self.id,
+            newest,
+            guard: self.guard.as_ref().map(|(p, r)| (&**p, r)),
+        }
+    }
+
+    /// The plan whose routes the revision `digest` manages: the newest when it is that revision
+    /// (or no other is known), else the guard.
+    pub fn plan_for(&self, digest: &str) -> Option<Arc<Plan>> {
+        let newest = self.plan.as_ref().ok().filter(|_| !self.removed);
+        let guard = self.guard.as_ref().filter(|(_, r)| r.digest == digest);
+        match (newest, guard) {
+            (Some(p), _) if self.plan_ref.digest == digest => Some(p.clone()),
+            (_, Some((g, _))) => Some(g.clone()),
+            (Some(p), None) => Some(p.clone()),
+            (None, None) => self.guard.as_ref().map(|(g, _)| g.clone()),
+        }
+    }
+
+    /// The plan the current status belongs to (the newest one without a status).
+    pub fn current_plan(&self) -> Option<Arc<Plan>> {
+        match &self.status {
+            Some(s) => self.plan_for(&s.plan.digest),
+            None => self.plan_for(&self.plan_ref.digest),
+        }
+    }
+
+    /// Turn the entry into the record of a removed plan (its last valid revision kept).
+    fn into_removed(mut self, now: DateTime<Utc>) -> Entry {
+        if let Ok(plan) = &self.plan {
+            self.guard = Some((plan.clone(), self.plan_ref.clone()));
+        }
+        self.plan = Err(vec!["the plan was removed".into()]);
+        self.removed = true;
+        self.timers.wake_at = Some(now);
+        self
     }
 
     /// Whether the rollout is in a phase where traffic is being managed.
@@ -83,9 +153,8 @@ impl Entry {
             .is_some_and(|s| matches!(s.phase, Phase::Progressing | Phase::Paused));
         phase_analysed
             && self
-                .plan
-                .as_ref()
-                .is_ok_and(|p| !p.analysis.metrics.is_empty())
+                .current_plan()
+                .is_some_and(|p| !p.analysis.metrics.is_empty())
     }
 
     /// What the scheduler needs to know of it.
@@ -161,6 +230,43 @@ impl Registry {
         }
     }
 
+    /// Take one entry out (with its path index).
+    fn take(&mut self, id: &RolloutId) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        if let Some(ids) = self.by_path.get_mut(&entry.path) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_path.remove(&entry.path);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Stop managing a rollout whose plan is gone and whose routes are clean.
+    pub fn forget(&mut self, id: &RolloutId) {
+        self.take(id);
+    }
+
+    /// Keep a removed plan's entry (as removed) until the engine lets go of it.
+    fn keep_removed(&mut self, entry: Entry, now: DateTime<Utc>, applied: &mut Applied) {
+        applied.removed.push(entry.id.clone());
+        if entry.removed || entry.status.is_none() {
+            if entry.removed {
+                self.put(entry);
+            }
+            return;
+        }
+        self.put(entry.into_removed(now));
+    }
+
+    fn put(&mut self, entry: Entry) {
+        self.by_path
+            .entry(entry.path.clone())
+            .or_default()
+            .insert(entry.id.clone());
+        self.entries.insert(entry.id.clone(), entry);
+    }
+
     fn remove_path(&mut self, path: &str) -> Vec<Entry> {
         let ids = self.by_path.remove(path).unwrap_or_default();
         ids.into_iter()
@@ -169,6 +275,11 @@ impl Registry {
     }
 
     fn insert(&mut self, mut entry: Entry, previous: Option<Entry>, applied: &mut Applied) {
+        let previous = match previous {
+            Some(p) => Some(p),
+            None if self.entries.get(&entry.id).is_some_and(|e| e.removed) => self.take(&entry.id),
+            None => None,
+        };
         if let Some(existing) = self.entries.get(&entry.id)
             && existing.path != entry.path
         {
@@ -180,11 +291,19 @@ impl Registry {
         }
         match previous {
             Some(prev) => {
-                entry.status = prev.status;
-                entry.controls = prev.controls;
-                entry.refused = prev.refused;
-                if entry.plan.as_ref().ok().map(|p| p.digest())
-                    == prev.plan.as_ref().ok().map(|p| p.digest())
+                entry.guard = match &prev.plan {
+                    Ok(p) if !prev.removed => Some((p.clone(), prev.plan_ref.clone())),
+                    _ => prev.guard.clone(),
+                };
+                entry.missing = prev.missing;
+                entry.canary_elsewhere = prev.canary_elsewhere.clone();
+                entry.status = prev.status.clone();
+                entry.controls = prev.controls.clone();
+                entry.refused = prev.refused.clone();
+                // The same plan keeps running (the newest revision is the same, or the guard
+                // runs on): its checks, round and timers carry over.
+                if entry.current_plan().map(|p| p.digest())
+                    == prev.current_plan().map(|p| p.digest())
                 {
                     entry.subsets = prev.subsets;
                     entry.preflight_errors = prev.preflight_errors;
@@ -221,21 +340,27 @@ impl Registry {
                 .collect();
             for p in gone {
                 for e in self.remove_path(&p) {
-                    applied.removed.push(e.id);
+                    self.keep_removed(e, now, &mut applied);
                 }
             }
         }
         for p in &changes.removed {
             for e in self.remove_path(p) {
-                applied.removed.push(e.id);
+                self.keep_removed(e, now, &mut applied);
             }
         }
         for file in &changes.changed {
-            let mut previous: BTreeMap<RolloutId, Entry> = self
+            let (gone, live): (Vec<Entry>, Vec<Entry>) = self
                 .remove_path(&file.path)
                 .into_iter()
-                .map(|e| (e.id.clone(), e))
-                .collect();
+                .partition(|e| e.removed);
+            // Removed rollouts stay until the engine lets go (a plan defining them again takes
+            // them over).
+            for e in gone {
+                self.put(e);
+            }
+            let mut previous: BTreeMap<RolloutId, Entry> =
+                live.into_iter().map(|e| (e.id.clone(), e)).collect();
             match &file.content {
                 PlanContent::Unreadable(reason) => {
                     if previous.is_empty() {
@@ -284,8 +409,8 @@ impl Registry {
                         }
                     }
                     // Rollouts that disappeared from a file that is still there.
-                    for (id, _) in previous {
-                        applied.removed.push(id);
+                    for (_, e) in previous {
+                        self.keep_removed(e, now, &mut applied);
                     }
                 }
             }

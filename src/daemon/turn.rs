@@ -16,7 +16,9 @@ use crate::analysis::subset::{SubsetLabels, find_destination_rule};
 use crate::mesh::{Mesh, Target, preflight};
 use crate::metrics::{MetricsSource, run_tick};
 use crate::plan::{Plan, RolloutId};
-use crate::rollout::{self, Decision, Effect, Fault, Observation, Phase, ReadBack, Status};
+use crate::rollout::{
+    self, Decision, Effect, Fault, MissingSubsets, Observation, Phase, ReadBack, Status,
+};
 use crate::transient::Transient;
 
 const WRITING: &str = "writing the VirtualService";
@@ -158,49 +160,74 @@ where
         self.state.metrics.tick_duration.observe(took.as_secs_f64());
     }
 
-    /// Run preflight for due rollouts that have not started (once per plan digest, again after
-    /// errors or a change of the objects they depend on).
+    /// Run preflight for due rollouts whose plan revision has not been checked yet (every new
+    /// revision, before its first write) or whose objects changed since (a watched change).
     async fn preflight(&mut self, jobs: &[Job]) {
         for job in jobs {
             let Some(entry) = self.registry.get(&job.id) else {
                 continue;
             };
-            let Ok(plan) = entry.plan.clone() else {
+            let Some(plan) = entry.current_plan() else {
                 continue;
             };
-            let pending = entry
-                .status
-                .as_ref()
-                .is_none_or(|s| s.phase == Phase::Pending);
-            let checked = entry.preflight_digest.as_deref() == Some(entry.plan_ref.digest.as_str())
+            let digest = plan.digest();
+            let checked = entry.preflight_digest.as_deref() == Some(digest.as_str())
                 && entry.preflight_errors.is_empty();
-            if !pending || checked {
+            if checked {
                 continue;
             }
-            let (errors, subsets) = self.check_objects(&plan).await;
+            let checked = self.check_objects(&plan).await;
             if let Some(entry) = self.registry.get_mut(&job.id) {
-                entry.preflight_digest = Some(entry.plan_ref.digest.clone());
-                entry.preflight_errors = errors;
-                entry.subsets = subsets;
+                entry.preflight_digest = Some(digest);
+                entry.preflight_errors = checked.errors;
+                if checked.subsets.is_some() {
+                    entry.subsets = checked.subsets;
+                }
+                if let Some(missing) = checked.missing {
+                    entry.missing = missing;
+                }
+                entry.canary_elsewhere = checked.canary_elsewhere;
+                entry.dropping = checked.dropping;
             }
         }
     }
 
-    /// Preflight's error-level findings for `plan`, and the subset labels of its
-    /// DestinationRule.
-    async fn check_objects(&self, plan: &Plan) -> (Vec<String>, Option<SubsetLabels>) {
+    /// Preflight's error-level findings for `plan`, the subset labels of its DestinationRule,
+    /// the plan's subsets it lacks and the unmanaged routes that send to the canary.
+    async fn check_objects(&self, plan: &Plan) -> Checked {
         let target = Target::from_plan(plan);
         let values = match self.parts.mesh.objects(&target).await {
             Ok(v) => v,
             Err(e) => {
-                return (
-                    vec![format!("preflight could not read the mesh objects: {e}")],
-                    None,
-                );
+                return Checked {
+                    errors: vec![format!("preflight could not read the mesh objects: {e}")],
+                    ..Checked::default()
+                };
             }
         };
-        let subsets = find_destination_rule(&values, &plan.destination_rule, &plan.id.namespace)
-            .and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
+        let rule = find_destination_rule(&values, &plan.destination_rule, &plan.id.namespace);
+        let subsets = rule.and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
+        let has = |name: &str| {
+            subsets
+                .as_ref()
+                .is_some_and(|s| s.subsets.contains_key(name))
+        };
+        let missing = MissingSubsets {
+            stable: !has(&plan.stable),
+            canary: !has(&plan.canary),
+        };
+        let vs = find_virtual_service(&values, &target);
+        let canary_elsewhere = vs
+            .map(|vs| {
+                preflight::unmanaged_canary_routes(vs, &target)
+                    .into_iter()
+                    .map(|r| r.name.unwrap_or_else(|| format!("#{}", r.index)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let dropping = vs
+            .map(|vs| crate::mesh::stale_destinations(vs, &target))
+            .unwrap_or_default();
         let objects: Vec<preflight::Object> = values
             .into_iter()
             .map(|v| preflight::Object::new(v, None))
@@ -212,7 +239,13 @@ where
         {
             tracing::warn!(rollout = %plan.id, code = f.code, finding = %f, "preflight");
         }
-        (preflight::blocking(&findings), subsets)
+        Checked {
+            errors: preflight::blocking(&findings),
+            subsets,
+            missing: Some(missing),
+            canary_elsewhere,
+            dropping,
+        }
     }
 
     /// One batched analysis round for the due rollouts whose round is due; each result waits in
@@ -223,11 +256,13 @@ where
             let Some(e) = self.registry.get(&job.id) else {
                 continue;
             };
-            let Ok(plan) = &e.plan else { continue };
+            let Some(plan) = e.current_plan() else {
+                continue;
+            };
             let subsets = e.subsets.clone().unwrap_or_else(SubsetLabels::fallback);
             // `test: counts` pools the rounds since the current step began.
             let step_start = e.status.as_ref().map(|s| s.step_started_at);
-            match AnalysisTarget::from_plan(plan, &subsets, &self.settings.reporter, step_start) {
+            match AnalysisTarget::from_plan(&plan, &subsets, &self.settings.reporter, step_start) {
                 Ok(t) => targets.push(t),
                 Err(err) => tracing::error!(rollout = %job.id, error = %err, "cannot analyse"),
             }
@@ -288,39 +323,53 @@ where
         let Some(entry) = self.registry.get(id) else {
             return Outcome::Reported;
         };
-        let plan = match &entry.plan {
-            Ok(p) => p.clone(),
-            Err(findings) => {
-                let decision = rollout::invalid(
-                    id,
-                    &entry.plan_ref,
-                    findings.clone(),
-                    entry.status.as_ref(),
-                    now,
-                );
-                return self.complete(id, None, decision);
+        let current = entry.current_plan();
+        let obs = match &current {
+            Some(plan) => {
+                let target = Target::from_plan(plan);
+                if let Some(outcome) = self.finish_deferred(id, plan, &target).await {
+                    return outcome;
+                }
+                match self.observe(id, plan, &target, now).await {
+                    Ok(o) => o,
+                    Err(failed) => return failed,
+                }
             }
-        };
-        let target = Target::from_plan(&plan);
-        if let Some(outcome) = self.finish_deferred(id, &plan, &target).await {
-            return outcome;
-        }
-        let obs = match self.observe(id, &plan, &target, now).await {
-            Ok(o) => o,
-            Err(failed) => return failed,
+            None => Observation {
+                controls: entry.controls.clone(),
+                refused: entry.refused.clone(),
+                ..Observation::default()
+            },
         };
         let Some(entry) = self.registry.get(id) else {
             return Outcome::Reported;
         };
-        let decision = rollout::step(&plan, &entry.plan_ref, entry.status.as_ref(), &obs, now);
-        if let Err(e) = self.write_traffic(id, &target, &decision).await {
-            self.state.metrics.mesh_write_errors.inc();
-            if let Some(entry) = self.registry.get_mut(id) {
-                entry.deferred = Some(Box::new(decision));
+        let decision = rollout::decide(&entry.revisions(), entry.status.as_ref(), &obs, now);
+        let run = entry.plan_for(&decision.status.plan.digest);
+        if let Some(plan) = &run {
+            let target = Target::from_plan(plan);
+            if let Err(e) = self.write_traffic(id, &target, &decision).await {
+                self.state.metrics.mesh_write_errors.inc();
+                if let Some(entry) = self.registry.get_mut(id) {
+                    entry.deferred = Some(Box::new(decision));
+                }
+                return failed(WRITING, &e);
             }
-            return failed(WRITING, &e);
         }
-        self.complete(id, Some(&plan), decision)
+        let forget = decision.effects.contains(&Effect::Forget);
+        let outcome = self.complete(id, run.as_deref(), decision);
+        if forget {
+            self.forget(id).await;
+        }
+        outcome
+    }
+
+    /// The plan is gone and its routes are clean: stop managing the rollout.
+    async fn forget(&mut self, id: &RolloutId) {
+        tracing::info!(rollout = %id, "plan removed and routes cleared; tidegate no longer manages this rollout");
+        self.registry.forget(id);
+        self.state.statuses.write().await.remove(id);
+        self.parts.mesh.watch(&self.registry.namespaces());
     }
 
     /// A decision whose write failed: if the mesh shows its routes after all (the write landed
@@ -384,6 +433,9 @@ where
             metrics_unreachable: entry.round.as_ref().is_some_and(|r| r.unreachable()),
             outside_window: plan.window.as_ref().is_some_and(|w| !w.contains(now)),
             preflight_errors: entry.preflight_errors.clone(),
+            missing_subsets: entry.missing,
+            canary_elsewhere: entry.canary_elsewhere.clone(),
+            dropping: entry.dropping.clone(),
             ..Observation::default()
         })
     }
@@ -473,8 +525,12 @@ where
         let Some(entry) = self.registry.get(id) else {
             return;
         };
-        let (Ok(plan), Some(retry)) = (entry.plan.clone(), entry.timers.retry.clone()) else {
+        let (Some(plan), Some(retry)) = (entry.current_plan(), entry.timers.retry.clone()) else {
             return;
+        };
+        let plan_ref = match &entry.guard {
+            Some((g, r)) if Arc::ptr_eq(g, &plan) => r.clone(),
+            _ => entry.plan_ref.clone(),
         };
         let fault = Fault {
             operation: retry.operation,
@@ -483,7 +539,7 @@ where
             since: retry.since,
         };
         tracing::error!(rollout = %id, operation = %fault.operation, permanent = fault.permanent, error = %fault.message, "shown in the status");
-        let decision = rollout::fault(&plan, &entry.plan_ref, entry.status.as_ref(), fault, now);
+        let decision = rollout::fault(&plan, &plan_ref, entry.status.as_ref(), fault, now);
         let previous = entry.status.clone();
         self.announce(Some(&plan), &decision, previous.as_ref());
         let policy = self.settings.schedule;
@@ -515,6 +571,30 @@ where
             .collect();
         *self.state.statuses.write().await = all;
     }
+}
+
+/// What a preflight check found out.
+#[derive(Default)]
+struct Checked {
+    errors: Vec<String>,
+    subsets: Option<SubsetLabels>,
+    /// `None` when the objects could not be read (the last answer stands).
+    missing: Option<MissingSubsets>,
+    canary_elsewhere: Vec<String>,
+    dropping: Vec<String>,
+}
+
+/// The plan's VirtualService among the namespace's objects.
+fn find_virtual_service<'v>(
+    values: &'v [serde_json::Value],
+    target: &Target,
+) -> Option<&'v serde_json::Value> {
+    values.iter().find(|v| {
+        v.get("kind").and_then(serde_json::Value::as_str) == Some("VirtualService")
+            && v.pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                == Some(target.virtual_service.as_str())
+    })
 }
 
 /// The outcome of a failed mesh call.

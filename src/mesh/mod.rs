@@ -7,6 +7,7 @@ pub mod manifests;
 
 /// The preflight checks of the mesh tidegate drives (Istio).
 pub use istio::preflight;
+pub use istio::routes::stale_destinations;
 
 /// The production mesh: Istio over a kube client, with a watched cache.
 pub type DefaultMesh = istio::router::IstioRouter;

@@ -15,7 +15,9 @@ use super::status::{AnalysisSummary, ControlRecord, Fault, PlanRef, Status, Tran
 use super::types::*;
 use crate::analysis::{Outcome, Verdict};
 use crate::control::ControlAction;
-use crate::plan::{OnSuccess, Plan, RolloutId, Step};
+use std::time::Duration;
+
+use crate::plan::{OnDeadline, OnSuccess, Plan, RolloutId, Step};
 
 /// Transitions kept in a status document (oldest dropped first).
 pub const HISTORY_LIMIT: usize = 50;
@@ -23,7 +25,8 @@ pub const HISTORY_LIMIT: usize = 50;
 pub const CONTROLS_LIMIT: usize = 50;
 
 /// Decide what to do next for a valid plan. `prev` is the status read from Git (or `None` the
-/// first time the plan is seen).
+/// first time the plan is seen). A revision other than `prev`'s continues, restarts or starts a
+/// new release as [`super::decide`] explains.
 pub fn step(
     plan: &Plan,
     plan_ref: &PlanRef,
@@ -31,16 +34,12 @@ pub fn step(
     obs: &Observation,
     now: DateTime<Utc>,
 ) -> Decision {
-    let mut m = Machine::start(plan, plan_ref, prev, now);
-    m.record_refused(obs);
-    m.read_back(obs);
-    // The round's verdicts count before any control of the same call: a control never hides a
-    // failed check (a failing canary rolls back; a pause or promote that arrives with it is then
-    // refused, an abort only changes the final phase).
-    m.analysis(obs);
-    m.controls(obs);
-    m.progress(obs);
-    m.finish(prev)
+    super::revision::decide(
+        &super::revision::Revisions::valid(plan, plan_ref),
+        prev,
+        obs,
+        now,
+    )
 }
 
 /// The decision for a plan revision that failed validation: phase `Invalid` with the findings.
@@ -50,6 +49,7 @@ pub fn invalid(
     plan_ref: &PlanRef,
     findings: Vec<String>,
     prev: Option<&Status>,
+    obs: &Observation,
     now: DateTime<Utc>,
 ) -> Decision {
     let mut status = match prev {
@@ -72,6 +72,10 @@ pub fn invalid(
     let changed = status.phase != Phase::Invalid || status.findings != findings;
     let mut transitions = Vec::new();
     let mut effects = Vec::new();
+    if refuse_all(&mut status, obs, &reason, now) && !changed {
+        status.updated_at = now;
+        effects.push(Effect::RecordStatus);
+    }
     if changed {
         status.findings = findings;
         status.phase = Phase::Invalid;
@@ -171,11 +175,38 @@ pub fn fault(
     }
 }
 
-fn short(rev: &str) -> &str {
+/// Record every control of `obs` as refused (the rollout has no valid plan to run it with);
+/// whether there was any.
+fn refuse_all(status: &mut Status, obs: &Observation, why: &str, now: DateTime<Utc>) -> bool {
+    let refused = obs
+        .refused
+        .iter()
+        .map(|r| (&r.commit, &r.author, r.action.clone(), r.why.clone()));
+    let controls = obs.controls.iter().map(|c| {
+        let note = format!("refused: {why}; fix the plan first");
+        (&c.commit, &c.author, c.action.as_str().to_owned(), note)
+    });
+    let mut any = false;
+    for (commit, author, action, note) in refused.chain(controls) {
+        any = true;
+        let record = ControlRecord {
+            commit: commit.clone(),
+            author: author.clone(),
+            action,
+            applied: false,
+            note,
+            at: now,
+        };
+        push_bounded(&mut status.controls, record, CONTROLS_LIMIT);
+    }
+    any
+}
+
+pub(super) fn short(rev: &str) -> &str {
     rev.get(..12).unwrap_or(rev)
 }
 
-fn push_bounded<T>(v: &mut Vec<T>, item: T, limit: usize) {
+pub(super) fn push_bounded<T>(v: &mut Vec<T>, item: T, limit: usize) {
     v.push(item);
     if v.len() > limit {
         let excess = v.len() - limit;
@@ -183,71 +214,66 @@ fn push_bounded<T>(v: &mut Vec<T>, item: T, limit: usize) {
     }
 }
 
-struct Machine<'p> {
+pub(super) struct Machine<'p> {
     plan: &'p Plan,
     now: DateTime<Utc>,
-    status: Status,
-    effects: Vec<Effect>,
+    pub(super) status: Status,
+    pub(super) effects: Vec<Effect>,
     transitions: Vec<Transition>,
     /// A traffic change was requested and must be confirmed by the next read-back.
     awaiting_route: bool,
     /// Something this call forbids progress (window, metrics, drift, a fresh control).
     held: Option<String>,
+    /// Why progress holds, for the status (the newest revision cannot be run, a subset is
+    /// missing); such a hold also refuses controls that would move traffic forward.
+    hold_reason: Option<String>,
     /// The passing verdicts that let a hold complete, for the next transition's reason.
     justification: Option<String>,
 }
 
 impl<'p> Machine<'p> {
-    fn start(
-        plan: &'p Plan,
-        plan_ref: &PlanRef,
-        prev: Option<&Status>,
-        now: DateTime<Utc>,
-    ) -> Machine<'p> {
-        let mut m = Machine {
+    /// A machine that continues from `status` (already adapted to `plan`'s revision).
+    pub(super) fn new(plan: &'p Plan, mut status: Status, now: DateTime<Utc>) -> Machine<'p> {
+        // This decision is being carried out: any earlier fault is over.
+        status.fault = None;
+        status.step_count = plan.steps.len();
+        status.release = Some(super::revision::release_of(plan));
+        Machine {
             plan,
             now,
-            status: Status::fresh(&plan.id, plan_ref, plan.steps.len(), now),
+            status,
             effects: Vec::new(),
             transitions: Vec::new(),
             awaiting_route: false,
             held: None,
+            hold_reason: None,
             justification: None,
-        };
-        match prev {
-            Some(p) if p.plan.digest == plan_ref.digest && p.phase != Phase::Invalid => {
-                m.status = p.clone();
-                // This decision is being carried out: any earlier fault is over.
-                m.status.fault = None;
-                // Same rollout; a commit that did not change the plan only moves the revision.
-                m.status.plan = plan_ref.clone();
-                m.status.step_count = plan.steps.len();
-            }
-            Some(p) => {
-                // A new plan revision (or a valid one after an invalid one): start again.
-                m.status.controls = p.controls.clone();
-                m.status.history = p.history.clone();
-                m.status.phase = p.phase;
-                let was_moving = p.route != RouteState::all_stable() && !p.phase.is_terminal();
-                m.transition(
-                    Phase::Pending,
-                    format!(
-                        "new plan revision {}: starting over",
-                        short(&plan_ref.revision)
-                    ),
-                    None,
-                );
-                if was_moving {
-                    // The old canary's traffic goes back to stable before the new one starts.
-                    m.set_route(RouteState::all_stable(), true);
-                }
-            }
-            None => {}
         }
-        m
     }
 
-    fn transition(&mut self, to: Phase, reason: String, event: Option<Event>) {
+    /// Decide: the observation in the engine's order of evaluation.
+    pub(super) fn run(mut self, obs: &Observation, prev: Option<&Status>) -> Decision {
+        if let Some(why) = &obs.held_by {
+            self.hold(why.clone());
+        }
+        self.record_refused(obs);
+        self.read_back(obs);
+        // The round's verdicts count before any control of the same call: a control never
+        // hides a failed check (a failing canary rolls back; a pause or promote that arrives
+        // with it is then refused, an abort only changes the final phase).
+        self.analysis(obs);
+        self.mesh_checks(obs);
+        self.controls(obs);
+        self.progress(obs);
+        self.finish(prev)
+    }
+
+    pub(super) fn hold(&mut self, why: String) {
+        self.held = Some(why.clone());
+        self.hold_reason = Some(why);
+    }
+
+    pub(super) fn transition(&mut self, to: Phase, reason: String, event: Option<Event>) {
         let from = self.status.phase;
         self.status.phase = to;
         self.status.reason = reason.clone();
@@ -269,7 +295,7 @@ impl<'p> Machine<'p> {
         }
     }
 
-    fn set_route(&mut self, route: RouteState, clear: bool) {
+    pub(super) fn set_route(&mut self, route: RouteState, clear: bool) {
         self.status.route = route.clone();
         self.effects.retain(|e| !e.is_traffic());
         self.effects.push(if clear {
@@ -364,6 +390,14 @@ impl<'p> Machine<'p> {
                 format!("{what}: {note}")
             }
         };
+        if let Some(hold) = &self.hold_reason
+            && matches!(
+                action,
+                ControlAction::Promote | ControlAction::Retry | ControlAction::Resume
+            )
+        {
+            return Err(format!("refused while {hold}; pause and abort still work"));
+        }
         match action {
             ControlAction::Pause => match phase {
                 Phase::Pending | Phase::Progressing | Phase::Promoting => {
@@ -393,6 +427,7 @@ impl<'p> Machine<'p> {
                         // Re-assert tidegate's routes (they may have drifted while paused).
                         let route = self.status.route.clone();
                         self.set_route(route, false);
+                        self.restart_overdue_step();
                     }
                     Ok(())
                 }
@@ -443,7 +478,7 @@ impl<'p> Machine<'p> {
         }
     }
 
-    fn rollback(&mut self, to: Phase, reason: String) {
+    pub(super) fn rollback(&mut self, to: Phase, reason: String) {
         self.status.rollback_to = Some(to);
         self.set_route(RouteState::all_stable(), true);
         self.transition(Phase::RollingBack, reason, Some(Event::RollingBack));
@@ -477,6 +512,13 @@ impl<'p> Machine<'p> {
                     ),
                 );
             } else {
+                let limit = chrono::Duration::from_std(self.plan.analysis.unreachable_limit)
+                    .unwrap_or_else(|_| chrono::Duration::zero());
+                self.status.reason = format!(
+                    "metrics source unreachable since {}; rollback at {} unless it answers",
+                    stamp(since),
+                    stamp(since + limit)
+                );
                 self.held = Some("metrics source unreachable".into());
             }
             return;
@@ -529,18 +571,31 @@ impl<'p> Machine<'p> {
                     self.status.reason = "waiting for the rollout window".into();
                     return;
                 }
+                if let Some(why) = &self.hold_reason {
+                    self.status.reason = format!("not started: {why}");
+                }
                 if self.held.is_some() || self.awaiting_route {
                     return;
                 }
                 self.status.analysis = AnalysisSummary::default();
-                self.transition(
-                    Phase::Progressing,
-                    "rollout started".into(),
-                    Some(Event::Started),
-                );
+                let started = if obs.dropping.is_empty() {
+                    "rollout started".to_string()
+                } else {
+                    format!(
+                        "rollout started; the first write drops the weight-0 destination(s) {} \
+                         of a previous release",
+                        obs.dropping.join(", ")
+                    )
+                };
+                self.transition(Phase::Progressing, started, Some(Event::Started));
                 self.enter_step(0);
             }
             Phase::Progressing => {
+                if let Some(why) = &self.hold_reason
+                    && self.transitions.is_empty()
+                {
+                    self.status.reason = format!("holding at step {}: {why}", self.status.step);
+                }
                 if self.awaiting_route || self.held.is_some() {
                     return;
                 }
@@ -552,7 +607,21 @@ impl<'p> Machine<'p> {
             }
             Phase::RollingBack if !self.awaiting_route => {
                 let to = self.status.rollback_to.unwrap_or(Phase::RolledBack);
-                let reason = format!("all traffic back on stable; {}", self.status.reason);
+                let reason = if obs.canary_elsewhere.is_empty() {
+                    format!("all traffic back on stable; {}", self.status.reason)
+                } else {
+                    format!(
+                        "tidegate's routes are back on stable, but {} that tidegate does not \
+                         manage still send{} to the canary; {}",
+                        plural_routes(&obs.canary_elsewhere),
+                        if obs.canary_elsewhere.len() == 1 {
+                            "s"
+                        } else {
+                            ""
+                        },
+                        self.status.reason
+                    )
+                };
                 let event = if to == Phase::Aborted {
                     Event::Aborted
                 } else {
@@ -588,10 +657,7 @@ impl<'p> Machine<'p> {
                 if elapsed < *d {
                     false
                 } else if !checks_ok {
-                    self.status.reason = format!(
-                        "step {} ({current}): waiting for a passing check",
-                        self.status.step
-                    );
+                    self.waiting_for_check(current, *d, elapsed);
                     false
                 } else {
                     true
@@ -620,7 +686,100 @@ impl<'p> Machine<'p> {
         }
     }
 
-    fn enter_step(&mut self, index: usize) {
+    /// A timed step is over but no check has passed in it yet: say so and since when, and apply
+    /// the plan's `progressDeadline` once it is exceeded.
+    fn waiting_for_check(&mut self, current: &Step, duration: Duration, elapsed: Duration) {
+        let over =
+            chrono::Duration::from_std(duration).unwrap_or_else(|_| chrono::Duration::zero());
+        let since = self.status.step_started_at + over;
+        let last = match self.status.analysis.last.first() {
+            Some(v) => format!("; last round: {v}"),
+            None => "; no round has produced a verdict yet".into(),
+        };
+        self.status.reason = format!(
+            "step {} ({current}): waiting for a passing check since {}{last}",
+            self.status.step,
+            stamp(since)
+        );
+        let Some(deadline) = self.plan.progress_deadline else {
+            return;
+        };
+        if elapsed < duration + deadline {
+            return;
+        }
+        let why = format!(
+            "step {} ({current}) passed no check within {} after its {} (progressDeadline){last}",
+            self.status.step,
+            humantime::format_duration(deadline),
+            humantime::format_duration(duration)
+        );
+        match self.plan.on_deadline {
+            OnDeadline::Rollback => {
+                self.effects.push(Effect::Notify {
+                    event: Event::Deadline,
+                    message: format!("{}: {why}", self.status.rollout),
+                });
+                self.rollback(Phase::RolledBack, why);
+            }
+            OnDeadline::Pause => self.transition(
+                Phase::Paused,
+                format!("{why}; paused (onDeadline: pause): resume, promote or abort"),
+                Some(Event::Deadline),
+            ),
+        }
+    }
+
+    /// A step paused for its progress deadline gets a whole deadline again on `resume`.
+    fn restart_overdue_step(&mut self) {
+        let (Some(deadline), Some(Step::Analyze(d) | Step::Pause(Some(d)))) = (
+            self.plan.progress_deadline,
+            self.plan.steps.get(self.status.step),
+        ) else {
+            return;
+        };
+        let elapsed = (self.now - self.status.step_started_at)
+            .to_std()
+            .unwrap_or_default();
+        if elapsed >= *d + deadline {
+            let d = chrono::Duration::from_std(*d).unwrap_or_else(|_| chrono::Duration::zero());
+            self.status.step_started_at = self.now - d;
+        }
+    }
+
+    /// The mesh as last watched: a forced rollback (the plan was removed, a new release
+    /// replaces this one), a canary subset that disappeared (roll back) or a stable one (hold).
+    fn mesh_checks(&mut self, obs: &Observation) {
+        let phase = self.status.phase;
+        let moving = matches!(phase, Phase::Progressing | Phase::Paused | Phase::Promoting);
+        if let Some(why) = &obs.roll_back
+            && (moving || phase == Phase::Pending)
+        {
+            self.rollback(Phase::RolledBack, why.clone());
+            return;
+        }
+        let missing = obs.missing_subsets;
+        let (stable, canary) = (&self.plan.stable, &self.plan.canary);
+        if missing.stable {
+            self.hold(format!(
+                "the DestinationRule has no subset `{stable}` (the stable); traffic stays where \
+                 it is until it is restored"
+            ));
+        } else if missing.canary && moving {
+            self.rollback(
+                Phase::RolledBack,
+                format!(
+                    "the DestinationRule no longer has subset `{canary}` (the canary): requests \
+                     routed to it fail"
+                ),
+            );
+        } else if missing.canary {
+            self.hold(format!(
+                "the DestinationRule has no subset `{canary}` (the canary)"
+            ));
+        }
+    }
+
+    pub(super) fn enter_step(&mut self, index: usize) {
         self.status.step = index;
         self.status.step_started_at = self.now;
         self.status.analysis.passed_in_step = false;
@@ -708,7 +867,7 @@ impl<'p> Machine<'p> {
         Some(wake)
     }
 
-    fn finish(mut self, prev: Option<&Status>) -> Decision {
+    pub(super) fn finish(mut self, prev: Option<&Status>) -> Decision {
         let wake_at = self.wake_at();
         let significant = match prev {
             None => true,
@@ -729,6 +888,21 @@ impl<'p> Machine<'p> {
     }
 }
 
+/// A time as the status writes it.
+pub(super) fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// "route `beta`" or "routes `beta`, `canary-users`".
+fn plural_routes(labels: &[String]) -> String {
+    let quoted: Vec<String> = labels.iter().map(|l| format!("`{l}`")).collect();
+    if quoted.len() == 1 {
+        format!("route {}", quoted.join(""))
+    } else {
+        format!("routes {}", quoted.join(", "))
+    }
+}
+
 /// The outcome of one round: any Fail fails it; otherwise any Inconclusive makes it
 /// inconclusive; otherwise it passes.
 pub fn round_outcome(verdicts: &[Verdict]) -> Outcome {
@@ -743,8 +917,10 @@ pub fn round_outcome(verdicts: &[Verdict]) -> Outcome {
 
 /// Whether the status changed enough to be written to Git: anything but the running analysis
 /// totals of passing and inconclusive rounds (failures are always recorded).
-fn significant_change(prev: &Status, next: &Status) -> bool {
+pub(super) fn significant_change(prev: &Status, next: &Status) -> bool {
     prev.phase != next.phase
+        || prev.pending != next.pending
+        || prev.release != next.release
         || prev.step != next.step
         || prev.route != next.route
         || prev.plan != next.plan
@@ -759,117 +935,4 @@ fn significant_change(prev: &Status, next: &Status) -> bool {
         || prev.metrics_unreachable_since.is_some() != next.metrics_unreachable_since.is_some()
         || prev.fault.as_ref().map(|f| (&f.message, f.permanent))
             != next.fault.as_ref().map(|f| (&f.message, f.permanent))
-}
-
-/// The routes the plan has set once steps `0..=index` have run (index past the end: all of them).
-pub fn route_at(plan: &Plan, index: usize) -> RouteState {
-    let mut route = RouteState::all_stable();
-    for step in plan.steps.iter().take(index.saturating_add(1)) {
-        match step {
-            Step::SetWeight(w) => route.canary_weight = *w,
-            Step::SetHeaderRoute(h) => route.header_route = Some(h.clone()),
-            Step::SetMirror(p) => route.mirror_percent = *p,
-            Step::Analyze(_) | Step::Pause(_) => {}
-        }
-    }
-    route
-}
-
-/// Start-up reconciliation: the VirtualService may be one write ahead of the status in Git (a
-/// crash between the traffic change and the status commit that reports it). When the routes
-/// found (`actual`) are exactly what the plan sets at a later step, or what a rollback or
-/// promotion in progress sets, adopt them: return the status the lost decision would have
-/// written. Anything else is left to the engine, which reports it as drift.
-///
-/// `status` is `None` when Git has no status yet (the crash came before the first status
-/// commit): the rollout is then treated as `Pending` at step 0.
-pub fn reconcile(
-    plan: &Plan,
-    plan_ref: &PlanRef,
-    status: Option<&Status>,
-    actual: &RouteState,
-    now: DateTime<Utc>,
-) -> Option<Status> {
-    let fresh;
-    let status = match status {
-        Some(s) => s,
-        None => {
-            fresh = Status::fresh(&plan.id, plan_ref, plan.steps.len(), now);
-            &fresh
-        }
-    };
-    if status.phase.is_terminal() || *actual == status.route {
-        return None;
-    }
-    let mut s = status.clone();
-    let adopt = |s: &mut Status, to: Phase, step: usize, reason: String| {
-        let from = s.phase;
-        s.phase = to;
-        s.step = step;
-        s.step_started_at = now;
-        s.route = actual.clone();
-        s.read_back = ReadBack::Verified;
-        s.reason = reason.clone();
-        s.updated_at = now;
-        push_bounded(
-            &mut s.history,
-            Transition {
-                at: now,
-                from,
-                to,
-                step,
-                canary_weight: actual.canary_weight,
-                reason,
-            },
-            HISTORY_LIMIT,
-        );
-    };
-    if *actual == RouteState::all_stable() && s.phase == Phase::RollingBack {
-        let to = s.rollback_to.unwrap_or(Phase::RolledBack);
-        adopt(
-            &mut s,
-            to,
-            status.step,
-            "after restart: all traffic was already back on stable".into(),
-        );
-        return Some(s);
-    }
-    if !matches!(
-        s.phase,
-        Phase::Progressing | Phase::Paused | Phase::Pending | Phase::Promoting
-    ) {
-        return None;
-    }
-    // A pending rollout has not run step 0 yet; an active one has run its current step.
-    let first = if status.phase == Phase::Pending {
-        0
-    } else {
-        status.step + 1
-    };
-    for j in first..plan.steps.len() {
-        if route_at(plan, j) == *actual {
-            let phase = match plan.steps.get(j) {
-                Some(Step::Pause(None)) => Phase::Paused,
-                _ => Phase::Progressing,
-            };
-            adopt(
-                &mut s,
-                phase,
-                j,
-                format!("after restart: the VirtualService already had step {j}'s routes"),
-            );
-            return Some(s);
-        }
-    }
-    if *actual == RouteState::all_canary() && plan.on_success == OnSuccess::Promote {
-        s.step = plan.steps.len();
-        adopt(
-            &mut s,
-            Phase::Succeeded,
-            plan.steps.len(),
-            "after restart: all traffic was already on the canary".into(),
-        );
-        return Some(s);
-    }
-    None
 }

@@ -5,15 +5,19 @@
 //! at `wake_at` or when something happens (a push, a webhook).
 
 mod engine;
+mod reconcile;
+mod revision;
 mod status;
 mod types;
 
 #[cfg(test)]
+mod revision_tests;
+#[cfg(test)]
 mod tests;
 
-pub use engine::{
-    CONTROLS_LIMIT, HISTORY_LIMIT, fault, invalid, reconcile, round_outcome, route_at, step,
-};
+pub use engine::{CONTROLS_LIMIT, HISTORY_LIMIT, fault, invalid, round_outcome, step};
+pub use reconcile::{reconcile, route_at};
+pub use revision::{Newest, Revisions, decide, release_of, resume_at};
 pub use status::{
     AnalysisSummary, ControlRecord, Fault, PendingRevision, PlanRef, Release, Status, Transition,
 };

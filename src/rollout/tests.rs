@@ -526,7 +526,7 @@ fn drift_pauses_and_resume_reasserts() {
 }
 
 #[test]
-fn new_plan_revision_restarts() {
+fn an_edit_continues_from_the_live_route() {
     let mut r = Run::new(plan_with("    - setWeight: 40\n    - pause: {}\n"));
     r.tick(verdicts(vec![]));
     assert_eq!(r.weight(), 40);
@@ -536,19 +536,23 @@ fn new_plan_revision_restarts() {
         revision: "rev2".into(),
         digest: r.plan.digest(),
     };
+    r.effects.clear();
     r.after(10, verdicts(vec![]));
     let s = r.status.clone().expect("status");
     assert_eq!(s.plan.revision, "rev2");
+    // The new plan allows 5 % before its pause: lowered there, never to 0 and up again.
     assert_eq!(s.route.canary_weight, 5);
+    assert_eq!(s.phase, Phase::Paused);
+    assert_eq!(s.step, 1);
     assert!(
         s.history
             .iter()
-            .any(|t| t.reason.contains("new plan revision"))
+            .any(|t| t.reason.contains("continuing at step 1"))
     );
     assert!(
-        r.effects
+        !r.effects
             .iter()
-            .any(|e| matches!(e, Effect::ClearManagedRoutes { route } if route.canary_weight == 0))
+            .any(|e| matches!(e, Effect::SetRoute { route } | Effect::ClearManagedRoutes { route } if route.canary_weight == 0))
     );
 }
 
@@ -577,6 +581,7 @@ fn invalid_plan_freezes_traffic_and_a_valid_revision_restarts() {
         &bad_ref,
         vec!["x.yaml:3:1: bad".into()],
         r.status.as_ref(),
+        &Observation::default(),
         r.now,
     );
     assert_eq!(d.status.phase, Phase::Invalid);

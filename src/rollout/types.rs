@@ -186,6 +186,8 @@ pub struct Observation {
     pub missing_subsets: MissingSubsets,
     /// Routes the plan does not manage that still send to the canary (labels, e.g. `"beta"`).
     pub canary_elsewhere: Vec<String>,
+    /// Destinations of other subsets at weight 0 that the first write drops (`route → subset`).
+    pub dropping: Vec<String>,
 }
 
 /// Which of a plan's subsets the DestinationRule does not define (as last watched).

@@ -71,6 +71,9 @@ pub struct Managed {
     pub key: String,
     pub stable: Option<usize>,
     pub canary: Option<usize>,
+    /// Destinations of the service at weight 0 that are neither stable nor canary (a previous
+    /// release's subset): dropped by the first write.
+    pub stale: Vec<usize>,
 }
 
 /// What tidegate sees of a VirtualService for one rollout.
@@ -148,6 +151,10 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
             if sends {
                 selected.push((*i, key.clone()));
             }
+        }
+        if selected.is_empty() {
+            // After a promotion the routes send to the canary alone.
+            selected = promoted_routes(http, &candidates, target, &namespace);
         }
         if selected.is_empty() {
             let l4 = ["tcp", "tls"].iter().any(|k| {
@@ -228,6 +235,7 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
         };
         let mut stable = None;
         let mut canary = None;
+        let mut stale = Vec::new();
         for (j, d) in dests.iter().enumerate() {
             let (h, s) = dest_of(d);
             let ours = same_host(&target.service, h, &namespace);
@@ -235,6 +243,8 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
                 stable = Some(j);
             } else if ours && s == Some(target.canary.as_str()) && canary.is_none() {
                 canary = Some(j);
+            } else if ours && s.is_some() && weight(d) == Some(0) {
+                stale.push(j);
             } else {
                 return Err(IstioError::UnsupportedRoute {
                     vs: vs_name,
@@ -262,6 +272,7 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
             key,
             stable,
             canary,
+            stale,
         });
     }
     Ok(View {
@@ -269,6 +280,50 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
         managed,
         header_route,
     })
+}
+
+/// The routes that send only to the canary of the service (the state a promotion leaves).
+fn promoted_routes(
+    http: &[Value],
+    candidates: &[(usize, String)],
+    target: &Target,
+    namespace: &str,
+) -> Vec<(usize, String)> {
+    candidates
+        .iter()
+        .filter(|(i, _)| {
+            let dests = http[*i].get("route").and_then(Value::as_array);
+            dests.is_some_and(|ds| {
+                !ds.is_empty()
+                    && ds.iter().all(|d| {
+                        let (h, s) = dest_of(d);
+                        same_host(&target.service, h, namespace)
+                            && s == Some(target.canary.as_str())
+                    })
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// The weight-0 destinations of other subsets the first write drops, as `route → subset`.
+pub fn stale_destinations(vs: &Value, target: &Target) -> Vec<String> {
+    let Ok(v) = view(vs, target) else {
+        return Vec::new();
+    };
+    let http = http_routes(vs);
+    let mut out = Vec::new();
+    for m in &v.managed {
+        let r = &http[m.index];
+        for &j in &m.stale {
+            let subset = r
+                .pointer(&format!("/route/{j}/destination/subset"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            out.push(format!("{} → {subset}", route_label(r, m.index)));
+        }
+    }
+    out
 }
 
 fn weight(d: &Value) -> Option<i64> {
@@ -454,7 +509,8 @@ fn rewrite_route(
     original: &Value,
     target: &Target,
 ) -> Value {
-    let mut r = route.clone();
+    let (mut r, m) = without_stale(route, m);
+    let route = &r.clone();
     let mut dests: Vec<Value> = route
         .get("route")
         .and_then(Value::as_array)
@@ -462,7 +518,9 @@ fn rewrite_route(
         .unwrap_or_default();
     let w = i64::from(state.canary_weight);
     let lone_stable_at_zero = state.canary_weight == 0 && m.canary.is_none() && dests.len() == 1;
-    if !lone_stable_at_zero {
+    let lone_canary_at_full =
+        state.canary_weight == 100 && m.stable.is_none() && m.canary.is_some();
+    if !lone_stable_at_zero && !lone_canary_at_full {
         // The template for a missing destination is the other one, with the subset changed.
         let template = m
             .stable
@@ -530,6 +588,42 @@ fn rewrite_route(
                 }
             }
         }
+    }
+    r
+}
+
+/// `route` without its stale destinations, and the indices of `m` adjusted to match.
+fn without_stale(route: &Value, m: &Managed) -> (Value, Managed) {
+    let mut r = route.clone();
+    let mut m = m.clone();
+    if m.stale.is_empty() {
+        return (r, m);
+    }
+    if let Some(ds) = r.get_mut("route").and_then(Value::as_array_mut) {
+        for &j in m.stale.iter().rev() {
+            if j < ds.len() {
+                ds.remove(j);
+            }
+        }
+    }
+    let shift = |i: usize| i - m.stale.iter().filter(|&&j| j < i).count();
+    m.stable = m.stable.map(shift);
+    m.canary = m.canary.map(shift);
+    m.stale.clear();
+    (r, m)
+}
+
+/// At the end of a promotion the stable destination goes: the route sends to the canary alone,
+/// so the next release (whose stable is this canary) starts from a plain route.
+fn promoted(route: Value, m: &Managed) -> Value {
+    let mut r = route;
+    let (Some(si), Some(_)) = (m.stable, m.canary) else {
+        return r;
+    };
+    if let Some(ds) = r.get_mut("route").and_then(Value::as_array_mut)
+        && si < ds.len()
+    {
+        ds.remove(si);
     }
     r
 }
@@ -741,6 +835,12 @@ fn build(
             .unwrap_or_else(|| managed_fields(route));
         let new_route = if clear && restores(&original, route, m, target, &v.namespace, desired) {
             with_fields(route, &original)
+        } else if clear && desired.canary_weight == 100 {
+            let (trimmed, tm) = without_stale(route, m);
+            promoted(
+                rewrite_route(&trimmed, &tm, desired, &original, target),
+                &tm,
+            )
         } else {
             rewrite_route(route, m, desired, &original, target)
         };
@@ -834,6 +934,7 @@ fn restores(
         key: m.key.clone(),
         stable: find(&target.stable),
         canary: find(&target.canary),
+        stale: Vec::new(),
     };
     if om.stable.is_none() && om.canary.is_none() {
         return false;
