@@ -243,6 +243,16 @@ fn git_repository_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
         }
         git.branch = b.clone();
     }
+    if let Some(b) = &g.status_branch {
+        if b.trim().is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{b}")) {
+            is.push(
+                "git.statusBranch",
+                format!("`{b}` is not a valid branch name"),
+                "use e.g. tidegate-status, or the value of git.branch for same-branch mode",
+            );
+        }
+        git.status_branch = b.clone();
+    }
     if let Some(p) = &g.plans {
         if let Err(e) = globset::Glob::new(p) {
             is.push(
