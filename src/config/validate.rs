@@ -231,8 +231,8 @@ fn git_url(is: &mut Issues<'_>, url: String) -> String {
     url
 }
 
-/// Branch, plan glob, status folder, limits and the CA bundle.
-fn git_repository_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
+/// The plans branch and the status branch.
+fn git_branch_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
     if let Some(b) = &g.branch {
         if b.trim().is_empty() {
             is.push(
@@ -253,6 +253,11 @@ fn git_repository_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
         }
         git.status_branch = b.clone();
     }
+}
+
+/// Branches, plan glob, status folder, limits and the CA bundle.
+fn git_repository_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
+    git_branch_fields(is, g, git);
     if let Some(p) = &g.plans {
         if let Err(e) = globset::Glob::new(p) {
             is.push(

@@ -193,18 +193,7 @@ impl GitRepo {
             let mut opts = FetchOptions::new();
             opts.remote_callbacks(self.transport.callbacks(state.clone()));
             opts.download_tags(git2::AutotagOption::None);
-            let mut refspecs = vec![format!(
-                "+refs/heads/{}:{}",
-                self.config.branch, self.tracking_ref
-            )];
-            if !self.config.same_branch() {
-                // A refspec the remote has no branch for fetches nothing (no error).
-                refspecs.push(format!(
-                    "+refs/heads/{}:{}",
-                    self.config.status_branch, self.status_ref
-                ));
-            }
-            if let Err(e) = remote.fetch(&refspecs, Some(&mut opts), None) {
+            if let Err(e) = remote.fetch(&self.refspecs(), Some(&mut opts), None) {
                 let st = state.borrow();
                 return Err(self
                     .transport
@@ -219,6 +208,34 @@ impl GitRepo {
                 })
                 .unwrap_or_default();
         }
+        self.check_heads(&heads)?;
+        let tip = self
+            .repo
+            .refname_to_id(&self.tracking_ref)
+            .map_err(GitError::read)?;
+        tracing::debug!(url = %self.transport.redacted, tip = %tip, "fetched");
+        Ok(tip)
+    }
+
+    /// The watched branch, and the status branch when it is another one.
+    fn refspecs(&self) -> Vec<String> {
+        let mut refspecs = vec![format!(
+            "+refs/heads/{}:{}",
+            self.config.branch, self.tracking_ref
+        )];
+        if !self.config.same_branch() {
+            // A refspec the remote has no branch for fetches nothing (no error).
+            refspecs.push(format!(
+                "+refs/heads/{}:{}",
+                self.config.status_branch, self.status_ref
+            ));
+        }
+        refspecs
+    }
+
+    /// The remote's branches after a fetch: the watched one must exist; a status branch that
+    /// disappeared is forgotten (the next write creates it again).
+    fn check_heads(&self, heads: &[String]) -> Result<(), GitError> {
         if heads.is_empty() {
             return Err(GitError::EmptyRepository {
                 url: self.transport.redacted.clone(),
@@ -234,15 +251,9 @@ impl GitRepo {
         if !heads.iter().any(|h| h == &self.config.status_branch)
             && let Ok(mut stale) = self.repo.find_reference(&self.status_ref)
         {
-            // The status branch was deleted on the remote: the next write creates it again.
             stale.delete().map_err(GitError::read)?;
         }
-        let tip = self
-            .repo
-            .refname_to_id(&self.tracking_ref)
-            .map_err(GitError::read)?;
-        tracing::debug!(url = %self.transport.redacted, tip = %tip, "fetched");
-        Ok(tip)
+        Ok(())
     }
 
     fn tracked_tip(&self) -> Option<Oid> {
