@@ -27,7 +27,8 @@ pub struct ParsedControl {
 }
 
 impl ParsedControl {
-    /// The rollout this control addresses, with `default_namespace` filled in.
+    /// `namespace/name`, with `default_namespace` filled in when none is written. (The daemon
+    /// and the CLI resolve a bare name among the plans instead: [`super::resolve`].)
     pub fn target(&self, default_namespace: &str) -> crate::plan::RolloutId {
         crate::plan::RolloutId {
             namespace: self
