@@ -1,14 +1,22 @@
-//! `tidegate pause|resume|abort|promote|retry NAME [-m MESSAGE] [--repo URL|PATH]`: make the
-//! control commit (an empty commit whose message ends with the `Tidegate:` trailer) on the tip of
-//! the plans branch and push it, rebuilding on a newer tip if someone pushed first.
+//! `tidegate pause|resume|abort|promote|retry NAME [-m MESSAGE] [--repo URL|PATH]`: check that
+//! NAME is a plan of the repository (a bare name resolves when exactly one plan in any namespace
+//! has it; unknown, ambiguous and malformed names exit 2 naming the closest plans), then make
+//! the control commit (an empty commit whose message ends with the `Tidegate:` trailer naming
+//! `namespace/name`) on the tip of the plans branch and push it, rebuilding on a newer tip if
+//! someone pushed first.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+use crate::control::resolve::{Unresolved, parse_target, resolve};
 use crate::control::{ControlAction, control_message};
-use crate::git::{Auth, CommitSigner, GitConfig, GitRepo, Identity, SecretSource};
+use crate::git::{
+    Auth, CommitSigner, DEFAULT_STATUS_BRANCH, GitConfig, GitRepo, Identity, PlanContent,
+    SecretSource,
+};
+use crate::plan::RolloutId;
 
 /// Which repository to talk to and how (shared by the control commands and `status`).
 #[derive(Debug, Clone, clap::Args)]
@@ -17,12 +25,19 @@ pub struct RepoArgs {
     /// Git repository in the current directory).
     #[arg(long, env = "TIDEGATE_REPO")]
     pub repo: Option<String>,
-    /// Branch holding the plans and status files.
+    /// Branch holding the plans (the branch the daemon watches; control commits go there).
     #[arg(long, env = "TIDEGATE_BRANCH", default_value = "main")]
     pub branch: String,
+    /// Branch holding the status files (the daemon's `git.statusBranch`; when it does not exist
+    /// yet, the statuses are read from --branch).
+    #[arg(long, env = "TIDEGATE_STATUS_BRANCH", default_value = DEFAULT_STATUS_BRANCH)]
+    pub status_branch: String,
     /// Folder of the status files in the repository.
     #[arg(long, default_value = "status")]
     pub status_dir: String,
+    /// Which files are plans (the daemon's `git.plans`).
+    #[arg(long, env = "TIDEGATE_PLANS", default_value = "rollouts/**/*.yaml")]
+    pub plans: String,
     /// File holding an HTTP(S) token (sent as the basic-auth password).
     #[arg(long, env = "TIDEGATE_GIT_TOKEN_FILE", conflicts_with = "token_env")]
     pub token_file: Option<PathBuf>,
@@ -55,7 +70,9 @@ impl RepoArgs {
         let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
         let mut cfg = GitConfig::new(url, tmp.path());
         cfg.branch = self.branch.clone();
+        cfg.status_branch = self.status_branch.clone();
         cfg.status_dir = self.status_dir.clone();
+        cfg.plan_glob = self.plans.clone();
         cfg.ca_bundle = self.ca_bundle.clone();
         cfg.auth = if let Some(key) = &self.ssh_key {
             Auth::SshKey {
@@ -93,7 +110,7 @@ fn origin_of_current_dir() -> anyhow::Result<String> {
 
 #[derive(Debug, clap::Args)]
 pub struct ControlArgs {
-    /// The rollout: `NAME` (the daemon's namespace) or `NAMESPACE/NAME`.
+    /// The rollout: `NAMESPACE/NAME`, or `NAME` when exactly one plan has that name.
     pub name: String,
     /// Why (added to the trailer and the commit subject).
     #[arg(short = 'm', long = "message", default_value = "")]
@@ -108,23 +125,13 @@ pub struct ControlArgs {
     pub repo: RepoArgs,
 }
 
-/// Make and push the control commit; prints its id.
+/// Make and push the control commit; prints its id. A name that is no plan's exits 2.
 pub fn run(action: ControlAction, args: &ControlArgs) -> anyhow::Result<ExitCode> {
-    let target = args.name.trim();
-    let valid = |p: &str| {
-        !p.is_empty()
-            && p != "."
-            && p != ".."
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    let written = args.name.trim();
+    let target = match parse_target(written) {
+        Ok(t) => t,
+        Err(e) => return Ok(refuse(action, &e)),
     };
-    let ok = match target.split_once('/') {
-        Some((ns, n)) => valid(ns) && valid(n),
-        None => valid(target),
-    };
-    if !ok {
-        bail!("{target:?} is not a rollout name (NAME or NAMESPACE/NAME)");
-    }
     let author = match &args.author {
         Some(a) => parse_author(a)?,
         None => author_from_git_config()?,
@@ -134,14 +141,45 @@ pub fn run(action: ControlAction, args: &ControlArgs) -> anyhow::Result<ExitCode
         .as_deref()
         .map(CommitSigner::load)
         .transpose()?;
-    let message = control_message(action, target, args.message.trim());
     let (mut repo, _tmp) = args.repo.open()?;
     repo.fetch()?;
+    let known = known_plans(&mut repo)?;
+    let id = match resolve(&target, &known) {
+        Ok(id) => id,
+        Err(e) => return Ok(refuse(action, &e)),
+    };
+    let message = control_message(action, &id.to_string(), args.message.trim());
     let commit = repo
         .push_empty_commit(&message, &author, signer.as_ref())
         .with_context(|| format!("failed to push the {action} control commit"))?;
-    println!("{commit} {action} {target}");
+    println!("{commit} {action} {id}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Say why the name names no plan, and exit with the usage code.
+fn refuse(action: ControlAction, why: &Unresolved) -> ExitCode {
+    eprintln!(
+        "tidegate {action}: refused: {}\n  {}",
+        why.why(),
+        why.hint()
+    );
+    ExitCode::from(super::EXIT_USAGE)
+}
+
+/// Every rollout the plans at the tip define, valid or not (the daemon answers controls for
+/// invalid plans too).
+fn known_plans(repo: &mut GitRepo) -> anyhow::Result<Vec<RolloutId>> {
+    let mut known = Vec::new();
+    for (path, content) in repo.plans_at_tip()? {
+        if let PlanContent::Text(text) = content {
+            let parsed = crate::plan::parse_str(&path, &text);
+            known.extend(parsed.plans.into_iter().map(|p| p.id));
+            known.extend(parsed.invalid.into_iter().filter_map(|(id, _)| id));
+        }
+    }
+    known.sort();
+    known.dedup();
+    Ok(known)
 }
 
 /// `Name <email>`.

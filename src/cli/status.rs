@@ -1,5 +1,7 @@
 //! `tidegate status [--repo URL|PATH] [-o text|json|yaml]`: print every rollout's status from
-//! the status files at the tip of the plans branch.
+//! the status files at the tip of the status branch (`--status-branch`, default
+//! `tidegate-status`; the plans branch when the status branch does not exist yet), and in text
+//! the newest controls that named no rollout (`status/_refused.yaml`).
 
 use std::process::ExitCode;
 
@@ -48,11 +50,45 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
     statuses.sort_by(|a, b| a.rollout.cmp(&b.rollout));
     print!("{}", render(&statuses, args.output)?);
+    if args.output == Format::Text {
+        match repo.refused_records() {
+            Ok(records) => print!("{}", render_refused(&records)),
+            Err(e) => {
+                bad += 1;
+                eprintln!("tidegate status: {e}");
+            }
+        }
+    }
     Ok(if bad > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How many refused controls the text output shows.
+const REFUSED_SHOWN: usize = 10;
+
+/// The newest refused controls, for people (nothing when there are none).
+pub fn render_refused(records: &[crate::control::RefusedRecord]) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nControls that named no rollout ({} recorded in status/_refused.yaml, newest last):\n",
+        records.len()
+    );
+    for r in &records[records.len().saturating_sub(REFUSED_SHOWN)..] {
+        out.push_str(&format!(
+            "  {} {} `{}`: {}; {}\n",
+            r.at.format("%Y-%m-%d %H:%M:%SZ"),
+            r.commit.get(..12).unwrap_or(&r.commit),
+            r.trailer,
+            r.why,
+            r.hint
+        ));
+    }
+    out
 }
 
 /// The text `status` prints for these statuses.

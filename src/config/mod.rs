@@ -297,6 +297,29 @@ mod tests {
     }
 
     #[test]
+    fn status_commits_go_to_a_branch_of_their_own_unless_configured() {
+        let base = "prometheus: {url: 'http://p:9090'}\ngit: {url: file:///r";
+        let load = |git: &str| {
+            from_str(
+                "c.yaml",
+                &format!("{base}{git}}}\n"),
+                &env(&[]),
+                &Overrides::default(),
+            )
+        };
+        let c = load("").expect("valid");
+        assert_eq!(c.git.status_branch, "tidegate-status");
+        assert!(!c.git.same_branch());
+        let c = load(", statusBranch: main").expect("valid");
+        assert!(
+            c.git.same_branch(),
+            "naming the plans branch: same-branch mode"
+        );
+        let e = load(", statusBranch: 'bad..name'").expect_err("invalid");
+        assert!(e.to_string().contains("git.statusBranch"), "{e}");
+    }
+
+    #[test]
     fn unknown_fields_are_syntax_errors_naming_the_file() {
         let e =
             from_str("c.yaml", "gti: {}\n", &env(&[]), &Overrides::default()).expect_err("unknown");

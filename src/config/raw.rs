@@ -45,6 +45,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawGit {
     pub(super) url: Option<String>,
     pub(super) branch: Option<String>,
+    pub(super) status_branch: Option<String>,
     pub(super) plans: Option<String>,
     pub(super) status_folder: Option<String>,
     pub(super) poll_interval: Option<String>,

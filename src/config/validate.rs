@@ -231,8 +231,8 @@ fn git_url(is: &mut Issues<'_>, url: String) -> String {
     url
 }
 
-/// Branch, plan glob, status folder, limits and the CA bundle.
-fn git_repository_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
+/// The plans branch and the status branch.
+fn git_branch_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
     if let Some(b) = &g.branch {
         if b.trim().is_empty() {
             is.push(
@@ -243,6 +243,21 @@ fn git_repository_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
         }
         git.branch = b.clone();
     }
+    if let Some(b) = &g.status_branch {
+        if b.trim().is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{b}")) {
+            is.push(
+                "git.statusBranch",
+                format!("`{b}` is not a valid branch name"),
+                "use e.g. tidegate-status, or the value of git.branch for same-branch mode",
+            );
+        }
+        git.status_branch = b.clone();
+    }
+}
+
+/// Branches, plan glob, status folder, limits and the CA bundle.
+fn git_repository_fields(is: &mut Issues<'_>, g: &RawGit, git: &mut GitConfig) {
+    git_branch_fields(is, g, git);
     if let Some(p) = &g.plans {
         if let Err(e) = globset::Glob::new(p) {
             is.push(

@@ -1,10 +1,18 @@
-//! Control commits: `Tidegate:` trailers and the policy deciding who may steer.
+//! Control commits: `Tidegate:` trailers, which rollout they name, and the policy deciding who
+//! may steer.
 
 pub mod policy;
+pub mod refusal;
+pub mod resolve;
 pub mod trailers;
 
 pub use policy::{CommitInfo, Policy, PolicyError, SignatureState};
-pub use trailers::{ParsedControl, control_message, is_status_commit, parse_controls};
+pub use refusal::{MAX_REFUSED, RefusedRecord};
+pub use resolve::{Target, Unresolved, resolve, resolve_written};
+pub use trailers::{
+    ControlTrailer, ParsedControl, control_message, control_trailers, is_status_commit,
+    parse_controls,
+};
 
 use std::fmt;
 

@@ -27,7 +27,8 @@ pub struct ParsedControl {
 }
 
 impl ParsedControl {
-    /// The rollout this control addresses, with `default_namespace` filled in.
+    /// `namespace/name`, with `default_namespace` filled in when none is written. (The daemon
+    /// and the CLI resolve a bare name among the plans instead: [`super::resolve`].)
     pub fn target(&self, default_namespace: &str) -> crate::plan::RolloutId {
         crate::plan::RolloutId {
             namespace: self
@@ -106,31 +107,49 @@ pub fn is_status_commit(message: &str) -> bool {
         .any(|(k, _)| k.eq_ignore_ascii_case(STATUS_KEY))
 }
 
-/// Every `Tidegate:` control in the message. Malformed ones (no rollout name) are dropped with
-/// nothing to address; unknown actions are kept as `Err` so they can be recorded as refused.
-pub fn parse_controls(message: &str) -> Vec<ParsedControl> {
+/// One `Tidegate:` trailer: its text as written and what it asks for, or why it cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlTrailer {
+    /// `Tidegate: <value>` as written (continuation lines joined).
+    pub text: String,
+    /// The rollout name as written (empty when the trailer has none).
+    pub name: String,
+    pub parsed: Result<ParsedControl, super::resolve::Unresolved>,
+}
+
+/// Every `Tidegate:` trailer of the message, malformed ones included (no action, no rollout
+/// name, a name that cannot be one), so each can be answered.
+pub fn control_trailers(message: &str) -> Vec<ControlTrailer> {
     trailers(message)
         .into_iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(CONTROL_KEY))
-        .filter_map(|(_, v)| {
+        .map(|(_, v)| {
             let mut words = v.split_whitespace();
-            let action_word = words.next()?;
-            let target = words.next()?;
+            let action_word = words.next().unwrap_or_default();
+            let written = words.next().unwrap_or_default();
             let reason = words.collect::<Vec<_>>().join(" ");
-            let (namespace, name) = match target.split_once('/') {
-                Some((ns, n)) => (Some(ns.to_owned()), n.to_owned()),
-                None => (None, target.to_owned()),
-            };
-            if name.is_empty() || namespace.as_deref() == Some("") {
-                return None;
-            }
-            Some(ParsedControl {
+            let parsed = super::resolve::parse_target(written).map(|t| ParsedControl {
                 action: ControlAction::parse(action_word).ok_or_else(|| action_word.to_owned()),
-                namespace,
-                name,
+                namespace: t.namespace,
+                name: t.name,
                 reason,
-            })
+            });
+            ControlTrailer {
+                text: format!("{CONTROL_KEY}: {v}"),
+                name: written.to_owned(),
+                parsed,
+            }
         })
+        .collect()
+}
+
+/// Every well-formed `Tidegate:` control in the message. Malformed ones (no rollout name, a
+/// name that cannot be one) are left out (see [`control_trailers`]); unknown actions are kept
+/// as `Err` so they can be recorded as refused.
+pub fn parse_controls(message: &str) -> Vec<ParsedControl> {
+    control_trailers(message)
+        .into_iter()
+        .filter_map(|t| t.parsed.ok())
         .collect()
 }
 
@@ -175,6 +194,23 @@ mod tests {
         assert!(parse_controls(msg).is_empty());
         let mixed = "subject\n\nTidegate: pause orders-svc\nthis line is prose\n";
         assert!(parse_controls(mixed).is_empty());
+    }
+
+    #[test]
+    fn malformed_trailers_are_kept_to_answer_them() {
+        let t = control_trailers(
+            "s\n\nTidegate: pause\nTidegate: resume a/b/c why\nTidegate: abort ok\n",
+        );
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].text, "Tidegate: pause");
+        assert!(t[0].parsed.is_err() && t[0].name.is_empty());
+        assert_eq!(t[1].name, "a/b/c");
+        assert!(t[1].parsed.is_err());
+        assert_eq!(t[2].parsed.as_ref().map(|c| c.name.as_str()), Ok("ok"));
+        assert_eq!(
+            parse_controls("s\n\nTidegate: pause\nTidegate: abort ok\n").len(),
+            1
+        );
     }
 
     #[test]

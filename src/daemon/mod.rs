@@ -13,6 +13,7 @@
 mod build;
 mod events;
 pub mod parts;
+mod refusals;
 pub mod registry;
 pub mod schedule;
 mod turn;
@@ -57,7 +58,8 @@ pub enum DaemonError {
 /// What the loop needs besides its parts.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The daemon's namespace (default namespace of control trailers).
+    /// The daemon's namespace (of its Lease). Control trailers without a namespace resolve to
+    /// the one plan of that name in any namespace.
     pub namespace: String,
     /// Istio metrics reporter (`destination` or `source`).
     pub reporter: String,

@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+use crate::control::RefusedRecord;
 use crate::git::{GitError, PlanSource, SourceUpdate, StateStore, StatusWriter, WriterHandle};
 use crate::notify::{Notification, NotifyQueue};
-use crate::plan::Plan;
+use crate::plan::{Plan, RolloutId};
 use crate::rollout::{Status, Transition};
 
 /// Where the daemon reads the time. Nothing in `daemon` reads a clock any other way.
@@ -60,8 +61,15 @@ impl Clock for TokioClock {
 pub trait PlanFeed: Send {
     /// Fetch and report what changed since the previous call (everything the first time).
     fn poll(&mut self) -> impl Future<Output = Result<SourceUpdate, GitError>> + Send;
-    /// The status documents at the tip (read when leadership starts).
+    /// The status documents at the status branch's tip (read when leadership starts).
     fn load_statuses(&mut self) -> impl Future<Output = Result<Vec<Status>, GitError>> + Send;
+    /// The text of plan file `path` at commit `revision` (`None`: the commit has no such file),
+    /// e.g. the last valid revision after a restart whose newest revision is invalid.
+    fn plan_at(
+        &mut self,
+        path: &str,
+        revision: &str,
+    ) -> impl Future<Output = Result<Option<String>, GitError>> + Send;
 }
 
 /// A blocking [`PlanSource`] + [`StateStore`] (the git2 mirror) run on tokio's blocking pool,
@@ -103,12 +111,22 @@ impl<G: PlanSource + StateStore + Send + 'static> PlanFeed for BlockingFeed<G> {
     async fn load_statuses(&mut self) -> Result<Vec<Status>, GitError> {
         self.run(|repo| repo.load_statuses()).await
     }
+
+    async fn plan_at(&mut self, path: &str, revision: &str) -> Result<Option<String>, GitError> {
+        let (path, revision) = (path.to_owned(), revision.to_owned());
+        self.run(move |repo| repo.plan_at(&path, &revision)).await
+    }
 }
 
 /// Where statuses are written (a commit per batch, pushed, by the coalescing writer).
 pub trait StatusSink: Send + Sync {
     /// Queue the status after a change.
     fn submit(&self, status: Status);
+    /// Delete the status file of a rollout whose plan is gone and whose routes are clean.
+    fn remove(&self, id: &RolloutId);
+    /// Record controls that named no rollout (unknown, ambiguous, malformed) in the
+    /// repository-level `status/_refused.yaml`, in the same commit as what is pending.
+    fn refuse_unknown(&self, records: Vec<RefusedRecord>);
     /// Every control up to `commit` is reflected in the statuses submitted so far.
     fn processed_through(&self, commit: &str);
     /// Write what is pending and stop (on shutdown).
@@ -145,6 +163,16 @@ impl WriterSink {
 impl StatusSink for WriterSink {
     fn submit(&self, status: Status) {
         self.with_handle(|h| h.submit(status));
+    }
+
+    fn remove(&self, id: &RolloutId) {
+        self.with_handle(|h| h.remove(id.clone()));
+    }
+
+    fn refuse_unknown(&self, records: Vec<RefusedRecord>) {
+        if !records.is_empty() {
+            self.with_handle(|h| h.refuse(records));
+        }
     }
 
     fn processed_through(&self, commit: &str) {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::schedule::{Candidate, Timers};
 use crate::analysis::batch::RolloutResult;
 use crate::analysis::subset::SubsetLabels;
-use crate::control::{Policy, parse_controls};
+use crate::control::{ParsedControl, Policy, RefusedRecord, Target, control_trailers, resolve};
 use crate::git::{NewCommit, PlanChanges, PlanContent};
 use std::sync::Arc;
 
@@ -179,9 +179,12 @@ pub struct Applied {
     pub removed: Vec<RolloutId>,
     pub invalid: Vec<RolloutId>,
     /// Problems that could not be attached to a rollout (unreadable files without a known
-    /// rollout, duplicate names, controls for unknown rollouts).
+    /// rollout, duplicate names).
     pub unattached: Vec<String>,
     pub controls: usize,
+    /// Controls that name no rollout (unknown, ambiguous, malformed): answered in the
+    /// repository-level record, not in a rollout's status.
+    pub refused: Vec<RefusedRecord>,
 }
 
 /// Every rollout, by id.
@@ -419,56 +422,53 @@ impl Registry {
     }
 
     /// Read the control trailers of new commits and queue them on their rollouts, after the
-    /// policy's decision. tidegate's own commits are skipped.
+    /// policy's decision; a trailer naming no rollout (a bare name resolves when exactly one
+    /// plan in any namespace has it) is refused in `Applied::refused`. tidegate's own commits
+    /// are skipped.
     pub fn apply_commits(
         &mut self,
         commits: &[NewCommit],
         policy: &Policy,
-        default_namespace: &str,
         now: DateTime<Utc>,
     ) -> Applied {
         let mut applied = Applied::default();
+        let known: Vec<RolloutId> = self.entries.keys().cloned().collect();
         for c in commits.iter().filter(|c| !c.is_own) {
             let info = &c.commit;
             let author = format!("{} <{}>", info.author_name, info.author_email);
             let decision = policy.decide(info);
-            for control in parse_controls(&info.message) {
-                let id = control.target(default_namespace);
+            for trailer in control_trailers(&info.message) {
+                let resolved = trailer.parsed.and_then(|control| {
+                    let target = Target {
+                        namespace: control.namespace.clone(),
+                        name: control.name.clone(),
+                    };
+                    resolve(&target, &known).map(|id| (id, control))
+                });
+                let (id, control) = match resolved {
+                    Ok(found) => found,
+                    Err(unresolved) => {
+                        let mut record = RefusedRecord::unresolved(
+                            &info.id,
+                            &author,
+                            &trailer.text,
+                            &trailer.name,
+                            &unresolved,
+                            now,
+                        );
+                        if let Err(why) = &decision {
+                            record.why = format!("{}; besides, {why}", record.why);
+                        }
+                        applied.refused.push(record);
+                        continue;
+                    }
+                };
                 let Some(entry) = self.entries.get_mut(&id) else {
-                    applied.unattached.push(format!(
-                        "commit {}: `Tidegate: {}` names rollout {id}, which no plan defines",
-                        short(&info.id),
-                        control
-                            .action
-                            .as_ref()
-                            .map_or_else(|w| w.clone(), |a| a.to_string())
-                    ));
                     continue;
                 };
                 applied.controls += 1;
                 entry.timers.wake_at = Some(now);
-                match (&decision, control.action) {
-                    (Ok(()), Ok(action)) => entry.controls.push(ControlRequest {
-                        action,
-                        commit: info.id.clone(),
-                        author: author.clone(),
-                        reason: control.reason.clone(),
-                    }),
-                    (Err(why), action) => entry.refused.push(RefusedControl {
-                        action: action.map_or_else(|w| w, |a| a.to_string()),
-                        commit: info.id.clone(),
-                        author: author.clone(),
-                        why: why.clone(),
-                    }),
-                    (Ok(()), Err(word)) => entry.refused.push(RefusedControl {
-                        action: word.clone(),
-                        commit: info.id.clone(),
-                        author: author.clone(),
-                        why: format!(
-                            "unknown action `{word}`: use pause, resume, abort, promote or retry"
-                        ),
-                    }),
-                }
+                queue(entry, &decision, control, &info.id, &author);
             }
         }
         applied
@@ -497,8 +497,34 @@ impl Registry {
     }
 }
 
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
+/// Queue a control on its rollout, or its refusal by the policy or for an unknown action.
+fn queue(
+    entry: &mut Entry,
+    decision: &Result<(), String>,
+    control: ParsedControl,
+    commit: &str,
+    author: &str,
+) {
+    match (decision, control.action) {
+        (Ok(()), Ok(action)) => entry.controls.push(ControlRequest {
+            action,
+            commit: commit.to_owned(),
+            author: author.to_owned(),
+            reason: control.reason,
+        }),
+        (Err(why), action) => entry.refused.push(RefusedControl {
+            action: action.map_or_else(|w| w, |a| a.to_string()),
+            commit: commit.to_owned(),
+            author: author.to_owned(),
+            why: why.clone(),
+        }),
+        (Ok(()), Err(word)) => entry.refused.push(RefusedControl {
+            why: format!("unknown action `{word}`: use pause, resume, abort, promote or retry"),
+            action: word,
+            commit: commit.to_owned(),
+            author: author.to_owned(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -602,7 +628,7 @@ mod tests {
             commit("c3", "ana@example.com", "s\n\nTidegate: explode prod/a\n"),
             commit("c4", "ana@example.com", "s\n\nTidegate: pause nobody\n"),
         ];
-        let applied = r.apply_commits(&commits, &policy, "prod", t0());
+        let applied = r.apply_commits(&commits, &policy, t0());
         let e = r
             .get(&RolloutId {
                 namespace: "prod".into(),
@@ -614,7 +640,72 @@ mod tests {
         assert_eq!(e.refused.len(), 2);
         assert!(e.refused[0].why.contains("eve@evil.test"));
         assert!(e.refused[1].why.contains("unknown action"));
-        assert_eq!(applied.unattached.len(), 1);
+        assert_eq!(applied.refused.len(), 1);
+        assert_eq!(applied.refused[0].commit, "c4");
+        assert_eq!(applied.refused[0].trailer, "Tidegate: pause nobody");
         assert!(r.has_pending_controls());
+    }
+
+    fn plan(ns: &str, name: &str) -> String {
+        PLAN.replace(
+            "name: a, namespace: prod",
+            &format!("name: {name}, namespace: {ns}"),
+        )
+    }
+
+    #[test]
+    fn names_resolve_in_any_namespace_and_the_rest_is_refused_once() {
+        let mut r = Registry::default();
+        r.apply_plans(
+            &PlanChanges {
+                full: true,
+                changed: vec![
+                    file("rollouts/a.yaml", &plan("production", "orders-svc")),
+                    file("rollouts/b.yaml", &plan("staging", "orders-svc")),
+                    file("rollouts/c.yaml", &plan("production", "cart")),
+                ],
+                removed: vec![],
+            },
+            t0(),
+        );
+        let msg = "steer\n\nTidegate: pause cart\nTidegate: pause orders-svc\nTidegate: abort production/orders\nTidegate: resume\n";
+        let commits = vec![NewCommit {
+            commit: CommitInfo {
+                id: "c1".into(),
+                author_name: "Eve".into(),
+                author_email: "eve@evil.test".into(),
+                message: msg.into(),
+                signature: SignatureState::NotChecked,
+            },
+            committer_email: "eve@evil.test".into(),
+            time: t0(),
+            is_own: false,
+        }];
+        let policy = Policy::new(&["*@example.com".into()], false).expect("policy");
+        let applied = r.apply_commits(&commits, &policy, t0());
+        let cart = r
+            .get(&RolloutId {
+                namespace: "production".into(),
+                name: "cart".into(),
+            })
+            .expect("cart");
+        assert_eq!(
+            cart.refused.len(),
+            1,
+            "a bare name resolves in any namespace"
+        );
+        assert_eq!(applied.controls, 1);
+        let whys: Vec<&str> = applied.refused.iter().map(|x| x.why.as_str()).collect();
+        assert_eq!(applied.refused.len(), 3, "{whys:?}");
+        assert!(whys[0].starts_with("orders-svc is ambiguous"), "{whys:?}");
+        assert_eq!(
+            applied.refused[0].plans,
+            ["production/orders-svc", "staging/orders-svc"]
+        );
+        assert!(whys[1].starts_with("no plan defines production/orders;"));
+        assert!(whys[1].contains("eve@evil.test"), "the policy's answer too");
+        assert_eq!(applied.refused[1].plans[0], "production/orders-svc");
+        assert!(whys[2].contains("names no rollout"), "{whys:?}");
+        assert_eq!(applied.refused[2].trailer, "Tidegate: resume");
     }
 }

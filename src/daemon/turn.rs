@@ -67,12 +67,11 @@ where
         let now = self.now();
         let plans = self.registry.apply_plans(&update.plans, now);
         let policy = &self.settings.policy;
-        let controls =
-            self.registry
-                .apply_commits(&update.commits, policy, &self.settings.namespace, now);
+        let controls = self.registry.apply_commits(&update.commits, policy, now);
         for msg in plans.unattached.iter().chain(controls.unattached.iter()) {
             tracing::warn!(problem = %msg, "plans repository");
         }
+        self.answer_refused(controls.refused);
         if !plans.removed.is_empty() {
             let mut statuses = self.state.statuses.write().await;
             for id in plans.removed {

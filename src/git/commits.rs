@@ -12,6 +12,8 @@ use crate::control::{CommitInfo, SignatureState};
 
 pub const OWN_STATUS_TRAILER: &str = trailers::STATUS_KEY;
 pub const OWN_PROCESSED_TRAILER: &str = "Tidegate-Processed";
+pub const OWN_REMOVED_TRAILER: &str = "Tidegate-Removed";
+pub const OWN_REFUSED_TRAILER: &str = "Tidegate-Refused";
 
 /// One new commit: what the control policy decides on, plus what the daemon needs besides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,19 +49,31 @@ fn is_own(commit: &git2::Commit<'_>, own_email: &str) -> bool {
     if !email.eq_ignore_ascii_case(own_email) {
         return false;
     }
-    let (statuses, processed) = parse_own_trailers(commit.message().unwrap_or(""));
-    !statuses.is_empty() || processed.is_some()
+    trailers::trailers(commit.message().unwrap_or(""))
+        .iter()
+        .any(|(k, _)| {
+            [
+                OWN_STATUS_TRAILER,
+                OWN_PROCESSED_TRAILER,
+                OWN_REMOVED_TRAILER,
+                OWN_REFUSED_TRAILER,
+            ]
+            .iter()
+            .any(|own| k.eq_ignore_ascii_case(own))
+        })
 }
 
-/// The newest `Tidegate-Processed` marker on the first-parent history of `tip`, written by
-/// tidegate (author e-mail `own_email`), if it names a commit reachable from `tip`.
+/// The newest `Tidegate-Processed` marker on the first-parent history of `history` (the status
+/// branch, or the watched branch in same-branch mode), written by tidegate (author e-mail
+/// `own_email`), if it names a commit reachable from `tip` (the watched branch).
 pub(crate) fn find_marker(
     repo: &Repository,
+    history: Oid,
     tip: Oid,
     own_email: &str,
 ) -> Result<Option<Oid>, GitError> {
     let mut walk = repo.revwalk().map_err(GitError::read)?;
-    walk.push(tip).map_err(GitError::read)?;
+    walk.push(history).map_err(GitError::read)?;
     walk.simplify_first_parent().map_err(GitError::read)?;
     for oid in walk {
         let oid = oid.map_err(GitError::read)?;
@@ -73,11 +87,8 @@ pub(crate) fn find_marker(
             tracing::warn!(commit = %oid, value = %value, "ignoring a malformed Tidegate-Processed trailer");
             continue;
         };
-        if marker == tip
-            || repo
-                .graph_descendant_of(tip, marker)
-                .map_err(GitError::read)?
-        {
+        // A marker whose commit the mirror lacks (history rewritten) is not in the history.
+        if marker == tip || repo.graph_descendant_of(tip, marker).unwrap_or(false) {
             return Ok(Some(marker));
         }
         tracing::warn!(commit = %oid, marker = %marker, "Tidegate-Processed names a commit not in the branch history; looking further back");

@@ -21,13 +21,19 @@ impl Default for Identity {
     }
 }
 
+/// The branch of tidegate's own that status commits go to unless configured otherwise.
+pub const DEFAULT_STATUS_BRANCH: &str = "tidegate-status";
+
 /// Everything the adapter needs to watch and write one branch of one repository.
 #[derive(Debug, Clone)]
 pub struct GitConfig {
     /// Remote URL (`https://`, `http://`, `ssh://`, `user@host:path`, `file://`) or local path.
     pub url: String,
-    /// Branch holding the plans; status commits go to the same branch.
+    /// Branch holding the plans and the control commits (the watched branch).
     pub branch: String,
+    /// Branch the status commits go to (default `tidegate-status`). Equal to `branch`: the
+    /// same-branch mode, where status commits land between people's commits.
+    pub status_branch: String,
     /// The daemon's data directory; the bare mirror lives in `<data_dir>/git/<hash of url>.git`.
     pub data_dir: PathBuf,
     pub auth: Auth,
@@ -60,6 +66,7 @@ impl GitConfig {
         GitConfig {
             url: url.into(),
             branch: "main".into(),
+            status_branch: DEFAULT_STATUS_BRANCH.into(),
             data_dir: data_dir.into(),
             auth: Auth::None,
             ca_bundle: None,
@@ -76,17 +83,22 @@ impl GitConfig {
         }
     }
 
+    /// Whether status commits go to the watched branch itself.
+    pub fn same_branch(&self) -> bool {
+        self.status_branch == self.branch
+    }
+
     pub(crate) fn validate(&self) -> Result<(), GitError> {
         if self.url.trim().is_empty() {
             return Err(GitError::Config("the repository URL is empty".into()));
         }
-        if self.branch.is_empty()
-            || !git2::Reference::is_valid_name(&format!("refs/heads/{}", self.branch))
-        {
-            return Err(GitError::Config(format!(
-                "{:?} is not a valid branch name",
-                self.branch
-            )));
+        for branch in [&self.branch, &self.status_branch] {
+            if branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
+            {
+                return Err(GitError::Config(format!(
+                    "{branch:?} is not a valid branch name"
+                )));
+            }
         }
         let dir = self.status_dir.trim_matches('/');
         if dir.is_empty()

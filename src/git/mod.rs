@@ -1,13 +1,15 @@
 //! The Git adapter: a bare mirror of the plans repository, fetched and pushed with git2, with no
 //! work tree. It finds plan files by glob (re-reading only what a new tip changed), lists the
 //! commits added since the last processed one (with their SSH signature checked against an
-//! `allowed_signers` file), and writes status documents back as commits built directly on the
-//! fetched tip, retrying rejected pushes on the new tip and never force-pushing.
+//! `allowed_signers` file), and writes status documents back as commits on a status branch of
+//! tidegate's own (by default; the watched branch itself in same-branch mode), retrying rejected
+//! pushes on the new tip and never force-pushing.
 //!
 //! The daemon sees it through two small traits with plain types, [`PlanSource`] and
 //! [`StateStore`], so it can use a fake in unit tests. Formats and options: `docs/git.md`.
 
 mod auth;
+mod batch;
 mod commits;
 mod config;
 mod error;
@@ -20,8 +22,12 @@ mod transport;
 mod writer;
 
 pub use auth::{Auth, SecretSource, redact_url};
-pub use commits::{NewCommit, OWN_PROCESSED_TRAILER, OWN_STATUS_TRAILER, parse_own_trailers};
-pub use config::{GitConfig, Identity};
+pub use batch::StatusBatch;
+pub use commits::{
+    NewCommit, OWN_PROCESSED_TRAILER, OWN_REFUSED_TRAILER, OWN_REMOVED_TRAILER, OWN_STATUS_TRAILER,
+    parse_own_trailers,
+};
+pub use config::{DEFAULT_STATUS_BRANCH, GitConfig, Identity};
 pub use error::GitError;
 pub use plans::{PlanContent, PlanFile};
 pub use repo::{ForcePush, GitRepo, PlanChanges, SourceUpdate, WriteOutcome};
@@ -37,21 +43,38 @@ pub trait PlanSource {
     /// Fetch the branch and report the plan files that changed (all of them on the first call),
     /// the plan files that disappeared, and the commits added since the last processed one.
     fn poll(&mut self) -> Result<SourceUpdate, GitError>;
+
+    /// The text of the plan file `path` at commit `revision` (`None`: no such file there).
+    fn plan_at(&mut self, path: &str, revision: &str) -> Result<Option<String>, GitError>;
 }
 
-/// Where statuses go: every write is one commit on the branch, pushed.
+/// Where statuses go: every write is one commit on the status branch, pushed.
 pub trait StateStore {
-    /// The status documents at the current tip (for resuming after a restart).
+    /// The status documents at the status branch's tip, fetched now (for resuming after a
+    /// restart or a change of leader).
     fn load_statuses(&mut self) -> Result<Vec<Status>, GitError>;
 
-    /// Commit every status in `batch` (one transition each, in order; the last document of each
-    /// rollout wins) and push. `processed_through` is the newest commit whose controls the
-    /// statuses already reflect; `None` keeps the previous marker.
+    /// Commit `batch` (transitions in order, the last document of each rollout winning; then
+    /// removed status files; then refused controls) and push. `processed_through` is the newest
+    /// commit whose controls the statuses already reflect; `None` keeps the previous marker.
+    fn write(
+        &mut self,
+        batch: &StatusBatch,
+        processed_through: Option<&str>,
+    ) -> Result<WriteOutcome, GitError>;
+
+    /// [`StateStore::write`] of transitions only.
     fn write_statuses(
         &mut self,
         batch: &[Status],
         processed_through: Option<&str>,
-    ) -> Result<WriteOutcome, GitError>;
+    ) -> Result<WriteOutcome, GitError> {
+        let batch = StatusBatch {
+            statuses: batch.to_vec(),
+            ..StatusBatch::default()
+        };
+        self.write(&batch, processed_through)
+    }
 }
 
 /// One repository shared by the poller and the writer thread: calls take turns.
@@ -60,6 +83,12 @@ impl<T: PlanSource> PlanSource for std::sync::Arc<std::sync::Mutex<T>> {
         self.lock()
             .map_err(|_| GitError::Read("the git adapter lock is poisoned".into()))?
             .poll()
+    }
+
+    fn plan_at(&mut self, path: &str, revision: &str) -> Result<Option<String>, GitError> {
+        self.lock()
+            .map_err(|_| GitError::Read("the git adapter lock is poisoned".into()))?
+            .plan_at(path, revision)
     }
 }
 
@@ -70,13 +99,13 @@ impl<T: StateStore> StateStore for std::sync::Arc<std::sync::Mutex<T>> {
             .load_statuses()
     }
 
-    fn write_statuses(
+    fn write(
         &mut self,
-        batch: &[Status],
+        batch: &StatusBatch,
         processed_through: Option<&str>,
     ) -> Result<WriteOutcome, GitError> {
         self.lock()
             .map_err(|_| GitError::Read("the git adapter lock is poisoned".into()))?
-            .write_statuses(batch, processed_through)
+            .write(batch, processed_through)
     }
 }

@@ -250,6 +250,39 @@ impl PlanIndex {
         Ok(found)
     }
 
+    /// Every plan at `tip` with its content, without revisions (cheap: no history walk).
+    pub(crate) fn read_all(
+        &self,
+        repo: &Repository,
+        tip: Oid,
+    ) -> Result<Vec<(String, PlanContent)>, GitError> {
+        let tree = repo
+            .find_commit(tip)
+            .and_then(|c| c.tree())
+            .map_err(GitError::read)?;
+        Ok(self
+            .list(repo, &tree)?
+            .into_iter()
+            .map(|(path, oid, mode)| {
+                let content = self.content(repo, &path, oid, mode);
+                (path, content)
+            })
+            .collect())
+    }
+
+    /// The content of one tree entry at `path`, as a plan file's.
+    pub(crate) fn read_entry(
+        &self,
+        repo: &Repository,
+        path: &str,
+        entry: &git2::TreeEntry<'_>,
+    ) -> PlanContent {
+        if entry.kind() == Some(ObjectType::Tree) {
+            return PlanContent::Unreadable(format!("{path} is a folder, not a plan file"));
+        }
+        self.content(repo, path, entry.id(), entry.filemode())
+    }
+
     fn file(
         &self,
         repo: &Repository,
@@ -258,7 +291,17 @@ impl PlanIndex {
         mode: i32,
         revision: Oid,
     ) -> PlanFile {
-        let content = if mode == MODE_LINK {
+        let content = self.content(repo, &path, oid, mode);
+        PlanFile {
+            path,
+            revision: revision.to_string(),
+            blob: oid.to_string(),
+            content,
+        }
+    }
+
+    fn content(&self, repo: &Repository, path: &str, oid: Oid, mode: i32) -> PlanContent {
+        if mode == MODE_LINK {
             PlanContent::Unreadable(format!(
                 "{path} is a symbolic link; plans must be regular files"
             ))
@@ -267,13 +310,7 @@ impl PlanIndex {
                 "{path} is a submodule; tidegate does not read submodules"
             ))
         } else {
-            self.read_blob(repo, &path, oid)
-        };
-        PlanFile {
-            path,
-            revision: revision.to_string(),
-            blob: oid.to_string(),
-            content,
+            self.read_blob(repo, path, oid)
         }
     }
 

@@ -1,16 +1,21 @@
-//! Coalescing status writer: a thread that gathers the transitions submitted within a window
-//! (default 1 s) and writes them as one commit, so pushes stay at most one per window however
-//! many rollouts change. A failed write keeps its transitions for the next round.
+//! Coalescing status writer: a thread that gathers the transitions (and removed statuses and
+//! refused controls) submitted within a window (default 1 s) and writes them as one commit, so
+//! pushes stay at most one per window however many rollouts change. A failed write keeps its
+//! changes for the next round.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{GitError, StateStore};
+use super::{GitError, StateStore, StatusBatch};
+use crate::control::RefusedRecord;
+use crate::plan::RolloutId;
 use crate::rollout::Status;
 
 enum Msg {
     Submit(Box<Status>),
+    Remove(RolloutId),
+    Refuse(Vec<RefusedRecord>),
     Processed(String),
     Flush(Sender<()>),
 }
@@ -18,6 +23,7 @@ enum Msg {
 /// What one write did (sent to the report channel for metrics and logs).
 #[derive(Debug)]
 pub struct WriterReport {
+    /// Changes written (transitions, removed statuses, refused controls).
     pub transitions: usize,
     pub result: Result<super::WriteOutcome, GitError>,
     pub took: Duration,
@@ -34,6 +40,16 @@ impl WriterHandle {
     /// Queue one transition (its status document after the change).
     pub fn submit(&self, status: Status) -> bool {
         self.tx.send(Msg::Submit(Box::new(status))).is_ok()
+    }
+
+    /// Queue the deletion of a rollout's status file.
+    pub fn remove(&self, id: RolloutId) -> bool {
+        self.tx.send(Msg::Remove(id)).is_ok()
+    }
+
+    /// Queue controls no rollout could answer, for `_refused.yaml`.
+    pub fn refuse(&self, records: Vec<RefusedRecord>) -> bool {
+        self.tx.send(Msg::Refuse(records)).is_ok()
     }
 
     /// Record that the statuses submitted so far reflect every control up to `commit`.
@@ -85,7 +101,7 @@ fn run<S: StateStore>(
     rx: Receiver<Msg>,
     reports: Sender<WriterReport>,
 ) {
-    let mut pending: Vec<Status> = Vec::new();
+    let mut pending = StatusBatch::default();
     let mut processed: Option<String> = None;
     let mut last_write: Option<Instant> = None;
     let mut waiters: Vec<Sender<()>> = Vec::new();
@@ -122,11 +138,11 @@ fn run<S: StateStore>(
         if !pending.is_empty() {
             let started = Instant::now();
             last_write = Some(started);
-            let result = store.write_statuses(&pending, processed.as_deref());
+            let result = store.write(&pending, processed.as_deref());
             let transitions = pending.len();
             let ok = result.is_ok();
             if ok {
-                pending.clear();
+                pending = StatusBatch::default();
                 processed = None;
             } else if let Err(e) = &result {
                 tracing::error!(error = %e, transitions, "status write failed; keeping the transitions for the next round");
@@ -155,12 +171,14 @@ fn run<S: StateStore>(
 
 fn take(
     msg: Msg,
-    pending: &mut Vec<Status>,
+    pending: &mut StatusBatch,
     processed: &mut Option<String>,
     waiters: &mut Vec<Sender<()>>,
 ) {
     match msg {
-        Msg::Submit(s) => pending.push(*s),
+        Msg::Submit(s) => pending.push_status(*s),
+        Msg::Remove(id) => pending.push_removed(id),
+        Msg::Refuse(r) => pending.refused.extend(r),
         Msg::Processed(c) => *processed = Some(c),
         Msg::Flush(w) => waiters.push(w),
     }
@@ -190,9 +208,9 @@ mod tests {
         fn load_statuses(&mut self) -> Result<Vec<Status>, GitError> {
             Ok(Vec::new())
         }
-        fn write_statuses(
+        fn write(
             &mut self,
-            batch: &[Status],
+            batch: &StatusBatch,
             processed_through: Option<&str>,
         ) -> Result<super::super::WriteOutcome, GitError> {
             if self.fail > 0 {
@@ -202,7 +220,11 @@ mod tests {
                     reason: "down".into(),
                 });
             }
-            let weights = batch.iter().map(|s| s.route.canary_weight).collect();
+            let weights = batch
+                .statuses
+                .iter()
+                .map(|s| s.route.canary_weight)
+                .collect();
             self.batches
                 .lock()
                 .expect("lock")
@@ -210,7 +232,9 @@ mod tests {
             Ok(WriteOutcome {
                 commit: Some("c".into()),
                 attempts: 1,
-                transitions: batch.len(),
+                transitions: batch.statuses.len(),
+                removed: batch.removed.len(),
+                refused: batch.refused.len(),
                 skipped: Vec::new(),
             })
         }

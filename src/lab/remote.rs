@@ -102,11 +102,15 @@ pub fn seed(dir: &Path, files: &[(&str, String)]) -> Result<LabRepos, RemoteErro
     Ok(LabRepos { remote, clone })
 }
 
-/// Every commit message on `main` of the remote, oldest first.
+/// Every commit message on `main` and on tidegate's status branch of the remote, oldest first.
 pub fn messages(remote: &Path) -> Result<Vec<String>, RemoteError> {
     let repo = Repository::open_bare(remote).map_err(git_err(remote))?;
     let mut walk = repo.revwalk().map_err(git_err(remote))?;
     walk.push_ref("refs/heads/main").map_err(git_err(remote))?;
+    let status = format!("refs/heads/{}", crate::git::DEFAULT_STATUS_BRANCH);
+    if repo.find_reference(&status).is_ok() {
+        walk.push_ref(&status).map_err(git_err(remote))?;
+    }
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
         .map_err(git_err(remote))?;
     let mut out = Vec::new();

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::analysis::Verdict;
 use crate::control::ControlAction;
+use crate::control::RefusedRecord;
 use crate::plan::RolloutId;
 use crate::rollout::{ControlRecord, Event, Phase, Status};
 
@@ -145,6 +146,45 @@ impl Notification {
     }
 }
 
+impl Notification {
+    /// The notification of a control that named no rollout (`refused`): no phase, step or
+    /// weights (they say nothing here); the control and why it was refused.
+    pub fn refused(record: &RefusedRecord, channels: &[String]) -> Notification {
+        let (namespace, name) = match record.name.split_once('/') {
+            Some((ns, n)) => (ns.to_owned(), n.to_owned()),
+            None => (String::new(), record.name.clone()),
+        };
+        let action = record
+            .trailer
+            .split_once(':')
+            .and_then(|(_, v)| v.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned();
+        Notification {
+            rollout: RolloutId { namespace, name },
+            event: Event::Refused,
+            phase: Phase::Pending,
+            step: 0,
+            step_count: 0,
+            canary_weight: 0,
+            message: format!("`{}` refused: {}", record.trailer, record.why),
+            reason: format!("{} ({})", record.why, record.hint),
+            verdicts: Vec::new(),
+            commit: String::new(),
+            control: Some(ControlRecord {
+                commit: record.commit.clone(),
+                author: record.author.clone(),
+                action,
+                applied: false,
+                note: record.why.clone(),
+                at: record.at,
+            }),
+            channels: channels.to_vec(),
+            at: record.at,
+        }
+    }
+}
+
 /// The name of an event as users write it in channel configuration (`rolledBack`, ...).
 pub fn event_name(event: Event) -> &'static str {
     match event {
@@ -161,11 +201,12 @@ pub fn event_name(event: Event) -> &'static str {
         Event::Drift => "drift",
         Event::Deadline => "deadline",
         Event::Blocked => "blocked",
+        Event::Refused => "refused",
     }
 }
 
 /// Every event, in the order of a rollout's life.
-pub const ALL_EVENTS: [Event; 13] = [
+pub const ALL_EVENTS: [Event; 14] = [
     Event::Started,
     Event::StepAdvanced,
     Event::Paused,
@@ -179,6 +220,7 @@ pub const ALL_EVENTS: [Event; 13] = [
     Event::Drift,
     Event::Deadline,
     Event::Blocked,
+    Event::Refused,
 ];
 
 #[cfg(test)]

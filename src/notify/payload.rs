@@ -114,6 +114,7 @@ fn icon(event: Event) -> &'static str {
         Event::RollingBack | Event::RolledBack => ":rotating_light:",
         Event::Aborted => ":octagonal_sign:",
         Event::Invalid | Event::Drift | Event::Blocked | Event::Deadline => ":warning:",
+        Event::Refused => ":no_entry:",
     }
 }
 
@@ -137,6 +138,7 @@ fn headline(n: &Notification) -> String {
         Event::Drift => "drifted: someone else changed its routes".into(),
         Event::Blocked => "is blocked: tidegate cannot change its routes".into(),
         Event::Deadline => "missed its progress deadline".into(),
+        Event::Refused => "names no rollout tidegate knows: control refused".into(),
     }
 }
 
@@ -188,6 +190,9 @@ fn control_line(n: &Notification) -> Option<String> {
 
 /// The plain mrkdwn text of a Slack message (also the fallback shown in notifications).
 pub fn slack_text(n: &Notification) -> String {
+    if n.event == Event::Refused {
+        return refused_text(n);
+    }
     let mut text = format!(
         "{} *{}* {} — {}, canary {}% (step {}/{})",
         icon(n.event),
@@ -216,6 +221,22 @@ pub fn slack_text(n: &Notification) -> String {
     text
 }
 
+/// A refused control has no phase, step or weights to show.
+fn refused_text(n: &Notification) -> String {
+    let mut text = format!(
+        "{} *{}* {}\n> {}",
+        icon(n.event),
+        esc(&n.rollout.to_string()),
+        headline(n),
+        esc(&n.reason)
+    );
+    if let Some(c) = control_line(n) {
+        text.push('\n');
+        text.push_str(&c);
+    }
+    text
+}
+
 /// The Slack incoming-webhook body: `text` for clients that only read text (Mattermost,
 /// Rocket.Chat, phone notifications) and `blocks` for Slack.
 pub fn slack_payload(n: &Notification) -> Value {
@@ -225,15 +246,15 @@ pub fn slack_payload(n: &Notification) -> Value {
         esc(&n.rollout.to_string()),
         headline(n)
     );
-    let mut blocks = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": header}}),
-        json!({"type": "section", "fields": [
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": header}})];
+    if n.event != Event::Refused {
+        blocks.push(json!({"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Phase*\n{}", n.phase)},
             {"type": "mrkdwn", "text": format!("*Canary weight*\n{}%", n.canary_weight)},
             {"type": "mrkdwn", "text": format!("*Step*\n{}/{}", n.step.min(n.step_count), n.step_count)},
             {"type": "mrkdwn", "text": format!("*Plan commit*\n`{}`", esc(short(&n.commit)))},
-        ]}),
-    ];
+        ]}));
+    }
     if !n.reason.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("> {}", esc(&n.reason))}}));
     }
@@ -291,6 +312,32 @@ mod tests {
              • p99&lt;latency&gt;: NaN *Inconclusive*\n\
              plan commit `0123456789ab`"
         );
+    }
+
+    #[test]
+    fn a_refused_control_shows_no_phase_or_weights() {
+        let record = crate::control::RefusedRecord {
+            commit: "0123456789abcdef".into(),
+            author: "Ana <ana@example.com>".into(),
+            trailer: "Tidegate: pause production/orders".into(),
+            name: "production/orders".into(),
+            why: "no plan defines production/orders".into(),
+            hint: "closest plans: production/orders-svc; name one of them".into(),
+            plans: vec!["production/orders-svc".into()],
+            at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+        };
+        let n = Notification::refused(&record, &["ops".to_string()]);
+        assert_eq!(
+            slack_text(&n),
+            ":no_entry: *production/orders* names no rollout tidegate knows: control refused\n\
+             > no plan defines production/orders (closest plans: production/orders-svc; name one of them)\n\
+             pause by Ana &lt;ana@example.com&gt; in commit `0123456789ab`"
+        );
+        let blocks = slack_payload(&n)["blocks"].as_array().map(Vec::len);
+        assert_eq!(blocks, Some(3), "header, reason, control; no phase fields");
+        let v = serde_json::to_value(JsonPayload::new(&n)).expect("json");
+        assert_eq!(v["event"], "refused");
+        assert_eq!(v["control"]["action"], "pause");
     }
 
     #[test]

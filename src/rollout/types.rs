@@ -216,6 +216,8 @@ pub enum Event {
     Deadline,
     /// The daemon cannot carry out a decision (the VirtualService cannot be written or read).
     Blocked,
+    /// A control named no rollout tidegate knows (unknown, ambiguous or malformed name).
+    Refused,
 }
 
 /// Something the daemon must do for a decision to take effect, in this order.

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use chrono::{TimeZone, Utc};
 use tempfile::TempDir;
-use tidegate::git::{GitConfig, Identity};
+use tidegate::git::{DEFAULT_STATUS_BRANCH, GitConfig, Identity};
 use tidegate::plan::RolloutId;
 use tidegate::rollout::{Phase, RouteState, Status};
 
@@ -141,12 +141,21 @@ impl Remote {
         d
     }
 
+    /// The adapter's configuration with its defaults: status commits on `tidegate-status`.
     pub fn config(&self) -> GitConfig {
         let mut c = GitConfig::new(self.url(), self.data_dir());
         c.author = Identity {
             name: "tidegate".into(),
             email: "tidegate@example.com".into(),
         };
+        assert_eq!(c.status_branch, STATUS_BRANCH);
+        c
+    }
+
+    /// Same-branch mode: status commits on `main`, between people's commits.
+    pub fn same_branch_config(&self) -> GitConfig {
+        let mut c = self.config();
+        c.status_branch = "main".into();
         c
     }
 }
@@ -180,13 +189,21 @@ pub fn status(ns: &str, name: &str, phase: Phase, weight: u8, reason: &str) -> S
     }
 }
 
-/// Every `Tidegate-Status` trailer value on the remote branch, oldest first.
+/// The branch status commits go to by default.
+pub const STATUS_BRANCH: &str = DEFAULT_STATUS_BRANCH;
+
+/// Every `Tidegate-Status` trailer value on the remote's status branch, oldest first.
 pub fn status_trailers(remote: &Remote) -> Vec<String> {
+    status_trailers_on(remote, STATUS_BRANCH)
+}
+
+/// Every `Tidegate-Status` trailer value on `branch` of the remote, oldest first.
+pub fn status_trailers_on(remote: &Remote, branch: &str) -> Vec<String> {
     let log = remote.remote_git(&[
         "log",
         "--reverse",
         "--format=%(trailers:key=Tidegate-Status,valueonly,separator=%x0a)",
-        "main",
+        branch,
     ]);
     log.lines()
         .map(str::trim)

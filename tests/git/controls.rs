@@ -201,7 +201,7 @@ fn control_command_errors_are_clear() {
     let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "orders", 5))]);
     let path = remote.bare.to_str().expect("utf8");
     let out = tidegate(&["pause", "../etc", "--repo", path, "--author", "A <a@x.y>"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a rollout name"));
     let home = remote.dir.path().join("home");
     std::fs::create_dir_all(&home).expect("mkdir");
@@ -224,4 +224,130 @@ fn control_command_errors_are_clear() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope\" does not exist"));
+}
+
+#[test]
+fn control_commands_check_the_name_against_the_plans() {
+    let invalid = plan_yaml("prod", "broken", 5).replace("canary: v2", "canary: v1");
+    let remote = Remote::with_files(&[
+        ("rollouts/orders.yaml", &plan_yaml("prod", "orders", 5)),
+        (
+            "rollouts/orders-staging.yaml",
+            &plan_yaml("staging", "orders", 5),
+        ),
+        ("rollouts/cart.yaml", &plan_yaml("prod", "cart", 5)),
+        ("rollouts/broken.yaml", &invalid),
+    ]);
+    let path = remote.bare.to_str().expect("utf8");
+    let run = |name: &str| {
+        tidegate(&[
+            "pause",
+            name,
+            "-m",
+            "hold",
+            "--repo",
+            path,
+            "--author",
+            "Ana <ana@example.com>",
+        ])
+    };
+    let tip = remote.remote_git(&["rev-parse", "main"]);
+    let refused = |name: &str, expected: &[&str]| {
+        let out = run(name);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        for e in expected {
+            assert!(err.contains(e), "{name}: {err}");
+        }
+        assert_eq!(
+            remote.remote_git(&["rev-parse", "main"]),
+            tip,
+            "{name}: nothing pushed"
+        );
+    };
+    refused(
+        "orders",
+        &[
+            "orders is ambiguous",
+            "prod/orders, staging/orders",
+            "e.g. prod/orders",
+        ],
+    );
+    refused(
+        "prod/order",
+        &["no plan defines prod/order", "closest plans: prod/orders"],
+    );
+    refused(
+        "carts",
+        &["no plan in any namespace is named carts", "prod/cart"],
+    );
+    refused("a/b/c", &["has more than one `/`"]);
+
+    // A bare name that one plan has resolves, and the trailer names it in full.
+    let out = ok(run("cart"));
+    assert!(out.trim().ends_with("pause prod/cart"), "{out}");
+    assert_eq!(
+        remote.remote_git(&[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Tidegate,valueonly)",
+            "main"
+        ]),
+        "pause prod/cart hold"
+    );
+    // An invalid plan is still a rollout the daemon answers for.
+    let out = ok(run("broken"));
+    assert!(out.trim().ends_with("pause prod/broken"), "{out}");
+}
+
+#[test]
+fn status_reads_the_status_branch_and_shows_refused_controls() {
+    use tidegate::control::RefusedRecord;
+    use tidegate::git::StatusBatch;
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "orders", 5))]);
+    let path = remote.bare.to_str().expect("utf8");
+    let mut repo = GitRepo::open(remote.config()).expect("open");
+    let tip = repo.poll().expect("poll").tip;
+    let batch = StatusBatch {
+        statuses: vec![status("prod", "orders", Phase::Paused, 5, "held")],
+        refused: vec![RefusedRecord {
+            commit: tip.clone(),
+            author: "Ana <ana@example.com>".into(),
+            trailer: "Tidegate: pause prod/order".into(),
+            name: "prod/order".into(),
+            why: "no plan defines prod/order".into(),
+            hint: "closest plans: prod/orders; name one of them".into(),
+            plans: vec!["prod/orders".into()],
+            at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+        }],
+        ..StatusBatch::default()
+    };
+    repo.write(&batch, Some(&tip)).expect("write");
+    let table = ok(tidegate(&["status", "--repo", path]));
+    assert!(
+        table.contains("prod/orders") && table.contains("Paused"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Controls that named no rollout (1 recorded in status/_refused.yaml"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "`Tidegate: pause prod/order`: no plan defines prod/order; closest plans: prod/orders"
+        ),
+        "{table}"
+    );
+    // Another status branch (none there: the statuses of the plans branch, none yet).
+    let other = ok(tidegate(&[
+        "status",
+        "--repo",
+        path,
+        "--status-branch",
+        "elsewhere",
+    ]));
+    assert!(other.contains("(no status files yet)"), "{other}");
+    let json = ok(tidegate(&["status", "--repo", path, "-o", "json"]));
+    let printed: Vec<tidegate::rollout::Status> = serde_json::from_str(&json).expect("json");
+    assert_eq!(printed.len(), 1, "json stays a list of statuses");
 }

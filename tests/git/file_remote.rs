@@ -100,7 +100,7 @@ fn later_polls_reread_only_changed_plans() {
 }
 
 #[test]
-fn status_commit_is_built_on_the_tip_with_trailers_and_author() {
+fn status_commits_go_to_a_branch_of_their_own_with_trailers_and_author() {
     let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "orders", 5))]);
     let mut repo = GitRepo::open(remote.config()).expect("open");
     let update = repo.poll().expect("poll");
@@ -127,14 +127,23 @@ fn status_commit_is_built_on_the_tip_with_trailers_and_author() {
     assert_eq!(out.transitions, 3);
     assert_eq!(out.attempts, 1);
     let commit = out.commit.expect("a commit");
-    assert_eq!(remote.remote_git(&["rev-parse", "main"]), commit);
+    assert_eq!(remote.remote_git(&["rev-parse", STATUS_BRANCH]), commit);
     assert_eq!(
-        remote.remote_git(&["rev-parse", "main^"]),
+        remote.remote_git(&["rev-parse", "main"]),
         update.tip,
-        "built on the fetched tip"
+        "the watched branch is untouched"
     );
     assert_eq!(
-        remote.remote_git(&["log", "-1", "--format=%an <%ae>", "main"]),
+        remote.remote_git(&["rev-list", "--count", "--max-parents=0", STATUS_BRANCH]),
+        "1",
+        "the status branch is a history of its own"
+    );
+    assert_eq!(
+        remote.remote_git(&["rev-list", "--count", STATUS_BRANCH]),
+        "1"
+    );
+    assert_eq!(
+        remote.remote_git(&["log", "-1", "--format=%an <%ae>", STATUS_BRANCH]),
         "tidegate <tidegate@example.com>"
     );
     assert_eq!(
@@ -149,18 +158,24 @@ fn status_commit_is_built_on_the_tip_with_trailers_and_author() {
         "log",
         "-1",
         "--format=%(trailers:key=Tidegate-Processed,valueonly)",
-        "main",
+        STATUS_BRANCH,
     ]);
     assert_eq!(processed, update.tip);
-    let subject = remote.remote_git(&["log", "-1", "--format=%s", "main"]);
+    let subject = remote.remote_git(&["log", "-1", "--format=%s", STATUS_BRANCH]);
     assert_eq!(subject, "tidegate: 3 transitions in 2 rollouts");
-    // The last document of each rollout wins; the plan file is untouched.
-    let doc = remote.remote_git(&["show", "main:status/prod/orders.yaml"]);
+    // The last document of each rollout wins; the status branch holds statuses only.
+    let doc = remote.remote_git(&["show", &format!("{STATUS_BRANCH}:status/prod/orders.yaml")]);
     assert!(doc.contains("canaryWeight: 25"), "{doc}");
     assert!(doc.contains("phase: Progressing"), "{doc}");
     assert_eq!(
-        remote.remote_git(&["show", "main:rollouts/a.yaml"]),
-        plan_yaml("prod", "orders", 5).trim()
+        remote.remote_git(&["ls-tree", "-r", "--name-only", STATUS_BRANCH]),
+        "status/prod/cart.yaml\nstatus/prod/orders.yaml"
+    );
+    assert!(
+        !git_output(&remote.bare, &["cat-file", "-e", "main:status"])
+            .status
+            .success(),
+        "no status file on the watched branch"
     );
     // Reading back gives the same documents.
     let mut loaded = repo.load_statuses().expect("load");
@@ -173,13 +188,13 @@ fn status_commit_is_built_on_the_tip_with_trailers_and_author() {
 }
 
 #[test]
-fn own_commits_are_flagged_and_restart_resumes_after_the_marker() {
+fn same_branch_mode_flags_own_commits_and_restart_resumes_after_the_marker() {
     let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "orders", 5))]);
     let before = remote.commit(
         &[],
         "Pause before tidegate ran\n\nTidegate: pause prod/orders",
     );
-    let mut repo = GitRepo::open(remote.config()).expect("open");
+    let mut repo = GitRepo::open(remote.same_branch_config()).expect("open");
     let first = repo.poll().expect("poll");
     assert!(
         first.commits.is_empty(),
@@ -206,7 +221,7 @@ fn own_commits_are_flagged_and_restart_resumes_after_the_marker() {
     // A fresh daemon (new data dir) resumes at the marker: it sees its own commit and the control,
     // but nothing older.
     let data = tempfile::tempdir().expect("tempdir");
-    let mut cfg = remote.config();
+    let mut cfg = remote.same_branch_config();
     cfg.data_dir = data.path().to_path_buf();
     let mut restarted = GitRepo::open(cfg).expect("open");
     let resumed = restarted.poll().expect("poll");
@@ -217,6 +232,218 @@ fn own_commits_are_flagged_and_restart_resumes_after_the_marker() {
         .collect();
     assert_eq!(ids, [own.as_str(), control.as_str()]);
     assert!(!ids.contains(&before.as_str()));
+}
+
+#[test]
+fn the_marker_on_the_status_branch_makes_a_restart_resume_after_it() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "orders", 5))]);
+    let before = remote.commit(&[], "Before tidegate ran\n\nTidegate: pause prod/orders");
+    let mut repo = GitRepo::open(remote.config()).expect("open");
+    let first = repo.poll().expect("poll");
+    assert!(first.commits.is_empty());
+    repo.write_statuses(
+        &[status("prod", "orders", Phase::Pending, 0, "waiting")],
+        Some(&first.tip),
+    )
+    .expect("write");
+    // No `git pull` needed: the status commit is not on the branch people push to.
+    let control = remote.commit(&[], "Hold it\n\nTidegate: pause prod/orders");
+    let next = repo.poll().expect("poll");
+    let flags: Vec<(String, bool)> = next
+        .commits
+        .iter()
+        .map(|c| (c.commit.id.clone(), c.is_own))
+        .collect();
+    assert_eq!(flags, vec![(control.clone(), false)]);
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cfg = remote.config();
+    cfg.data_dir = data.path().to_path_buf();
+    let mut restarted = GitRepo::open(cfg).expect("open");
+    let resumed = restarted.poll().expect("poll");
+    let ids: Vec<&str> = resumed
+        .commits
+        .iter()
+        .map(|c| c.commit.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [control.as_str()],
+        "resumes after the marker, not before"
+    );
+    assert!(!ids.contains(&before.as_str()));
+    let loaded = restarted.load_statuses().expect("load");
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].reason, "waiting");
+}
+
+#[test]
+fn moving_from_same_branch_mode_keeps_statuses_and_the_marker() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let mut old = GitRepo::open(remote.same_branch_config()).expect("open");
+    let tip = old.poll().expect("poll").tip;
+    let own = old
+        .write_statuses(&[status("prod", "a", Phase::Paused, 5, "held")], Some(&tip))
+        .expect("write")
+        .commit
+        .expect("commit");
+    remote.sync();
+    let control = remote.commit(&[], "go\n\nTidegate: resume prod/a");
+
+    // The same daemon, upgraded: status branch by default, a fresh data directory.
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cfg = remote.config();
+    cfg.data_dir = data.path().to_path_buf();
+    let mut repo = GitRepo::open(cfg).expect("open");
+    let loaded = repo.load_statuses().expect("load");
+    assert_eq!(
+        loaded.len(),
+        1,
+        "read from the watched branch until the status branch exists"
+    );
+    assert_eq!(loaded[0].reason, "held");
+    let update = repo.poll().expect("poll");
+    let seen: Vec<(String, bool)> = update
+        .commits
+        .iter()
+        .map(|c| (c.commit.id.clone(), c.is_own))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(own, true), (control, false)],
+        "the old marker holds"
+    );
+    repo.write_statuses(
+        &[status("prod", "b", Phase::Pending, 0, "new")],
+        Some(&update.tip),
+    )
+    .expect("write");
+    assert_eq!(
+        remote.remote_git(&["ls-tree", "-r", "--name-only", STATUS_BRANCH]),
+        "status/prod/a.yaml\nstatus/prod/b.yaml",
+        "the new branch starts with the statuses of the watched branch"
+    );
+    let mut reasons: Vec<String> = repo
+        .load_statuses()
+        .expect("load")
+        .into_iter()
+        .map(|s| s.reason)
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["held", "new"]);
+}
+
+#[test]
+fn removed_statuses_are_deleted_and_refusals_recorded_once() {
+    use tidegate::control::RefusedRecord;
+    use tidegate::git::StatusBatch;
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let mut repo = GitRepo::open(remote.same_branch_config()).expect("open");
+    let tip = repo.poll().expect("poll").tip;
+    repo.write_statuses(
+        &[
+            status("prod", "a", Phase::Progressing, 5, "step 1"),
+            status("prod", "gone", Phase::Succeeded, 100, "done"),
+        ],
+        Some(&tip),
+    )
+    .expect("write");
+    let refused = RefusedRecord {
+        commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        author: "Ana <ana@example.com>".into(),
+        trailer: "Tidegate: pause prod/orders".into(),
+        name: "prod/orders".into(),
+        why: "no plan defines prod/orders".into(),
+        hint: "closest plans: prod/a; name one of them".into(),
+        plans: vec!["prod/a".into()],
+        at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+    };
+    let mut batch = StatusBatch::default();
+    batch.push_removed(tidegate::plan::RolloutId {
+        namespace: "prod".into(),
+        name: "gone".into(),
+    });
+    batch.refused.push(refused.clone());
+    let out = repo.write(&batch, None).expect("write");
+    assert_eq!((out.transitions, out.removed, out.refused), (0, 1, 1));
+    let commit = out.commit.expect("commit");
+    assert_eq!(
+        remote.remote_git(&["ls-tree", "-r", "--name-only", "main", "status"]),
+        "status/_refused.yaml\nstatus/prod/a.yaml"
+    );
+    let trailers = remote.remote_git(&["log", "-1", "--format=%(trailers:only,unfold)", "main"]);
+    assert!(
+        trailers.contains("Tidegate-Removed: prod/gone"),
+        "{trailers}"
+    );
+    assert!(
+        trailers.contains("Tidegate-Refused: 0123456789ab prod/orders"),
+        "{trailers}"
+    );
+    assert_eq!(repo.refused_records().expect("read"), vec![refused.clone()]);
+    // `_refused.yaml` is not a status document.
+    let loaded = repo.load_statuses().expect("load");
+    assert_eq!(loaded.len(), 1);
+    // The same refusal again (a replay) changes nothing.
+    let batch = StatusBatch {
+        refused: vec![refused],
+        ..StatusBatch::default()
+    };
+    assert_eq!(repo.write(&batch, None).expect("write").commit, None);
+    // A commit with only removals and refusals is still tidegate's own.
+    remote.sync();
+    let control = remote.commit(&[], "x\n\nTidegate: pause prod/a");
+    let seen: Vec<(String, bool)> = repo
+        .poll()
+        .expect("poll")
+        .commits
+        .iter()
+        .map(|c| (c.commit.id.clone(), c.is_own))
+        .collect();
+    assert_eq!(seen[seen.len() - 2..], [(commit, true), (control, false)]);
+}
+
+#[test]
+fn plan_at_reads_a_plan_file_as_it_was_at_a_commit() {
+    let remote = Remote::with_files(&[("rollouts/a.yaml", &plan_yaml("prod", "a", 5))]);
+    let first = remote.head();
+    let second = remote.commit(&[("rollouts/a.yaml", "spec: [broken\n")], "typo");
+    std::fs::remove_file(remote.work.join("rollouts/a.yaml")).expect("rm");
+    let third = remote.commit(&[], "drop a");
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(
+        GitRepo::open(remote.config()).expect("open"),
+    ));
+    let mut repo = shared.clone();
+    repo.poll().expect("poll");
+    assert_eq!(
+        repo.plan_at("rollouts/a.yaml", &first).expect("first"),
+        Some(plan_yaml("prod", "a", 5))
+    );
+    assert_eq!(
+        repo.plan_at("rollouts/a.yaml", &second)
+            .expect("second")
+            .as_deref(),
+        Some("spec: [broken\n")
+    );
+    assert_eq!(
+        repo.plan_at("rollouts/a.yaml", &third).expect("third"),
+        None
+    );
+    assert_eq!(
+        repo.plan_at("rollouts/other.yaml", &first).expect("none"),
+        None
+    );
+    let err = repo
+        .plan_at(
+            "rollouts/a.yaml",
+            "0123456789abcdef0123456789abcdef01234567",
+        )
+        .expect_err("unknown commit");
+    assert!(err.to_string().contains("is not in the mirror"), "{err}");
+    assert!(
+        repo.plan_at("rollouts/a.yaml", "HEAD~1").is_err(),
+        "ids only"
+    );
 }
 
 #[test]
@@ -262,7 +489,7 @@ fn local_path_remote_works_like_file_url() {
         .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
         .expect("write");
     assert_eq!(
-        remote.remote_git(&["rev-parse", "main"]),
+        remote.remote_git(&["rev-parse", STATUS_BRANCH]),
         out.commit.expect("commit")
     );
 }
@@ -293,7 +520,11 @@ fn a_separate_writer_mirror_carries_the_marker_forward() {
         "log",
         "-1",
         "--format=%(trailers:key=Tidegate-Processed,valueonly)",
-        "main",
+        STATUS_BRANCH,
     ]);
     assert_eq!(processed, tip);
+    assert_eq!(
+        remote.remote_git(&["rev-list", "--count", STATUS_BRANCH]),
+        "2"
+    );
 }

@@ -80,17 +80,32 @@ fn token_over_smart_http_fetches_and_pushes() {
     let server = serve(remote.dir.path());
     let token_file = remote.dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write");
-    let mut repo = GitRepo::open(http_config(
-        &remote,
-        &server,
-        SecretSource::File(token_file),
-    ))
-    .expect("open");
+    let token_file = SecretSource::File(token_file);
+    let mut repo = GitRepo::open(http_config(&remote, &server, token_file.clone())).expect("open");
     let update = repo.poll().expect("fetch over http");
     assert_eq!(update.plans.changed.len(), 1);
     assert_eq!(update.tip, remote.head());
-    // Someone else pushes first: the push is rejected, rebuilt and retried over HTTP too.
+    // The status branch is created over HTTP; a person's push to main meanwhile changes nothing.
     remote.commit(&[("notes.txt", "hi")], "someone else");
+    let out = repo
+        .write_statuses(
+            &[status("prod", "a", Phase::Progressing, 5, "step 1")],
+            None,
+        )
+        .expect("push over http");
+    assert_eq!(out.attempts, 1);
+    assert_eq!(
+        remote.remote_git(&["rev-parse", STATUS_BRANCH]),
+        out.commit.expect("commit")
+    );
+
+    // Same-branch mode: someone else pushes first, the push is rejected, rebuilt and retried.
+    let mut cfg = http_config(&remote, &server, token_file);
+    cfg.status_branch = "main".into();
+    cfg.data_dir = remote.dir.path().join("same-branch");
+    let mut repo = GitRepo::open(cfg).expect("open");
+    repo.poll().expect("fetch over http");
+    remote.commit(&[("notes.txt", "hi again")], "someone else again");
     let out = repo
         .write_statuses(
             &[status("prod", "a", Phase::Progressing, 5, "step 1")],
@@ -187,7 +202,7 @@ fn https_with_a_custom_ca_bundle() {
         .write_statuses(&[status("prod", "a", Phase::Pending, 0, "new")], None)
         .expect("push over https");
     assert_eq!(
-        remote.remote_git(&["rev-parse", "main"]),
+        remote.remote_git(&["rev-parse", STATUS_BRANCH]),
         out.commit.expect("commit")
     );
 }
@@ -216,7 +231,7 @@ fn a_hook_refusal_is_reported_at_once_not_retried() {
     assert!(matches!(err, GitError::PushRefused { .. }), "{err:?}");
     assert!(
         err.to_string()
-            .contains("refused to update refs/heads/main: pre-receive hook declined"),
+            .contains("refused to update refs/heads/tidegate-status: pre-receive hook declined"),
         "{err}"
     );
     // Once the hook is gone the same adapter pushes.

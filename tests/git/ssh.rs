@@ -122,10 +122,10 @@ fn ssh_with_known_host_fetches_and_pushes_and_unknown_host_is_refused() {
         )
         .expect("push over ssh");
     assert_eq!(
-        remote.remote_git(&["rev-parse", "main"]),
+        remote.remote_git(&["rev-parse", STATUS_BRANCH]),
         out.commit.clone().expect("commit")
     );
-    let out_commit = out.commit.expect("commit");
+    let out_commit = remote.head();
 
     // Hashed known_hosts (as `ssh-keygen -H` writes it) works too.
     let hashed = dir.join("known_hosts_hashed");

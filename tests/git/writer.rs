@@ -33,13 +33,14 @@ fn a_burst_of_transitions_becomes_one_commit() {
         "one trailer per transition, in order"
     );
     assert_eq!(
-        remote.remote_git(&["rev-list", "--count", "main"]),
-        "2",
-        "the initial commit plus one status commit"
+        remote.remote_git(&["rev-list", "--count", STATUS_BRANCH]),
+        "1",
+        "one status commit"
     );
+    assert_eq!(remote.remote_git(&["rev-list", "--count", "main"]), "1");
     assert_eq!(
         remote
-            .remote_git(&["ls-tree", "-r", "--name-only", "main", "status/prod"])
+            .remote_git(&["ls-tree", "-r", "--name-only", STATUS_BRANCH, "status/prod"])
             .lines()
             .count(),
         25
@@ -63,7 +64,6 @@ fn poller_and_writer_share_one_mirror() {
         .recv_timeout(Duration::from_secs(30))
         .expect("report");
     let pushed = report.result.expect("write").commit.expect("commit");
-    remote.sync();
     let control = remote.commit(&[], "hold\n\nTidegate: pause prod/a");
     let next = poller.poll().expect("poll");
     let seen: Vec<(String, bool)> = next
@@ -71,7 +71,20 @@ fn poller_and_writer_share_one_mirror() {
         .iter()
         .map(|c| (c.commit.id.clone(), c.is_own))
         .collect();
-    assert_eq!(seen, vec![(pushed, true), (control, false)]);
+    assert_eq!(
+        seen,
+        vec![(control, false)],
+        "status commits are not on main"
+    );
+    let mut shared_repo = poller.lock().expect("lock");
+    let loaded = tidegate::git::StateStore::load_statuses(&mut *shared_repo).expect("load");
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(
+        remote.remote_git(&["rev-parse", STATUS_BRANCH]),
+        pushed,
+        "the shared mirror tracks the status branch"
+    );
+    drop(shared_repo);
     drop(handle);
     writer.join();
 }

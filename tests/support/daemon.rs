@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tidegate::analysis::batch::Series;
-use tidegate::control::{CommitInfo, Policy, SignatureState};
+use tidegate::control::{CommitInfo, Policy, RefusedRecord, SignatureState};
 use tidegate::daemon::{
     App, EventRecorder, Leadership, Notifier, Parts, PlanFeed, Settings, StatusSink, TokioClock,
     schedule,
@@ -25,7 +25,7 @@ use tidegate::mesh::istio::routes;
 use tidegate::mesh::{Mesh, MeshKind, ObjectKey, Target, TrafficRouter, WriteReport};
 use tidegate::metrics::{MetricsError, MetricsSource};
 use tidegate::notify::Notification;
-use tidegate::plan::Plan;
+use tidegate::plan::{Plan, RolloutId};
 use tidegate::rollout::{ReadBack, RouteState, Status, Transition};
 use tidegate::transient::Transient;
 use tokio::sync::{Notify, watch};
@@ -469,6 +469,8 @@ impl FakeMetrics {
 #[derive(Default)]
 struct RepoState {
     files: BTreeMap<String, (String, String)>,
+    /// Every revision of every path: (path, commit) → text (`None`: removed by that commit).
+    history: BTreeMap<(String, String), Option<String>>,
     commits: Vec<NewCommit>,
     seen_files: Option<BTreeMap<String, String>>,
     seen_commits: usize,
@@ -494,11 +496,34 @@ impl FakeRepo {
     pub fn write_plan(&self, path: &str, text: &str) {
         let mut st = lock(&self.state);
         let id = Self::commit_id(&mut st);
+        st.history
+            .insert((path.into(), id.clone()), Some(text.into()));
         st.files.insert(path.into(), (text.into(), id));
     }
 
     pub fn remove_plan(&self, path: &str) {
-        lock(&self.state).files.remove(path);
+        let mut st = lock(&self.state);
+        let id = Self::commit_id(&mut st);
+        st.history.insert((path.into(), id), None);
+        st.files.remove(path);
+    }
+
+    /// The text of `path` at commit `revision` (the newest change of `path` at or before it).
+    fn text_at(&self, path: &str, revision: &str) -> Result<Option<String>, GitError> {
+        let st = lock(&self.state);
+        let known = u64::from_str_radix(revision, 16)
+            .ok()
+            .filter(|n| *n >= 1 && *n <= st.next_id);
+        if known.is_none() {
+            return Err(GitError::Read(format!(
+                "commit {revision} (a revision of {path}) is not in the mirror"
+            )));
+        }
+        Ok(st
+            .history
+            .range((path.to_owned(), String::new())..=(path.to_owned(), revision.to_owned()))
+            .next_back()
+            .and_then(|(_, text)| text.clone()))
     }
 
     /// Push a commit carrying `Tidegate: <control>` by `email`.
@@ -538,6 +563,7 @@ impl FakeRepo {
         FakeRepo {
             state: Arc::new(Mutex::new(RepoState {
                 files: st.files.clone(),
+                history: st.history.clone(),
                 commits: st.commits.clone(),
                 seen_files: None,
                 seen_commits: st.seen_commits,
@@ -597,6 +623,14 @@ impl PlanFeed for FakeRepo {
     fn load_statuses(&mut self) -> impl Future<Output = Result<Vec<Status>, GitError>> + Send {
         ready(Ok(lock(&self.state).statuses.clone()))
     }
+
+    fn plan_at(
+        &mut self,
+        path: &str,
+        revision: &str,
+    ) -> impl Future<Output = Result<Option<String>, GitError>> + Send {
+        ready(self.text_at(path, revision))
+    }
 }
 
 impl FakeRepo {
@@ -625,10 +659,15 @@ impl FakeRepo {
 // ---------------------------------------------------------------------------------------------
 // Sinks
 
-/// Records every status submitted, the processed marker, notifications and Events.
+/// Records every status submitted, removed statuses, refused controls, the processed marker,
+/// notifications and Events.
 #[derive(Clone, Default)]
 pub struct Recorder {
     pub statuses: Arc<Mutex<Vec<Status>>>,
+    /// Status files deleted, in order.
+    pub removed: Arc<Mutex<Vec<RolloutId>>>,
+    /// Controls that named no rollout (`status/_refused.yaml`), in order.
+    pub refused: Arc<Mutex<Vec<RefusedRecord>>>,
     pub processed: Arc<Mutex<Option<String>>>,
     pub notifications: Arc<Mutex<Vec<Notification>>>,
     pub events: Arc<Mutex<Vec<Transition>>>,
@@ -668,6 +707,14 @@ impl Recorder {
 impl StatusSink for Recorder {
     fn submit(&self, status: Status) {
         lock(&self.statuses).push(status);
+    }
+
+    fn remove(&self, id: &RolloutId) {
+        lock(&self.removed).push(id.clone());
+    }
+
+    fn refuse_unknown(&self, records: Vec<RefusedRecord>) {
+        lock(&self.refused).extend(records);
     }
 
     fn processed_through(&self, commit: &str) {

@@ -1,9 +1,12 @@
 //! Status documents in the repository: where each rollout's file lives, how it is rendered, and
-//! reading them all back from a tree.
+//! reading them all back from a tree; and the repository-level record of refused controls.
 
 use git2::{ObjectType, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 pub mod document;
+mod refused;
+
+pub use refused::{REFUSED_FILE, parse_refused, refused_path, render_refused};
 
 use super::GitError;
 use crate::plan::RolloutId;
@@ -43,7 +46,8 @@ fn parse_status(path: &str, text: &str) -> Result<Status, GitError> {
     })
 }
 
-/// Every `*.yaml` under `dir` in `tree`, parsed; a bad file gives an error entry, not a stop.
+/// Every `<dir>/<namespace>/…/*.yaml` in `tree`, parsed; a bad file gives an error entry, not a
+/// stop. Files directly in `dir` (`_refused.yaml`) are not status documents.
 pub fn read_status_documents(
     repo: &Repository,
     tree: &Tree<'_>,
@@ -59,6 +63,7 @@ pub fn read_status_documents(
     let mut blobs = Vec::new();
     sub.walk(TreeWalkMode::PreOrder, |parent, entry| {
         if entry.kind() == Some(ObjectType::Blob)
+            && !parent.is_empty()
             && let Ok(name) = entry.name()
             && name.ends_with(".yaml")
         {

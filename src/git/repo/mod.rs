@@ -1,8 +1,10 @@
-//! [`GitRepo`]: the bare mirror, fetch, plan and commit discovery, and status commits pushed with
-//! retry on a non-fast-forward rejection (rebuilt on the new tip, never forced).
+//! [`GitRepo`]: the bare mirror, fetch, plan and commit discovery, and commits pushed with retry
+//! on a non-fast-forward rejection (rebuilt on the new tip, never forced). The status side
+//! (status commits on the status branch, reading statuses back) is in [`status`].
+
+mod status;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -10,14 +12,12 @@ use std::time::Duration;
 use git2::{FetchOptions, Oid, PushOptions, Repository, Signature};
 use sha2::{Digest, Sha256};
 
-use super::commits::{self, NewCommit, OWN_PROCESSED_TRAILER, OWN_STATUS_TRAILER};
-use super::plans::{PlanFile, PlanIndex};
+use super::commits::{self, NewCommit};
+use super::plans::{PlanContent, PlanFile, PlanIndex};
 use super::signers::AllowedSigners;
 use super::signing::{CommitSigner, create_commit};
-use super::status_doc::{read_status_documents, render_status, status_path};
 use super::transport::{CallState, Transport};
-use super::{GitConfig, GitError, PlanSource, StateStore};
-use crate::rollout::Status;
+use super::{GitConfig, GitError, PlanSource};
 
 const OUTGOING_REF: &str = "refs/tidegate/outgoing";
 
@@ -60,6 +60,10 @@ pub struct WriteOutcome {
     pub attempts: u32,
     /// Transitions recorded (one `Tidegate-Status` trailer each).
     pub transitions: usize,
+    /// Status files deleted (one `Tidegate-Removed` trailer each).
+    pub removed: usize,
+    /// Refused controls added to `_refused.yaml` (one `Tidegate-Refused` trailer each).
+    pub refused: usize,
     /// Statuses that could not be written (bad file name, render failure), with the reason.
     pub skipped: Vec<String>,
 }
@@ -71,6 +75,8 @@ pub struct GitRepo {
     repo: Repository,
     mirror_path: PathBuf,
     tracking_ref: String,
+    /// Where the status branch is fetched to (`tracking_ref` in same-branch mode).
+    status_ref: String,
     plans: PlanIndex,
     /// Tip at the previous poll.
     seen_tip: Option<Oid>,
@@ -85,9 +91,19 @@ impl std::fmt::Debug for GitRepo {
         f.debug_struct("GitRepo")
             .field("url", &self.transport.redacted)
             .field("branch", &self.config.branch)
+            .field("status_branch", &self.config.status_branch)
             .field("mirror", &self.mirror_path)
             .finish_non_exhaustive()
     }
+}
+
+/// Which branch a commit goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Branch {
+    /// The watched branch (plans and control commits).
+    Watched,
+    /// The status branch (the watched one in same-branch mode).
+    Status,
 }
 
 enum PushResult {
@@ -130,13 +146,15 @@ impl GitRepo {
             .map(CommitSigner::load)
             .transpose()?;
         let tracking_ref = format!("refs/remotes/origin/{}", config.branch);
-        tracing::info!(url = %transport.redacted, branch = %config.branch, mirror = %mirror_path.display(), "opened git mirror");
+        let status_ref = format!("refs/remotes/origin/{}", config.status_branch);
+        tracing::info!(url = %transport.redacted, branch = %config.branch, status_branch = %config.status_branch, mirror = %mirror_path.display(), "opened git mirror");
         Ok(GitRepo {
             config,
             transport,
             repo,
             mirror_path,
             tracking_ref,
+            status_ref,
             plans,
             seen_tip: None,
             marker: None,
@@ -159,7 +177,8 @@ impl GitRepo {
         &self.repo
     }
 
-    /// Fetch the branch into the mirror; returns its tip.
+    /// Fetch the watched branch (and the status branch, when it exists and is another one) into
+    /// the mirror; returns the watched branch's tip.
     pub fn fetch(&mut self) -> Result<Oid, GitError> {
         let state = Rc::new(RefCell::new(CallState::default()));
         let heads: Vec<String>;
@@ -174,8 +193,7 @@ impl GitRepo {
             let mut opts = FetchOptions::new();
             opts.remote_callbacks(self.transport.callbacks(state.clone()));
             opts.download_tags(git2::AutotagOption::None);
-            let refspec = format!("+refs/heads/{}:{}", self.config.branch, self.tracking_ref);
-            if let Err(e) = remote.fetch(&[refspec.as_str()], Some(&mut opts), None) {
+            if let Err(e) = remote.fetch(&self.refspecs(), Some(&mut opts), None) {
                 let st = state.borrow();
                 return Err(self
                     .transport
@@ -190,6 +208,34 @@ impl GitRepo {
                 })
                 .unwrap_or_default();
         }
+        self.check_heads(&heads)?;
+        let tip = self
+            .repo
+            .refname_to_id(&self.tracking_ref)
+            .map_err(GitError::read)?;
+        tracing::debug!(url = %self.transport.redacted, tip = %tip, "fetched");
+        Ok(tip)
+    }
+
+    /// The watched branch, and the status branch when it is another one.
+    fn refspecs(&self) -> Vec<String> {
+        let mut refspecs = vec![format!(
+            "+refs/heads/{}:{}",
+            self.config.branch, self.tracking_ref
+        )];
+        if !self.config.same_branch() {
+            // A refspec the remote has no branch for fetches nothing (no error).
+            refspecs.push(format!(
+                "+refs/heads/{}:{}",
+                self.config.status_branch, self.status_ref
+            ));
+        }
+        refspecs
+    }
+
+    /// The remote's branches after a fetch: the watched one must exist; a status branch that
+    /// disappeared is forgotten (the next write creates it again).
+    fn check_heads(&self, heads: &[String]) -> Result<(), GitError> {
         if heads.is_empty() {
             return Err(GitError::EmptyRepository {
                 url: self.transport.redacted.clone(),
@@ -202,16 +248,89 @@ impl GitRepo {
                 available: heads.join(", "),
             });
         }
-        let tip = self
-            .repo
-            .refname_to_id(&self.tracking_ref)
-            .map_err(GitError::read)?;
-        tracing::debug!(url = %self.transport.redacted, tip = %tip, "fetched");
-        Ok(tip)
+        if !heads.iter().any(|h| h == &self.config.status_branch)
+            && let Ok(mut stale) = self.repo.find_reference(&self.status_ref)
+        {
+            stale.delete().map_err(GitError::read)?;
+        }
+        Ok(())
     }
 
     fn tracked_tip(&self) -> Option<Oid> {
         self.repo.refname_to_id(&self.tracking_ref).ok()
+    }
+
+    /// The fetched tip of the status branch (`None` until it exists).
+    fn status_tip(&self) -> Option<Oid> {
+        self.repo.refname_to_id(&self.status_ref).ok()
+    }
+
+    fn tip_of(&self, branch: Branch) -> Option<Oid> {
+        match branch {
+            Branch::Watched => self.tracked_tip(),
+            Branch::Status => self.status_tip(),
+        }
+    }
+
+    fn branch_name(&self, branch: Branch) -> &str {
+        match branch {
+            Branch::Watched => &self.config.branch,
+            Branch::Status => &self.config.status_branch,
+        }
+    }
+
+    fn tracking_ref_of(&self, branch: Branch) -> &str {
+        match branch {
+            Branch::Watched => &self.tracking_ref,
+            Branch::Status => &self.status_ref,
+        }
+    }
+
+    /// The newest processed marker for the watched tip `tip`: on the status branch, else (same-
+    /// branch mode, or statuses written there before the status branch existed) on the watched
+    /// branch itself.
+    fn find_processed(&self, tip: Oid) -> Result<Option<Oid>, GitError> {
+        let email = &self.config.author.email;
+        if !self.config.same_branch()
+            && let Some(status) = self.status_tip()
+            && let Some(m) = commits::find_marker(&self.repo, status, tip, email)?
+        {
+            return Ok(Some(m));
+        }
+        commits::find_marker(&self.repo, tip, tip, email)
+    }
+
+    /// The text of the plan file `path` at commit `revision`: `None` when the commit has no
+    /// such file; an error when the mirror lacks the commit or the entry is not readable text.
+    pub fn plan_at(&self, path: &str, revision: &str) -> Result<Option<String>, GitError> {
+        let oid = Oid::from_str(revision)
+            .map_err(|_| GitError::Read(format!("{revision:?} is not a commit id")))?;
+        let commit = self.repo.find_commit(oid).map_err(|e| {
+            GitError::Read(format!(
+                "commit {revision} (a revision of {path}) is not in the mirror: {}",
+                e.message()
+            ))
+        })?;
+        let tree = commit.tree().map_err(GitError::read)?;
+        let entry = match tree.get_path(std::path::Path::new(path)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(GitError::read(e)),
+        };
+        match self.plans.read_entry(&self.repo, path, &entry) {
+            PlanContent::Text(text) => Ok(Some(text)),
+            PlanContent::Unreadable(reason) => Err(GitError::Read(reason)),
+        }
+    }
+
+    /// Every plan file at the watched tip (fetched before when never fetched), without
+    /// revisions: what the control commands check names against.
+    pub fn plans_at_tip(&mut self) -> Result<Vec<(String, PlanContent)>, GitError> {
+        let tip = match self.tracked_tip() {
+            Some(t) => t,
+            None => self.fetch()?,
+        };
+        self.plans.read_all(&self.repo, tip)
     }
 
     /// Point the outgoing ref at `commit` and open the remote to push it.
@@ -232,16 +351,18 @@ impl GitRepo {
             })
     }
 
-    fn push(&self, commit: Oid) -> Result<PushResult, GitError> {
+    /// Push `commit` (built on `base`, `None` for the first commit of a new branch) to `branch`.
+    fn push(&self, commit: Oid, base: Option<Oid>, branch: Branch) -> Result<PushResult, GitError> {
+        let branch = self.branch_name(branch);
         if let Some(path) = local_remote_path(&self.transport.url) {
-            return self.push_local(&path, commit);
+            return self.push_local(&path, commit, base, branch);
         }
         let mut remote = self.outgoing_remote(commit)?;
         let state = Rc::new(RefCell::new(CallState::default()));
         let mut opts = PushOptions::new();
         opts.remote_callbacks(self.transport.callbacks(state.clone()));
         // No leading `+`: the server refuses anything but a fast-forward.
-        let refspec = format!("{OUTGOING_REF}:refs/heads/{}", self.config.branch);
+        let refspec = format!("{OUTGOING_REF}:refs/heads/{branch}");
         let result = remote.push(&[refspec.as_str()], Some(&mut opts));
         let st = state.borrow();
         match result {
@@ -276,16 +397,17 @@ impl GitRepo {
     /// overwrite each other's commit. Here the objects go to a temporary ref first and the
     /// branch is moved with a compare-and-swap under the ref lock
     /// (`git_reference_create_matching`): a concurrent push makes ours a rejection, never a loss.
-    fn push_local(&self, path: &std::path::Path, commit: Oid) -> Result<PushResult, GitError> {
+    fn push_local(
+        &self,
+        path: &std::path::Path,
+        commit: Oid,
+        base: Option<Oid>,
+        branch: &str,
+    ) -> Result<PushResult, GitError> {
         let push_err = |reason: String| GitError::Push {
             url: self.transport.redacted.clone(),
             reason,
         };
-        let expected = self
-            .repo
-            .find_commit(commit)
-            .and_then(|c| c.parent_id(0))
-            .map_err(GitError::build)?;
         let incoming = format!("refs/tidegate/incoming/{commit}");
         let mut remote = self.outgoing_remote(commit)?;
         let state = Rc::new(RefCell::new(CallState::default()));
@@ -296,15 +418,24 @@ impl GitRepo {
             .push(&[refspec.as_str()], Some(&mut opts))
             .map_err(|e| push_err(e.message().to_string()))?;
         let target = Repository::open(path).map_err(|e| push_err(e.message().to_string()))?;
-        let branch = format!("refs/heads/{}", self.config.branch);
-        let moved = target.reference_matching(&branch, commit, true, expected, "tidegate: status");
+        let branch = format!("refs/heads/{branch}");
+        let moved = match base {
+            Some(expected) => {
+                target.reference_matching(&branch, commit, true, expected, "tidegate: status")
+            }
+            // A new branch: created only if nobody created it meanwhile.
+            None => target.reference(&branch, commit, false, "tidegate: status"),
+        };
         if let Ok(mut r) = target.find_reference(&incoming) {
             let _ = r.delete();
         }
         match moved {
             Ok(_) => Ok(PushResult::Landed),
             Err(e)
-                if e.code() == git2::ErrorCode::Modified || e.code() == git2::ErrorCode::Locked =>
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified | git2::ErrorCode::Locked | git2::ErrorCode::Exists
+                ) =>
             {
                 Ok(PushResult::Rejected(format!(
                     "{branch} moved while pushing (fetch first): {}",
@@ -315,73 +446,34 @@ impl GitRepo {
         }
     }
 
-    /// Build the status commit on `base` (returns `None` when nothing would change).
-    fn build_status_commit(
-        &self,
-        base: Oid,
-        files: &BTreeMap<String, String>,
-        message: &str,
-    ) -> Result<Option<Oid>, GitError> {
-        let parent = self.repo.find_commit(base).map_err(GitError::build)?;
-        let base_tree = parent.tree().map_err(GitError::build)?;
-        let mut update = git2::build::TreeUpdateBuilder::new();
-        for (path, text) in files {
-            let blob = self.repo.blob(text.as_bytes()).map_err(GitError::build)?;
-            update.upsert(path.as_str(), blob, git2::FileMode::Blob);
-        }
-        let tree_id = update
-            .create_updated(&self.repo, &base_tree)
-            .map_err(GitError::build)?;
-        if tree_id == base_tree.id() {
-            return Ok(None);
-        }
-        let tree = self.repo.find_tree(tree_id).map_err(GitError::build)?;
-        let author = Signature::now(&self.config.author.name, &self.config.author.email)
-            .map_err(GitError::build)?;
-        let committer_id = self
-            .config
-            .committer
-            .as_ref()
-            .unwrap_or(&self.config.author);
-        let committer =
-            Signature::now(&committer_id.name, &committer_id.email).map_err(GitError::build)?;
-        create_commit(
-            &self.repo,
-            self.signer.as_ref(),
-            &author,
-            &committer,
-            message,
-            &tree,
-            &[&parent],
-        )
-        .map(Some)
-    }
-
-    /// Build a commit on the current tip with `build` and push it; on a non-fast-forward
-    /// rejection fetch, rebuild on the new tip and retry with backoff. Never forces.
-    /// Returns the pushed commit (`None` when `build` found nothing to commit) and the attempts.
+    /// Build a commit on the tip of `branch` with `build` (given the tip, `None` when the branch
+    /// does not exist yet) and push it; on a non-fast-forward rejection fetch, rebuild on the
+    /// new tip and retry with backoff. Never forces. Returns the pushed commit (`None` when
+    /// `build` found nothing to commit) and the attempts.
     fn commit_with_retry(
         &mut self,
-        build: impl Fn(&GitRepo, Oid) -> Result<Option<Oid>, GitError>,
+        branch: Branch,
+        build: impl Fn(&GitRepo, Option<Oid>) -> Result<Option<Oid>, GitError>,
     ) -> Result<(Option<Oid>, u32), GitError> {
         let mut last_reason = String::new();
         for attempt in 1..=self.config.push_attempts {
-            let base = match self.tracked_tip() {
-                Some(t) if attempt == 1 => t,
-                _ => self.fetch()?,
-            };
+            if attempt > 1 || self.tracked_tip().is_none() {
+                self.fetch()?;
+            }
+            let base = self.tip_of(branch);
             let Some(commit) = build(self, base)? else {
                 return Ok((None, attempt - 1));
             };
-            match self.push(commit) {
+            match self.push(commit, base, branch) {
                 Ok(PushResult::Landed) => {
+                    let tracking = self.tracking_ref_of(branch).to_owned();
                     self.repo
-                        .reference(&self.tracking_ref, commit, true, "tidegate pushed")
+                        .reference(&tracking, commit, true, "tidegate pushed")
                         .map_err(GitError::build)?;
                     return Ok((Some(commit), attempt));
                 }
                 Ok(PushResult::Rejected(reason)) => {
-                    tracing::info!(attempt, reason = %reason, "push rejected; rebuilding on the new tip");
+                    tracing::info!(attempt, branch = %self.branch_name(branch), reason = %reason, "push rejected; rebuilding on the new tip");
                     last_reason = reason;
                 }
                 Err(e @ (GitError::Push { .. } | GitError::Fetch { .. })) => {
@@ -402,14 +494,16 @@ impl GitRepo {
     }
 
     /// Commit `message` as an empty commit (the tip's tree unchanged) by `author`, signed with
-    /// `signer` when given, and push it (the control commits of `tidegate pause` and friends).
+    /// `signer` when given, and push it to the watched branch (the control commits of
+    /// `tidegate pause` and friends).
     pub fn push_empty_commit(
         &mut self,
         message: &str,
         author: &super::Identity,
         signer: Option<&CommitSigner>,
     ) -> Result<String, GitError> {
-        let (commit, _) = self.commit_with_retry(|repo, base| {
+        let (commit, _) = self.commit_with_retry(Branch::Watched, |repo, base| {
+            let base = base.ok_or_else(|| GitError::Build("the branch has no commit".into()))?;
             let parent = repo.repo.find_commit(base).map_err(GitError::build)?;
             let tree = parent.tree().map_err(GitError::build)?;
             let sig = Signature::now(&author.name, &author.email).map_err(GitError::build)?;
@@ -418,20 +512,6 @@ impl GitRepo {
         commit
             .map(|c| c.to_string())
             .ok_or_else(|| GitError::Build("no commit was made".into()))
-    }
-
-    /// Every status document at the tracked tip; a bad document is an error entry, not a stop.
-    pub fn status_documents(&mut self) -> Result<Vec<Result<Status, GitError>>, GitError> {
-        let tip = match self.tracked_tip() {
-            Some(t) => t,
-            None => self.fetch()?,
-        };
-        let tree = self
-            .repo
-            .find_commit(tip)
-            .and_then(|c| c.tree())
-            .map_err(GitError::read)?;
-        read_status_documents(&self.repo, &tree, &self.config.status_dir)
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -463,60 +543,6 @@ fn is_race(msg: &str) -> bool {
     ]
     .iter()
     .any(|p| m.contains(p))
-}
-
-/// One line per transition, one trailer per transition, and the processed marker.
-pub(crate) fn status_message(batch: &[Status], marker: Option<Oid>) -> String {
-    let mut rollouts: Vec<String> = batch.iter().map(|s| s.rollout.to_string()).collect();
-    rollouts.sort();
-    rollouts.dedup();
-    let one_line = |s: &Status| {
-        format!(
-            "{} {} {}%",
-            clean(&s.rollout.to_string()),
-            s.phase,
-            s.route.canary_weight
-        )
-    };
-    let mut msg = match batch {
-        [only] => format!("tidegate: {}\n", one_line(only)),
-        _ => format!(
-            "tidegate: {} transitions in {} rollouts\n",
-            batch.len(),
-            rollouts.len()
-        ),
-    };
-    if !batch.is_empty() {
-        msg.push('\n');
-        for s in batch {
-            let mut reason = clean(&s.reason);
-            if reason.chars().count() > 160 {
-                reason = reason.chars().take(157).collect::<String>() + "...";
-            }
-            msg.push_str(&format!(
-                "- {}: {} at {}% (step {}/{}): {}\n",
-                clean(&s.rollout.to_string()),
-                s.phase,
-                s.route.canary_weight,
-                s.step,
-                s.step_count,
-                reason
-            ));
-        }
-    }
-    msg.push('\n');
-    for s in batch {
-        msg.push_str(&format!("{OWN_STATUS_TRAILER}: {}\n", one_line(s)));
-    }
-    if let Some(m) = marker {
-        msg.push_str(&format!("{OWN_PROCESSED_TRAILER}: {m}\n"));
-    }
-    msg
-}
-
-/// One line of printable text.
-fn clean(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl PlanSource for GitRepo {
@@ -553,9 +579,9 @@ impl PlanSource for GitRepo {
             }
             _ => {
                 let (changed, removed) = self.plans.full_read(&self.repo, tip)?;
-                let marker = commits::find_marker(&self.repo, tip, &own_email)?;
+                let marker = self.find_processed(tip)?;
                 if marker.is_none() {
-                    tracing::info!(tip = %tip, "no Tidegate-Processed marker on the branch: controls count from the current tip");
+                    tracing::info!(tip = %tip, "no Tidegate-Processed marker on the status branch: controls count from the current tip");
                 }
                 self.marker = Some(marker.unwrap_or(tip));
                 (
@@ -580,84 +606,9 @@ impl PlanSource for GitRepo {
             force_push,
         })
     }
-}
 
-impl StateStore for GitRepo {
-    fn load_statuses(&mut self) -> Result<Vec<Status>, GitError> {
-        let mut out = Vec::new();
-        for doc in self.status_documents()? {
-            match doc {
-                Ok(s) => out.push(s),
-                Err(e) => tracing::warn!(error = %e, "skipping an unreadable status document"),
-            }
-        }
-        Ok(out)
-    }
-
-    fn write_statuses(
-        &mut self,
-        batch: &[Status],
-        processed_through: Option<&str>,
-    ) -> Result<WriteOutcome, GitError> {
-        if let Some(p) = processed_through {
-            let oid = Oid::from_str(p)
-                .map_err(|_| GitError::Build(format!("{p:?} is not a commit id")))?;
-            self.marker = Some(oid);
-        }
-        let mut files = BTreeMap::new();
-        let mut written = Vec::new();
-        let mut skipped = Vec::new();
-        for s in batch {
-            match status_path(&self.config.status_dir, &s.rollout)
-                .and_then(|p| Ok((p, render_status(s)?)))
-            {
-                Ok((path, text)) => {
-                    files.insert(path, text);
-                    written.push(s.clone());
-                }
-                Err(e) => {
-                    tracing::error!(rollout = %s.rollout, error = %e, "cannot write this status");
-                    skipped.push(e.to_string());
-                }
-            }
-        }
-        if written.is_empty() {
-            return Ok(WriteOutcome {
-                commit: None,
-                attempts: 0,
-                transitions: 0,
-                skipped,
-            });
-        }
-        if self.marker.is_none() {
-            // A writer that never polled keeps the marker already on the branch, so every
-            // status commit names the processed position.
-            let base = match self.tracked_tip() {
-                Some(t) => t,
-                None => self.fetch()?,
-            };
-            self.marker = commits::find_marker(&self.repo, base, &self.config.author.email)?;
-        }
-        let message = status_message(&written, self.marker);
-        let (commit, attempts) =
-            self.commit_with_retry(|repo, base| repo.build_status_commit(base, &files, &message))?;
-        match commit {
-            Some(c) => {
-                tracing::info!(commit = %c, attempts, transitions = written.len(), "pushed status commit");
-            }
-            None => {
-                tracing::info!(
-                    transitions = written.len(),
-                    "status documents already up to date on the branch"
-                );
-            }
-        }
-        Ok(WriteOutcome {
-            transitions: if commit.is_some() { written.len() } else { 0 },
-            commit: commit.map(|c| c.to_string()),
-            attempts,
-            skipped,
-        })
+    fn plan_at(&mut self, path: &str, revision: &str) -> Result<Option<String>, GitError> {
+        GitRepo::plan_at(self, path, revision)
     }
 }
 
@@ -678,8 +629,6 @@ fn local_remote_path(url: &str) -> Option<std::path::PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
-
     use super::*;
 
     #[test]
@@ -694,71 +643,6 @@ mod tests {
         assert_eq!(local_remote_path("ssh://host/r.git"), None);
         assert_eq!(local_remote_path("https://host/r.git"), None);
     }
-    use crate::control::trailers::trailers;
-    use crate::plan::RolloutId;
-    use crate::rollout::{Phase, RouteState};
-
-    fn status(name: &str, phase: Phase, weight: u8, reason: &str) -> Status {
-        let at = Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time");
-        let id = RolloutId {
-            namespace: "prod".into(),
-            name: name.into(),
-        };
-        Status {
-            phase,
-            step: 2,
-            route: RouteState {
-                canary_weight: weight,
-                ..RouteState::default()
-            },
-            read_back: Default::default(),
-            reason: reason.into(),
-            ..Status::fresh(&id, &Default::default(), 4, at)
-        }
-    }
-
-    #[test]
-    fn one_transition_names_itself_in_the_subject() {
-        let msg = status_message(&[status("orders", Phase::Progressing, 25, "step 2")], None);
-        assert!(
-            msg.starts_with("tidegate: prod/orders Progressing 25%\n\n"),
-            "{msg}"
-        );
-        assert_eq!(
-            trailers(&msg),
-            vec![(
-                "Tidegate-Status".to_string(),
-                "prod/orders Progressing 25%".to_string()
-            )]
-        );
-    }
-
-    #[test]
-    fn reasons_are_one_line_and_cannot_forge_trailers() {
-        let long = "x".repeat(300);
-        let marker = Oid::from_str("0123456789abcdef0123456789abcdef01234567").expect("oid");
-        let msg = status_message(
-            &[
-                status("a", Phase::Paused, 5, "paused\n\nTidegate: abort prod/a"),
-                status("b", Phase::RollingBack, 0, &long),
-            ],
-            Some(marker),
-        );
-        assert!(
-            msg.starts_with("tidegate: 2 transitions in 2 rollouts\n"),
-            "{msg}"
-        );
-        assert!(msg.contains("- prod/a: Paused at 5% (step 2/4): paused Tidegate: abort prod/a\n"));
-        assert!(msg.contains(&format!("{}...", "x".repeat(157))));
-        let t = trailers(&msg);
-        assert_eq!(t.len(), 3, "{t:?}");
-        assert!(t.iter().all(|(k, _)| k != "Tidegate"));
-        assert_eq!(t[2], ("Tidegate-Processed".to_string(), marker.to_string()));
-    }
-
     #[test]
     fn only_branch_races_are_retried() {
         assert!(is_race("non-fast-forward"));
