@@ -9,7 +9,7 @@ use super::schedule::{Candidate, Timers};
 use crate::analysis::batch::RolloutResult;
 use crate::analysis::subset::SubsetLabels;
 use crate::control::{ParsedControl, Policy, RefusedRecord, Target, control_trailers, resolve};
-use crate::git::{NewCommit, PlanChanges, PlanContent};
+use crate::git::{NewCommit, PlanChanges, PlanContent, PlanFile};
 use std::sync::Arc;
 
 use crate::plan::{self, Plan, RolloutId};
@@ -54,6 +54,8 @@ pub struct Entry {
     pub canary_elsewhere: Vec<String>,
     /// Weight-0 destinations of other subsets the first write drops (as last checked).
     pub dropping: Vec<String>,
+    /// The status revision whose plan was looked for in Git (so it is read once).
+    pub guard_sought: Option<String>,
 }
 
 impl Entry {
@@ -83,6 +85,7 @@ impl Entry {
             missing: MissingSubsets::default(),
             canary_elsewhere: Vec::new(),
             dropping: Vec::new(),
+            guard_sought: None,
         }
     }
 
@@ -172,6 +175,29 @@ impl Entry {
     }
 }
 
+/// A plan file's content, parsed.
+struct FileContent {
+    plans: Vec<Plan>,
+    /// Invalid rollouts whose name could be read, with their findings.
+    invalid: Vec<(RolloutId, Vec<String>)>,
+    /// Findings that name no rollout (broken YAML, an unreadable file).
+    unattributed: Vec<String>,
+}
+
+/// A parse result as plans, invalid named rollouts and findings that name none.
+fn split(parsed: plan::Parsed) -> (Vec<Plan>, Vec<(RolloutId, Vec<String>)>, Vec<String>) {
+    let mut invalid = Vec::new();
+    let mut unattributed = Vec::new();
+    for (id, findings) in parsed.invalid {
+        let messages: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        match id {
+            Some(id) => invalid.push((id, messages)),
+            None => unattributed.extend(messages),
+        }
+    }
+    (parsed.plans, invalid, unattributed)
+}
+
 /// What a poll changed, for logs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -230,6 +256,57 @@ impl Registry {
                     self.orphans.insert(s.rollout.clone(), s);
                 }
             }
+        }
+    }
+
+    /// Statuses whose plan is gone (the plan was removed while no daemon ran): removed
+    /// entries, so the engine rolls them back or clears their routes before letting go.
+    pub fn adopt_orphans(&mut self, now: DateTime<Utc>) {
+        for (id, status) in std::mem::take(&mut self.orphans) {
+            let path = status.plan.path.clone();
+            let gone = Err(vec!["the plan was removed".into()]);
+            let mut entry = Entry::new(id, &path, gone, status.plan.clone(), now);
+            entry.removed = true;
+            entry.status = Some(status);
+            self.put(entry);
+        }
+    }
+
+    /// Rollouts whose status belongs to a revision the daemon does not hold (a restart while
+    /// the newest revision is invalid, removed or another one): the revision to read from Git.
+    pub fn missing_guards(&self) -> Vec<(RolloutId, PlanRef)> {
+        self.entries
+            .values()
+            .filter_map(|e| {
+                let s = e.status.as_ref()?;
+                let newest_runs =
+                    e.plan.is_ok() && !e.removed && e.plan_ref.digest == s.plan.digest;
+                let needed = e.guard.is_none()
+                    && e.guard_sought.as_deref() != Some(s.plan.digest.as_str())
+                    && !newest_runs
+                    && !s.plan.digest.is_empty()
+                    && !s.plan.revision.is_empty()
+                    && !matches!(s.phase, Phase::Pending | Phase::Invalid);
+                needed.then(|| (e.id.clone(), s.plan.clone()))
+            })
+            .collect()
+    }
+
+    /// The last valid revision, read back from Git.
+    pub fn set_guard(
+        &mut self,
+        id: &RolloutId,
+        plan: Option<Plan>,
+        plan_ref: PlanRef,
+        now: DateTime<Utc>,
+    ) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        e.guard_sought = Some(plan_ref.digest.clone());
+        if let Some(plan) = plan {
+            e.guard = Some((Arc::new(plan), plan_ref));
+            e.timers.wake_at = Some(now);
         }
     }
 
@@ -353,72 +430,79 @@ impl Registry {
             }
         }
         for file in &changes.changed {
-            let (gone, live): (Vec<Entry>, Vec<Entry>) = self
-                .remove_path(&file.path)
-                .into_iter()
-                .partition(|e| e.removed);
-            // Removed rollouts stay until the engine lets go (a plan defining them again takes
-            // them over).
-            for e in gone {
-                self.put(e);
-            }
-            let mut previous: BTreeMap<RolloutId, Entry> =
-                live.into_iter().map(|e| (e.id.clone(), e)).collect();
-            match &file.content {
-                PlanContent::Unreadable(reason) => {
-                    if previous.is_empty() {
-                        applied.unattached.push(reason.clone());
-                    }
-                    for (id, prev) in std::mem::take(&mut previous) {
-                        let plan_ref = PlanRef {
-                            path: file.path.clone(),
-                            revision: file.revision.clone(),
-                            digest: String::new(),
-                        };
-                        let entry =
-                            Entry::new(id, &file.path, Err(vec![reason.clone()]), plan_ref, now);
-                        self.insert(entry, Some(prev), &mut applied);
-                    }
-                }
-                PlanContent::Text(text) => {
-                    let parsed = plan::parse_str(&file.path, text);
-                    for p in parsed.plans {
-                        let plan_ref = PlanRef {
-                            path: file.path.clone(),
-                            revision: file.revision.clone(),
-                            digest: p.digest(),
-                        };
-                        let prev = previous.remove(&p.id);
-                        let entry =
-                            Entry::new(p.id.clone(), &file.path, Ok(Arc::new(p)), plan_ref, now);
-                        self.insert(entry, prev, &mut applied);
-                    }
-                    for (id, findings) in parsed.invalid {
-                        let messages: Vec<String> =
-                            findings.iter().map(ToString::to_string).collect();
-                        match id {
-                            Some(id) => {
-                                let plan_ref = PlanRef {
-                                    path: file.path.clone(),
-                                    revision: file.revision.clone(),
-                                    digest: String::new(),
-                                };
-                                let prev = previous.remove(&id);
-                                let entry =
-                                    Entry::new(id, &file.path, Err(messages), plan_ref, now);
-                                self.insert(entry, prev, &mut applied);
-                            }
-                            None => applied.unattached.extend(messages),
-                        }
-                    }
-                    // Rollouts that disappeared from a file that is still there.
-                    for (_, e) in previous {
-                        self.keep_removed(e, now, &mut applied);
-                    }
+            let previous = self.take_file(&file.path);
+            let (plans, invalid, unattributed) = match &file.content {
+                PlanContent::Unreadable(reason) => (Vec::new(), Vec::new(), vec![reason.clone()]),
+                PlanContent::Text(text) => split(plan::parse_str(&file.path, text)),
+            };
+            let content = FileContent {
+                plans,
+                invalid,
+                unattributed,
+            };
+            self.apply_file(file, content, previous, now, &mut applied);
+        }
+        applied
+    }
+
+    /// The live entries of `path`, taken out (removed ones stay until the engine lets go; a
+    /// plan defining them again takes them over).
+    fn take_file(&mut self, path: &str) -> BTreeMap<RolloutId, Entry> {
+        let (gone, live): (Vec<Entry>, Vec<Entry>) =
+            self.remove_path(path).into_iter().partition(|e| e.removed);
+        for e in gone {
+            self.put(e);
+        }
+        live.into_iter().map(|e| (e.id.clone(), e)).collect()
+    }
+
+    /// One plan file's new content. Findings no rollout can be told from (broken YAML, an
+    /// unreadable file) make the rollouts the file defined (or, after a restart, whose statuses
+    /// name it) invalid with them, not removed.
+    fn apply_file(
+        &mut self,
+        file: &PlanFile,
+        content: FileContent,
+        mut previous: BTreeMap<RolloutId, Entry>,
+        now: DateTime<Utc>,
+        applied: &mut Applied,
+    ) {
+        let plan_ref = |digest: String| PlanRef {
+            path: file.path.clone(),
+            revision: file.revision.clone(),
+            digest,
+        };
+        for p in content.plans {
+            let prev = previous.remove(&p.id);
+            let r = plan_ref(p.digest());
+            let entry = Entry::new(p.id.clone(), &file.path, Ok(Arc::new(p)), r, now);
+            self.insert(entry, prev, applied);
+        }
+        for (id, messages) in content.invalid {
+            let prev = previous.remove(&id);
+            let entry = Entry::new(id, &file.path, Err(messages), plan_ref(String::new()), now);
+            self.insert(entry, prev, applied);
+        }
+        let broken = content.unattributed;
+        applied.unattached.extend(broken.iter().cloned());
+        let waiting: Vec<RolloutId> = self
+            .orphans
+            .iter()
+            .filter(|(_, s)| !broken.is_empty() && s.plan.path == file.path)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let orphans = waiting.into_iter().map(|id| (id, None));
+        let defined = previous.into_iter().map(|(id, e)| (id, Some(e)));
+        for (id, prev) in defined.chain(orphans) {
+            match prev {
+                Some(e) if broken.is_empty() => self.keep_removed(e, now, applied),
+                prev => {
+                    let findings = Err(broken.clone());
+                    let entry = Entry::new(id, &file.path, findings, plan_ref(String::new()), now);
+                    self.insert(entry, prev, applied);
                 }
             }
         }
-        applied
     }
 
     /// Read the control trailers of new commits and queue them on their rollouts, after the

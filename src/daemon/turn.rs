@@ -82,6 +82,10 @@ where
         if !plans.added_or_changed.is_empty() || controls.controls > 0 {
             tracing::info!(changed = plans.added_or_changed.len(), controls = controls.controls, tip = %update.tip, "plans repository updated");
         }
+        if taking_over {
+            self.registry.adopt_orphans(now);
+        }
+        self.load_guards(now).await;
         self.parts.mesh.watch(&self.registry.namespaces());
         if taking_over {
             self.reconcile_routes(now).await;
@@ -91,6 +95,33 @@ where
         self.turn().await;
         if !self.registry.has_pending_controls() {
             self.parts.statuses.processed_through(&update.tip);
+        }
+    }
+
+    /// Read from Git the revisions that statuses belong to but the daemon does not hold (after a
+    /// restart), so an invalid or removed newest revision still has its guard.
+    async fn load_guards(&mut self, now: DateTime<Utc>) {
+        for (id, plan_ref) in self.registry.missing_guards() {
+            let text = self
+                .parts
+                .plans
+                .plan_at(&plan_ref.path, &plan_ref.revision)
+                .await;
+            let found = match text {
+                Ok(Some(text)) => crate::plan::parse_str(&plan_ref.path, &text)
+                    .plans
+                    .into_iter()
+                    .find(|p| p.id == id && p.digest() == plan_ref.digest),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(rollout = %id, revision = %plan_ref.revision, error = %e, "cannot read the revision the status belongs to");
+                    continue;
+                }
+            };
+            if found.is_none() {
+                tracing::warn!(rollout = %id, revision = %plan_ref.revision, path = %plan_ref.path, "the revision the status belongs to does not define this plan");
+            }
+            self.registry.set_guard(&id, found, plan_ref, now);
         }
     }
 
@@ -166,7 +197,10 @@ where
             let Some(entry) = self.registry.get(&job.id) else {
                 continue;
             };
-            let Some(plan) = entry.current_plan() else {
+            // The newest valid revision is checked before its first write; without one, the
+            // revision being run.
+            let newest = entry.plan.as_ref().ok().filter(|_| !entry.removed).cloned();
+            let Some(plan) = newest.or_else(|| entry.current_plan()) else {
                 continue;
             };
             let digest = plan.digest();
@@ -367,6 +401,7 @@ where
     async fn forget(&mut self, id: &RolloutId) {
         tracing::info!(rollout = %id, "plan removed and routes cleared; tidegate no longer manages this rollout");
         self.registry.forget(id);
+        self.parts.statuses.remove(id);
         self.state.statuses.write().await.remove(id);
         self.parts.mesh.watch(&self.registry.namespaces());
     }

@@ -1,0 +1,163 @@
+//! The lifecycle rules end to end in the daemon (fakes, paused clock): a typo, a removed plan,
+//! a subset deleted mid-rollout, the next release, a restart while the newest revision is
+//! invalid. The engine's own tests cover every cell; these show the daemon wires them.
+
+#[path = "support/daemon.rs"]
+mod support;
+
+use support::*;
+use tidegate::rollout::Phase;
+
+const NS: &str = "prod";
+
+fn plan(stable: &str, canary: &str, analyze: &str) -> String {
+    format!(
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: orders, namespace: prod}}\nspec:\n  service: orders\n  routes: [primary]\n  stable: {stable}\n  canary: {canary}\n  steps:\n    - setWeight: 10\n    - analyze: {analyze}\n  analysis:\n    interval: 30s\n    failureLimit: 1\n    minRequests: 10\n    metrics:\n      - {{name: success-rate, template: istio-success-rate, min: 99}}\n"
+    )
+}
+
+/// The same plan with a YAML indentation error.
+fn typo(stable: &str, canary: &str) -> String {
+    plan(stable, canary, "1h").replace("  stable:", " stable:")
+}
+
+fn world(text: &str) -> World {
+    let mesh = FakeMesh::with_orders(NS, &["v1", "v2"]);
+    let metrics = FakeMetrics::healthy(NS, "orders", &["v1", "v2"]);
+    let repo = FakeRepo::default();
+    repo.write_plan("rollouts/orders.yaml", text);
+    World::start(mesh, metrics, repo)
+}
+
+async fn status(w: &World) -> tidegate::rollout::Status {
+    w.api_status(NS, "orders")
+        .await
+        .expect("a status in the API")
+}
+
+async fn push(w: &mut World, text: &str) {
+    w.repo.write_plan("rollouts/orders.yaml", text);
+    w.state.fetch_now.notify_one();
+    w.run_for(1).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_typo_at_ten_percent_holds_and_a_failing_canary_still_rolls_back() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    push(&mut w, &typo("v1", "v2")).await;
+    w.run_for(60).await;
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
+    assert!(s.pending.is_some(), "the invalid revision is named");
+    assert_eq!(
+        w.mesh.weight(NS, "v2"),
+        10,
+        "the canary keeps its traffic, guarded"
+    );
+    let rounds = w.metrics.rounds();
+    w.metrics.set(NS, "orders", "v2", Health::Failing);
+    w.run_for(60).await;
+    assert!(w.metrics.rounds() > rounds, "still analysed");
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::RolledBack, "{}", s.reason);
+    assert_eq!(w.mesh.weight(NS, "v2"), 0);
+    assert_eq!(w.recorder.events_named("invalid"), 1);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn removing_a_running_plan_rolls_back_clears_and_forgets() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    w.repo.remove_plan("rollouts/orders.yaml");
+    w.state.fetch_now.notify_one();
+    w.run_for(3).await;
+    assert_eq!(w.mesh.weight(NS, "v1"), 100);
+    assert!(
+        w.api_status(NS, "orders").await.is_none(),
+        "no longer listed"
+    );
+    let (_, _, _, recorder) = w.stop().await;
+    assert_eq!(
+        recorder.removed.lock().expect("lock").len(),
+        1,
+        "status file removed"
+    );
+    let last = recorder.latest("orders").expect("final status");
+    assert_eq!(last.phase, Phase::RolledBack);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_subset_deleted_mid_rollout_is_rolled_back_at_once() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    w.mesh.put(dr_key(NS, "orders"), orders_dr(NS, &["v1"]));
+    w.run_for(2).await;
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::RolledBack, "{}", s.reason);
+    assert!(
+        s.history
+            .iter()
+            .any(|t| t.reason.contains("no longer has subset `v2`"))
+    );
+    assert_eq!(w.mesh.weight(NS, "v2"), 0);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn releases_follow_each_other() {
+    let mut w = world(&plan("v1", "v2", "1m"));
+    w.run_for(100).await;
+    assert_eq!(status(&w).await.phase, Phase::Succeeded);
+    assert_eq!(w.mesh.weight(NS, "v2"), 100);
+    // An edit of the finished plan moves nothing.
+    let writes = w.mesh.writes();
+    push(&mut w, &plan("v1", "v2", "2m")).await;
+    w.run_for(5).await;
+    assert_eq!(w.mesh.writes(), writes, "no traffic moved");
+    assert_eq!(status(&w).await.phase, Phase::Succeeded);
+    // The next release: v2 → v3.
+    w.mesh
+        .put(dr_key(NS, "orders"), orders_dr(NS, &["v2", "v3"]));
+    w.metrics.set(NS, "orders", "v3", Health::Healthy);
+    push(&mut w, &plan("v2", "v3", "1m")).await;
+    w.run_for(2).await;
+    let s = status(&w).await;
+    assert_eq!(w.mesh.weight(NS, "v3"), 10, "{} {:?}", s.reason, s.findings);
+    assert_eq!(w.mesh.weight(NS, "v2"), 90);
+    w.run_for(100).await;
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::Succeeded, "{}", s.reason);
+    assert_eq!(w.mesh.weight(NS, "v3"), 100);
+    let vs = w.mesh.get(&vs_key(NS, "orders")).expect("vs");
+    let dests = vs
+        .pointer("/spec/http/0/route")
+        .and_then(|r| r.as_array())
+        .map(Vec::len);
+    assert_eq!(dests, Some(1), "the route sends to v3 alone: {vs}");
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_while_the_newest_revision_is_invalid_keeps_the_rollout_guarded() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    push(&mut w, &typo("v1", "v2")).await;
+    w.run_for(2).await;
+    let (mesh, metrics, repo, recorder) = w.stop().await;
+    repo.store_statuses(recorder.latest_all());
+    let mut w = World::start(mesh, metrics, repo.reopen());
+    w.run_for(2).await;
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
+    assert!(s.pending.is_some());
+    w.metrics.set(NS, "orders", "v2", Health::Failing);
+    w.run_for(60).await;
+    assert_eq!(status(&w).await.phase, Phase::RolledBack);
+    assert_eq!(w.mesh.weight(NS, "v2"), 0);
+    w.stop().await;
+}
