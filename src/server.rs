@@ -123,7 +123,10 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
         "metricsSourceHealthy": metrics,
         "leader": s.leader.load(Ordering::Relaxed),
     });
-    let code = if git && metrics {
+    // Readiness is about taking webhooks and serving the API: a Prometheus outage is shown
+    // in the statuses and `tidegate_metrics_source_up`, and must not take the pod out of its
+    // Service (the forge's webhooks would fail too).
+    let code = if git {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub prometheus_query_duration: Histogram,
     pub prometheus_query_errors: Family<KindLabels, Counter>,
     pub mesh_write_errors: Counter,
+    pub metrics_source_up: Gauge,
     pub webhooks: Family<WebhookLabels, Counter>,
     pub ticks: Counter,
     pub tick_duration: Histogram,
@@ -95,6 +96,7 @@ impl Metrics {
             prometheus_query_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             prometheus_query_errors: Family::default(),
             mesh_write_errors: Counter::default(),
+            metrics_source_up: Gauge::default(),
             webhooks: Family::default(),
             ticks: Counter::default(),
             tick_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -109,6 +111,11 @@ impl Metrics {
             "rollout_phase",
             "1 for the rollout's current phase",
             m.phase.clone(),
+        );
+        registry.register(
+            "metrics_source_up",
+            "1 while the metrics source (Prometheus) answers; readiness does not depend on it",
+            m.metrics_source_up.clone(),
         );
         registry.register(
             "rollout_blocked",

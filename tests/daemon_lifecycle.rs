@@ -161,3 +161,25 @@ async fn a_restart_while_the_newest_revision_is_invalid_keeps_the_rollout_guarde
     assert_eq!(w.mesh.weight(NS, "v2"), 0);
     w.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_plan_on_the_same_route_is_refused_visibly() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    let second = plan("v1", "v2", "1h").replace("name: orders,", "name: orders-again,");
+    w.repo.write_plan("rollouts/orders-again.yaml", &second);
+    w.state.fetch_now.notify_one();
+    w.run_for(60).await;
+    let refused = w.api_status(NS, "orders-again").await.expect("listed");
+    assert_eq!(refused.phase, Phase::Invalid);
+    assert!(
+        refused.findings.iter().any(|f| f.contains("prod/orders")),
+        "{:?}",
+        refused.findings
+    );
+    let first = status(&w).await;
+    assert_eq!(first.phase, Phase::Progressing, "{}", first.reason);
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    w.stop().await;
+}

@@ -41,6 +41,14 @@ async fn health_readiness_metrics_and_api() {
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(body["gitSynced"], false);
     state.git_synced.store(true, Ordering::Relaxed);
+    let ready = get("/readyz").await.expect("readyz");
+    assert_eq!(
+        ready.status(),
+        200,
+        "Prometheus down does not make the pod unready"
+    );
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["metricsSourceHealthy"], false, "but it is said");
     state.metrics_ok.store(true, Ordering::Relaxed);
     assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
     let metrics = get("/metrics")

@@ -251,6 +251,7 @@ where
     async fn check_metrics_source(&mut self) {
         let ok = self.parts.metrics.instant("vector(1)", None).await.is_ok();
         self.state.metrics_ok.store(ok, Ordering::Relaxed);
+        self.state.metrics.metrics_source_up.set(i64::from(ok));
     }
 
     /// Someone changed watched mesh objects: the rollouts they concern are handled now, and

@@ -10,6 +10,7 @@ use crate::analysis::batch::RolloutResult;
 use crate::analysis::subset::SubsetLabels;
 use crate::control::{ParsedControl, Policy, RefusedRecord, Target, control_trailers, resolve};
 use crate::git::{NewCommit, PlanChanges, PlanContent, PlanFile};
+use crate::mesh::{Target as MeshTarget, preflight};
 use std::sync::Arc;
 
 use crate::plan::{self, Plan, RolloutId};
@@ -185,7 +186,7 @@ struct FileContent {
 }
 
 /// A parse result as plans, invalid named rollouts and findings that name none.
-fn split(parsed: plan::Parsed) -> (Vec<Plan>, Vec<(RolloutId, Vec<String>)>, Vec<String>) {
+fn split(parsed: plan::Parsed) -> FileContent {
     let mut invalid = Vec::new();
     let mut unattributed = Vec::new();
     for (id, findings) in parsed.invalid {
@@ -195,7 +196,11 @@ fn split(parsed: plan::Parsed) -> (Vec<Plan>, Vec<(RolloutId, Vec<String>)>, Vec
             None => unattributed.extend(messages),
         }
     }
-    (parsed.plans, invalid, unattributed)
+    FileContent {
+        plans: parsed.plans,
+        invalid,
+        unattributed,
+    }
 }
 
 /// What a poll changed, for logs.
@@ -308,6 +313,42 @@ impl Registry {
             e.guard = Some((Arc::new(plan), plan_ref));
             e.timers.wake_at = Some(now);
         }
+    }
+
+    /// One owner per route: of two valid plans that would manage a common route of one
+    /// VirtualService, the one that did not hold it first (no status that moved traffic, or
+    /// the later in name order) is refused: invalid with the finding, visibly.
+    pub fn refuse_second_owners(&mut self) -> Vec<RolloutId> {
+        let mut plans: Vec<(bool, RolloutId, MeshTarget)> = self
+            .entries
+            .values()
+            .filter(|e| !e.removed)
+            .filter_map(|e| {
+                let plan = e.plan.as_ref().ok()?;
+                let holds = e
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| !matches!(s.phase, Phase::Pending | Phase::Invalid));
+                Some((!holds, e.id.clone(), MeshTarget::from_plan(plan)))
+            })
+            .collect();
+        plans.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let targets: Vec<MeshTarget> = plans.into_iter().map(|(_, _, t)| t).collect();
+        let mut refused = Vec::new();
+        for f in preflight::route_owners(&targets, &[]) {
+            let id = RolloutId {
+                namespace: f.object.namespace.clone(),
+                name: f.object.name.clone(),
+            };
+            if let Some(e) = self.entries.get_mut(&id)
+                && e.plan.is_ok()
+            {
+                e.plan = Err(vec![format!("{}: {} (fix: {})", f.code, f.message, f.hint)]);
+                e.plan_ref.digest = String::new();
+                refused.push(id);
+            }
+        }
+        refused
     }
 
     /// Take one entry out (with its path index).
@@ -431,14 +472,13 @@ impl Registry {
         }
         for file in &changes.changed {
             let previous = self.take_file(&file.path);
-            let (plans, invalid, unattributed) = match &file.content {
-                PlanContent::Unreadable(reason) => (Vec::new(), Vec::new(), vec![reason.clone()]),
+            let content = match &file.content {
+                PlanContent::Unreadable(reason) => FileContent {
+                    plans: Vec::new(),
+                    invalid: Vec::new(),
+                    unattributed: vec![reason.clone()],
+                },
                 PlanContent::Text(text) => split(plan::parse_str(&file.path, text)),
-            };
-            let content = FileContent {
-                plans,
-                invalid,
-                unattributed,
             };
             self.apply_file(file, content, previous, now, &mut applied);
         }

@@ -66,6 +66,9 @@ where
         }
         let now = self.now();
         let plans = self.registry.apply_plans(&update.plans, now);
+        for id in self.registry.refuse_second_owners() {
+            tracing::warn!(rollout = %id, "refused: another plan manages the same route");
+        }
         let policy = &self.settings.policy;
         let controls = self.registry.apply_commits(&update.commits, policy, now);
         for msg in plans.unattached.iter().chain(controls.unattached.iter()) {
