@@ -175,10 +175,13 @@ fn preview_prints_each_step_patch_and_resulting_routes() {
         steps[3]["state"],
         "stable 40% / canary 60%, header route (x-canary == \"yes\"), mirror 50%"
     );
-    // Promotion: everything on v2, header route and mirror gone.
+    // Promotion: everything on v2 alone (the stable destination goes, so the next release
+    // starts from a plain route), header route and mirror gone.
     let last = steps[4]["routes"].as_array().expect("routes");
     assert_eq!(last.len(), 1);
-    assert_eq!(last[0]["route"][1]["weight"], 100);
+    assert_eq!(last[0]["route"].as_array().map(Vec::len), Some(1));
+    assert_eq!(last[0]["route"][0]["destination"]["subset"], "v2");
+    assert_eq!(last[0]["route"][0]["weight"], 100);
     assert!(last[0].get("mirror").is_none());
     // Rollback restores the original single-destination route exactly.
     assert_eq!(

@@ -525,11 +525,20 @@ impl Registry {
         }
         let broken = content.unattributed;
         applied.unattached.extend(broken.iter().cloned());
+        // Statuses waiting as orphans after a restart, and removed plans of this file, are the
+        // file's rollouts too.
+        let removed = self
+            .entries
+            .values()
+            .filter(|e| e.removed && e.path == file.path)
+            .map(|e| e.id.clone());
         let waiting: Vec<RolloutId> = self
             .orphans
             .iter()
-            .filter(|(_, s)| !broken.is_empty() && s.plan.path == file.path)
+            .filter(|(_, s)| s.plan.path == file.path)
             .map(|(id, _)| id.clone())
+            .chain(removed)
+            .filter(|_| !broken.is_empty())
             .collect();
         let orphans = waiting.into_iter().map(|id| (id, None));
         let defined = previous.into_iter().map(|(id, e)| (id, Some(e)));

@@ -288,6 +288,7 @@ where
     /// its entry until a decision consumes it.
     async fn analyse(&mut self, jobs: &[Job], now: DateTime<Utc>) {
         let mut targets = Vec::new();
+        let mut empty = Vec::new();
         for job in jobs.iter().filter(|j| j.analyse) {
             let Some(e) = self.registry.get(&job.id) else {
                 continue;
@@ -300,7 +301,22 @@ where
             let step_start = e.status.as_ref().map(|s| s.step_started_at);
             match AnalysisTarget::from_plan(&plan, &subsets, &self.settings.reporter, step_start) {
                 Ok(t) => targets.push(t),
-                Err(err) => tracing::error!(rollout = %job.id, error = %err, "cannot analyse"),
+                Err(err) => {
+                    tracing::error!(rollout = %job.id, error = %err, "cannot analyse");
+                    // An empty round: the rollout waits a whole interval before the next try
+                    // (without it the round stays due and the turn repeats at once).
+                    empty.push(job.id.clone());
+                }
+            }
+        }
+        for id in empty {
+            if let Some(e) = self.registry.get_mut(&id) {
+                e.round = Some(batch::RolloutResult {
+                    id: id.clone(),
+                    verdicts: Vec::new(),
+                    errors: Vec::new(),
+                    stable_queries: Default::default(),
+                });
             }
         }
         if targets.is_empty() {
@@ -351,6 +367,37 @@ where
         entry.timers = next.timers;
         if next.report {
             self.report_fault(id, now).await;
+        }
+        self.answer_while_blocked(id, now);
+    }
+
+    /// Controls queued on a rollout whose fault is shown get their answer now (refused with
+    /// the fault): no control waits unanswered for a write that may never succeed.
+    fn answer_while_blocked(&mut self, id: &RolloutId, now: DateTime<Utc>) {
+        let Some(entry) = self.registry.get(id) else {
+            return;
+        };
+        let blocked = entry.timers.retry.as_ref().is_some_and(|r| r.reported);
+        let queued = !entry.controls.is_empty() || !entry.refused.is_empty();
+        let Some(status) = entry.status.as_ref().filter(|s| s.fault.is_some()) else {
+            return;
+        };
+        if !blocked || !queued {
+            return;
+        }
+        let obs = Observation {
+            controls: entry.controls.clone(),
+            refused: entry.refused.clone(),
+            ..Observation::default()
+        };
+        let decision = rollout::refuse_while_blocked(status, &obs, now);
+        let previous = entry.status.clone();
+        let plan = entry.current_plan();
+        self.announce(plan.as_deref(), &decision, previous.as_ref());
+        if let Some(entry) = self.registry.get_mut(id) {
+            entry.controls.clear();
+            entry.refused.clear();
+            entry.status = Some(decision.status);
         }
     }
 

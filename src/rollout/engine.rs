@@ -175,6 +175,31 @@ pub fn fault(
     }
 }
 
+/// Controls that arrive while tidegate cannot carry out decisions for the rollout (its status
+/// shows a fault): each gets its answer now, refused with the fault, rather than waiting
+/// unanswered for a write that may never succeed.
+pub fn refuse_while_blocked(prev: &Status, obs: &Observation, now: DateTime<Utc>) -> Decision {
+    let mut status = prev.clone();
+    let why = match &prev.fault {
+        Some(f) => format!(
+            "tidegate cannot change the routes now ({}: {})",
+            f.operation, f.message
+        ),
+        None => "tidegate cannot change the routes now".to_string(),
+    };
+    let mut effects = Vec::new();
+    if refuse_all(&mut status, obs, &why, now) {
+        status.updated_at = now;
+        effects.push(Effect::RecordStatus);
+    }
+    Decision {
+        status,
+        effects,
+        wake_at: None,
+        transitions: Vec::new(),
+    }
+}
+
 /// Record every control of `obs` as refused (the rollout has no valid plan to run it with);
 /// whether there was any.
 fn refuse_all(status: &mut Status, obs: &Observation, why: &str, now: DateTime<Utc>) -> bool {
@@ -183,7 +208,7 @@ fn refuse_all(status: &mut Status, obs: &Observation, why: &str, now: DateTime<U
         .iter()
         .map(|r| (&r.commit, &r.author, r.action.clone(), r.why.clone()));
     let controls = obs.controls.iter().map(|c| {
-        let note = format!("refused: {why}; fix the plan first");
+        let note = format!("refused: {why}; fix that first");
         (&c.commit, &c.author, c.action.as_str().to_owned(), note)
     });
     let mut any = false;

@@ -15,7 +15,9 @@ mod revision_tests;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{CONTROLS_LIMIT, HISTORY_LIMIT, fault, invalid, round_outcome, step};
+pub use engine::{
+    CONTROLS_LIMIT, HISTORY_LIMIT, fault, invalid, refuse_while_blocked, round_outcome, step,
+};
 pub use reconcile::{reconcile, route_at};
 pub use revision::{Newest, Revisions, decide, release_of, resume_at};
 pub use status::{
