@@ -1110,21 +1110,7 @@ fn staged_checks(
     let mut problems = Vec::new();
     match scenario {
         Scenario::Releases => {
-            let dests: Vec<&str> = vs
-                .and_then(|v| v.pointer("/spec/http"))
-                .and_then(Value::as_array)
-                .and_then(|rs| {
-                    rs.iter()
-                        .find(|r| r.get("name").and_then(Value::as_str) == Some("primary"))
-                })
-                .and_then(|r| r.get("route"))
-                .and_then(Value::as_array)
-                .map(|ds| {
-                    ds.iter()
-                        .filter_map(|d| d.pointer("/destination/subset").and_then(Value::as_str))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let dests = primary_subsets(vs);
             if dests != ["v4"] {
                 problems.push(format!(
                     "the primary route sends to {dests:?}, expected v4 alone"
@@ -1143,32 +1129,55 @@ fn staged_checks(
                 ));
             }
         }
-        Scenario::MeshBreak => {
-            let limit = RELEASE_INTERVAL * 2;
-            match acted_ended {
-                Some((acted, ended)) if ended.duration_since(*acted) <= limit => {}
-                Some((acted, ended)) => problems.push(format!(
-                    "rolled back {:.1}s after the subset was deleted, more than two intervals ({}s)",
-                    ended.duration_since(*acted).as_secs_f64(),
-                    limit.as_secs()
-                )),
-                None => problems.push("the subset was never deleted".into()),
-            }
-            let said = st
-                .and_then(|s| s.get("history"))
-                .and_then(Value::as_array)
-                .is_some_and(|h| {
-                    h.iter().any(|t| {
-                        t.get("reason")
-                            .and_then(Value::as_str)
-                            .is_some_and(|r| r.contains("subset"))
-                    })
-                });
-            if !said {
-                problems.push("no transition names the missing subset".into());
-            }
-        }
+        Scenario::MeshBreak => problems.extend(mesh_break_checks(st, acted_ended)),
         _ => {}
+    }
+    problems
+}
+
+/// The subsets the `primary` route sends to.
+fn primary_subsets(vs: Option<&Value>) -> Vec<&str> {
+    vs.and_then(|v| v.pointer("/spec/http"))
+        .and_then(Value::as_array)
+        .and_then(|rs| {
+            rs.iter()
+                .find(|r| r.get("name").and_then(Value::as_str) == Some("primary"))
+        })
+        .and_then(|r| r.get("route"))
+        .and_then(Value::as_array)
+        .map(|ds| {
+            ds.iter()
+                .filter_map(|d| d.pointer("/destination/subset").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rolled back within two intervals of the deletion, with a transition naming the subset.
+fn mesh_break_checks(st: Option<&Value>, acted_ended: Option<(&Instant, &Instant)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let limit = RELEASE_INTERVAL * 2;
+    match acted_ended {
+        Some((acted, ended)) if ended.duration_since(*acted) <= limit => {}
+        Some((acted, ended)) => problems.push(format!(
+            "rolled back {:.1}s after the subset was deleted, more than two intervals ({}s)",
+            ended.duration_since(*acted).as_secs_f64(),
+            limit.as_secs()
+        )),
+        None => problems.push("the subset was never deleted".into()),
+    }
+    let said = st
+        .and_then(|s| s.get("history"))
+        .and_then(Value::as_array)
+        .is_some_and(|h| {
+            h.iter().any(|t| {
+                t.get("reason")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.contains("no longer has subset"))
+            })
+        });
+    if !said {
+        problems.push("no transition names the missing subset".into());
     }
     problems
 }
