@@ -111,3 +111,39 @@ fn kill_9_mid_rollout_and_restart() {
         assert_eq!(o.final_phase, "Succeeded");
     }
 }
+
+#[test]
+fn releases_follow_each_other_through_a_rollback_and_a_retry() {
+    let o = lab(Scenario::Releases, None);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "Succeeded");
+    assert!(
+        o.timeline.iter().any(|l| l.contains("RolledBack")),
+        "v3 was rolled back once: {}",
+        o.timeline.join("\n")
+    );
+    assert_eq!(o.weights_seen.last(), Some(&100), "v4 alone at the end");
+}
+
+#[test]
+fn a_plan_typo_holds_keeps_analysing_and_still_rolls_back() {
+    let o = lab(Scenario::PlanTypo, None);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "RolledBack");
+    assert!(
+        o.timeline
+            .iter()
+            .any(|l| l.contains("the fix continued to 50 %")),
+        "the fix continued: {}",
+        o.timeline.join("\n")
+    );
+    assert_eq!(o.weights_seen.last(), Some(&0));
+}
+
+#[test]
+fn a_canary_subset_deleted_mid_rollout_is_rolled_back() {
+    let o = lab(Scenario::MeshBreak, None);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "RolledBack");
+    assert_eq!(o.weights_seen.last(), Some(&0));
+}

@@ -1,4 +1,5 @@
-//! `tidegate lab [--scenario NAME]`: the whole loop on this machine.
+//! `tidegate lab [--scenario NAME]`: the whole loop on this machine; `tidegate lab set SUBSET
+//! --errors 10% --latency 200ms` changes a subset's behaviour in a running lab.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,8 @@ use crate::lab::run::{self, LabOptions, Scenario};
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: Option<LabAction>,
     /// Run unattended and exit 0 when the outcome is the expected one.
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
@@ -31,7 +34,95 @@ pub struct LabArgs {
     pub kill_delay_ms: u64,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum LabAction {
+    /// Change a subset's error rate and/or latency in a running lab.
+    Set(SetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// The DestinationRule subset (e.g. v3); it need not exist yet.
+    pub subset: String,
+    /// Share of requests answered 503: `10%` or `0.1`.
+    #[arg(long, value_parser = parse_error_rate)]
+    pub errors: Option<f64>,
+    /// Added latency per request, e.g. `200ms`.
+    #[arg(long, value_parser = parse_latency)]
+    pub latency: Option<Duration>,
+    /// The running lab's folder (it holds `traffic.url`).
+    #[arg(long, env = "TIDEGATE_LAB_DIR")]
+    pub dir: Option<PathBuf>,
+    /// The lab's traffic simulator URL (printed when the lab starts), instead of `--dir`.
+    #[arg(long, env = "TIDEGATE_LAB_URL")]
+    pub url: Option<String>,
+}
+
+/// `10%` → 0.1, `0.1` → 0.1.
+fn parse_error_rate(s: &str) -> Result<f64, String> {
+    let (number, scale) = match s.trim().strip_suffix('%') {
+        Some(p) => (p, 100.0),
+        None => (s.trim(), 1.0),
+    };
+    let v: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a rate: write `10%` or `0.1`"))?;
+    let rate = v / scale;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!("`{s}` is outside 0%..100%"));
+    }
+    Ok(rate)
+}
+
+fn parse_latency(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}`: {e} (write e.g. `200ms`)"))
+}
+
+fn set(args: &SetArgs) -> anyhow::Result<ExitCode> {
+    if args.errors.is_none() && args.latency.is_none() {
+        anyhow::bail!("nothing to change: give --errors and/or --latency");
+    }
+    let base = match (&args.url, &args.dir) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(dir)) => std::fs::read_to_string(dir.join(run::TRAFFIC_URL_FILE))
+            .map_err(|e| anyhow::anyhow!("no running lab in {}: {e}", dir.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => anyhow::bail!("which lab? give --dir (the lab folder) or --url"),
+    };
+    let change = crate::lab::traffic::SubsetSettings {
+        errors: args.errors,
+        latency_ms: args
+            .latency
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let url = format!("{base}/subsets/{}", args.subset);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let now: crate::lab::traffic::SubsetSettings = runtime.block_on(async {
+        crate::notify::ensure_crypto_provider();
+        let r = reqwest::Client::new()
+            .put(&url)
+            .json(&change)
+            .send()
+            .await?;
+        r.error_for_status()?.json().await
+    })?;
+    println!(
+        "{}: errors {:.1}%, latency {}ms",
+        args.subset,
+        now.errors.unwrap_or_default() * 100.0,
+        now.latency_ms.unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
+    if let Some(LabAction::Set(set_args)) = &args.action {
+        return set(set_args);
+    }
     let opts = LabOptions {
         dir: args.dir.clone(),
         scenario: args.scenario,
@@ -59,5 +150,20 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("lab: unexpected outcome: {}", outcome.problems.join("; "));
         Ok(ExitCode::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_latencies() {
+        assert_eq!(parse_error_rate("10%"), Ok(0.1));
+        assert_eq!(parse_error_rate("0.25"), Ok(0.25));
+        assert!(parse_error_rate("150%").is_err());
+        assert!(parse_error_rate("ten").is_err());
+        assert_eq!(parse_latency("200ms"), Ok(Duration::from_millis(200)));
+        assert!(parse_latency("fast").is_err());
     }
 }

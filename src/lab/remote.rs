@@ -121,3 +121,37 @@ pub fn messages(remote: &Path) -> Result<Vec<String>, RemoteError> {
     }
     Ok(out)
 }
+
+/// Commit `content` at `path` (e.g. `rollouts/orders-svc.yaml`) on top of `main` of the bare
+/// `remote`, as a user's push would; returns the new commit id.
+pub fn commit_file(
+    remote: &Path,
+    path: &str,
+    content: &str,
+    message: &str,
+) -> Result<String, RemoteError> {
+    let repo = Repository::open_bare(remote).map_err(git_err(remote))?;
+    let parent = repo
+        .find_reference("refs/heads/main")
+        .and_then(|r| r.peel_to_commit())
+        .map_err(git_err(remote))?;
+    let blob = repo.blob(content.as_bytes()).map_err(git_err(remote))?;
+    let base = parent.tree().map_err(git_err(remote))?;
+    let tree_id = git2::build::TreeUpdateBuilder::new()
+        .upsert(path, blob, git2::FileMode::Blob)
+        .create_updated(&repo, &base)
+        .map_err(git_err(remote))?;
+    let tree = repo.find_tree(tree_id).map_err(git_err(remote))?;
+    let sig = Signature::now("Lab User", "you@example.com").map_err(git_err(remote))?;
+    let oid = repo
+        .commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            message,
+            &tree,
+            &[&parent],
+        )
+        .map_err(git_err(remote))?;
+    Ok(oid.to_string())
+}

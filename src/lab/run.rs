@@ -29,16 +29,64 @@ pub enum Scenario {
     Abort,
     /// The daemon is killed with SIGKILL mid-rollout and restarted; the rollout still succeeds.
     CrashRestart,
+    /// v1 → v2 promoted; v2 → v3 with 10 % errors rolled back; v3 fixed and retried → promoted;
+    /// v3 → v4 promoted; the route ends sending to v4 alone.
+    Releases,
+    /// A YAML typo at 10 % holds (still analysed); the fix continues to 50 %; a second typo holds
+    /// again and the canary, now failing, is rolled back anyway.
+    PlanTypo,
+    /// The canary's subset is deleted from the DestinationRule at 10 %: rolled back within two
+    /// analysis intervals.
+    MeshBreak,
 }
 
 impl Scenario {
     fn expected(self) -> &'static str {
         match self {
-            Scenario::Healthy | Scenario::PauseResume | Scenario::CrashRestart => "Succeeded",
-            Scenario::Faulty => "RolledBack",
+            Scenario::Healthy
+            | Scenario::PauseResume
+            | Scenario::CrashRestart
+            | Scenario::Releases => "Succeeded",
+            Scenario::Faulty | Scenario::PlanTypo | Scenario::MeshBreak => "RolledBack",
             Scenario::Abort => "Aborted",
         }
     }
+
+    /// The canary subset of the last release.
+    fn final_canary(self) -> &'static str {
+        if self == Scenario::Releases {
+            "v4"
+        } else {
+            "v2"
+        }
+    }
+
+    /// Whether the scenario runs the short release plan (`release_plan`) and its stages.
+    fn staged(self) -> bool {
+        matches!(
+            self,
+            Scenario::Releases | Scenario::PlanTypo | Scenario::MeshBreak
+        )
+    }
+}
+
+/// The file in the lab folder holding the traffic simulator's URL (for `tidegate lab set`).
+pub const TRAFFIC_URL_FILE: &str = "traffic.url";
+
+/// Analysis interval of [`release_plan`].
+pub const RELEASE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The short plan of the staged scenarios: `stable` → `canary` at 10 % and 50 %, each analysed
+/// for 6 s in 3 s rounds, then promoted; one failed round rolls back.
+pub fn release_plan(stable: &str, canary: &str) -> String {
+    format!(
+        "# The lab's rollout: {stable} → {canary}.\napiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: orders-svc\n  namespace: production\nspec:\n  service: orders-svc\n  routes: [primary]\n  stable: {stable}\n  canary: {canary}\n  steps:\n    - setWeight: 10\n    - analyze: 6s\n    - setWeight: 50\n    - analyze: 6s\n    - setWeight: 100\n  analysis:\n    interval: 3s\n    failureLimit: 1\n    minRequests: 5\n    metrics:\n      - {{name: success-rate, template: istio-success-rate, compareTo: stable, test: counts, tolerance: 1}}\n      - {{name: success-floor, template: istio-success-rate, min: 95}}\n"
+    )
+}
+
+/// [`release_plan`] with a YAML indentation error.
+pub fn release_plan_typo(stable: &str, canary: &str) -> String {
+    release_plan(stable, canary).replace("  stable:", " stable:")
 }
 
 /// Lab options.
@@ -248,7 +296,7 @@ impl Drop for Daemon {
 }
 
 /// Canary weight of the managed (`primary`) route in a VirtualService.
-fn canary_weight(vs: &Value) -> Option<u8> {
+fn canary_weight(vs: &Value, canary: &str) -> Option<u8> {
     let routes = vs.pointer("/spec/http")?.as_array()?;
     let primary = routes
         .iter()
@@ -258,11 +306,11 @@ fn canary_weight(vs: &Value) -> Option<u8> {
         let subset = dests[0]
             .pointer("/destination/subset")
             .and_then(Value::as_str)?;
-        return Some(if subset == "v2" { 100 } else { 0 });
+        return Some(if subset == canary { 100 } else { 0 });
     }
     dests
         .iter()
-        .find(|d| d.pointer("/destination/subset").and_then(Value::as_str) == Some("v2"))
+        .find(|d| d.pointer("/destination/subset").and_then(Value::as_str) == Some(canary))
         .and_then(|d| d.get("weight").and_then(Value::as_u64))
         .and_then(|w| u8::try_from(w).ok())
 }
@@ -336,7 +384,16 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
         ("v2".to_owned(), "v2".to_owned()),
     ]
     .into();
-    let simulator = traffic::start(
+    let dr_emulator = emulator.clone();
+    let read_dr: traffic::DrReader = Arc::new(move || {
+        dr_emulator.get(
+            "networking.istio.io/v1",
+            "DestinationRule",
+            Some(NAMESPACE),
+            NAME,
+        )
+    });
+    let simulator = traffic::start_with_mesh(
         traffic::SimConfig {
             namespace: NAMESPACE.into(),
             service: NAME.into(),
@@ -348,9 +405,12 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
             header_share: 0.05,
         },
         read_vs,
+        Some(read_dr),
         stop_rx,
     )
     .await?;
+    let traffic_url = format!("http://{}", simulator.metrics_addr);
+    std::fs::write(dir.join(TRAFFIC_URL_FILE), &traffic_url).map_err(io)?;
     let faulty = opts.scenario == Some(Scenario::Faulty);
     let error_rate = if faulty {
         opts.canary_error_rate.max(0.05)
@@ -370,7 +430,13 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
     let repos = remote::seed(
         &dir,
         &[
-            ("rollouts/orders-svc.yaml", lab_plan(with_pause)),
+            (
+                PLAN_PATH,
+                match opts.scenario {
+                    Some(s) if s.staged() => release_plan("v1", "v2"),
+                    _ => lab_plan(with_pause),
+                },
+            ),
             (
                 "README.md",
                 "Rollout plans for the tidegate lab. Edit rollouts/, commit, push.\n".to_owned(),
@@ -479,6 +545,9 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     let mut final_phase = String::new();
     let mut final_weight = 0u8;
     let kill_at = opts.kill_at_step.unwrap_or(2);
+    let stages = stages(scenario);
+    let mut runner = StageRunner::default();
+    let mut ended_at = None;
     let log = |timeline: &mut Vec<String>, line: String| {
         if opts.verbose {
             println!("{line}");
@@ -510,10 +579,17 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
             Some(NAMESPACE),
             NAME,
         );
-        let live_weight = vs.as_ref().and_then(canary_weight).unwrap_or(0);
         let Some(st) = status(&lab).await else {
             continue;
         };
+        let running = st
+            .pointer("/release/canary")
+            .and_then(Value::as_str)
+            .unwrap_or(scenario.final_canary());
+        let live_weight = vs
+            .as_ref()
+            .and_then(|v| canary_weight(v, running))
+            .unwrap_or(0);
         let phase = st
             .get("phase")
             .and_then(Value::as_str)
@@ -539,6 +615,16 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
         }
         final_phase = phase.clone();
         final_weight = u8::try_from(weight).unwrap_or(0);
+        let obs = Obs::of(&st);
+        for line in runner
+            .step(&stages, &obs, &lab, &opts.daemon_binary)
+            .await?
+        {
+            log(
+                &mut timeline,
+                format!("{:>6.1}s  {line}", started.elapsed().as_secs_f64()),
+            );
+        }
         match scenario {
             Scenario::PauseResume if !acted && phase == "Paused" => {
                 control(&lab, &opts.daemon_binary, "resume", "lab: looks good")?;
@@ -595,10 +681,13 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
             }
             _ => {}
         }
-        if matches!(
-            phase.as_str(),
-            "Succeeded" | "RolledBack" | "Aborted" | "Invalid"
-        ) {
+        if runner.finished(&stages)
+            && matches!(
+                phase.as_str(),
+                "Succeeded" | "RolledBack" | "Aborted" | "Invalid"
+            )
+        {
+            ended_at = Some(Instant::now());
             break;
         }
     }
@@ -618,7 +707,9 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
         Some(NAMESPACE),
         NAME,
     );
-    let live = vs.as_ref().and_then(canary_weight);
+    let live = vs
+        .as_ref()
+        .and_then(|v| canary_weight(v, scenario.final_canary()));
     let want_weight = if scenario.expected() == "Succeeded" {
         100
     } else {
@@ -642,7 +733,7 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     let weights_seen: Vec<u8> = history
         .iter()
         .skip(1)
-        .filter_map(|e| canary_weight(&e.object))
+        .filter_map(|e| canary_weight(&e.object, scenario.final_canary()))
         .collect();
     let allowed = [0u8, 10, 50, 100];
     for w in &weights_seen {
@@ -675,7 +766,16 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     if !messages.iter().any(|m| m.contains(&final_trailer)) {
         problems.push(format!("no status commit carries `{final_trailer}`"));
     }
-    if let Some(st) = status(&lab).await
+    let final_status = status(&lab).await;
+    problems.extend(staged_checks(
+        scenario,
+        vs.as_ref(),
+        final_status.as_ref(),
+        &messages,
+        &weights_seen,
+        runner.done_at.first().zip(ended_at.as_ref()),
+    ));
+    if let Some(st) = final_status
         && let Some(h) = st.get("history").and_then(Value::as_array)
     {
         for pair in h.windows(2) {
@@ -728,7 +828,8 @@ tidegate status --watch --api {api}     # live progress bars\n  \
 $EDITOR rollouts/orders-svc.yaml            # change the steps, or the canary\n  \
 git commit -am 'Canary v2 for orders-svc' && git push\n  \
 git commit --allow-empty -m 'Hold' -m 'Tidegate: pause production/orders-svc' && git push\n  \
-tidegate status --repo {url}\n\n\
+tidegate status --repo {url}\n  \
+tidegate lab set v2 --errors 10% --latency 200ms --dir {dir}   # change a subset's behaviour\n\n\
 The rollout in the seed starts right away. Ctrl-C stops everything.\n",
         dir = lab.dir.display(),
         clone = lab.repos.clone.display(),
@@ -744,4 +845,339 @@ The rollout in the seed starts right away. Ctrl-C stops everything.\n",
             .sent
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+}
+
+/// What the scenario loop saw in one look at the daemon's API.
+#[derive(Debug, Clone, Default)]
+struct Obs {
+    phase: String,
+    weight: u8,
+    /// The canary of the release being run.
+    canary: String,
+    /// A newer revision is held back (invalid, unreadable, ...).
+    pending: bool,
+    /// Analysis rounds evaluated.
+    checks: u64,
+}
+
+impl Obs {
+    fn of(st: &Value) -> Obs {
+        let text = |p: &str| {
+            st.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let number = |p: &str| st.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        Obs {
+            phase: text("/phase"),
+            weight: u8::try_from(number("/route/canaryWeight")).unwrap_or(0),
+            canary: text("/release/canary"),
+            pending: st.get("pending").is_some_and(|p| !p.is_null()),
+            checks: number("/analysis/checks"),
+        }
+    }
+
+    fn at(&self, phase: &str, canary: &str) -> bool {
+        self.phase == phase && self.canary == canary
+    }
+}
+
+/// Something a staged scenario does.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    /// Push `release_plan(stable, canary)` (with a YAML typo when `typo`).
+    Plan {
+        stable: &'static str,
+        canary: &'static str,
+        typo: bool,
+    },
+    /// Set a subset's error rate.
+    Errors(&'static str, f64),
+    /// Replace the DestinationRule's subsets.
+    Subsets(&'static [&'static str]),
+    /// Push a control commit (`retry`, `abort`, ...).
+    Control(&'static str),
+    /// Let time pass (e.g. until the metrics' window no longer holds the old errors).
+    Wait(Duration),
+}
+
+/// One stage: when `until(now, at_stage_start)` holds, log `what` and do `acts`.
+struct Stage {
+    what: &'static str,
+    until: fn(&Obs, &Obs) -> bool,
+    acts: Vec<Act>,
+}
+
+fn stage(what: &'static str, until: fn(&Obs, &Obs) -> bool, acts: Vec<Act>) -> Stage {
+    Stage { what, until, acts }
+}
+
+fn stages(scenario: Scenario) -> Vec<Stage> {
+    let plan = |stable, canary| Act::Plan {
+        stable,
+        canary,
+        typo: false,
+    };
+    let typo = Act::Plan {
+        stable: "v1",
+        canary: "v2",
+        typo: true,
+    };
+    match scenario {
+        Scenario::Releases => vec![
+            stage(
+                "v1 → v2 promoted; next: v2 → v3 with 10 % errors",
+                |o, _| o.at("Succeeded", "v2"),
+                vec![
+                    Act::Errors("v3", 0.10),
+                    Act::Subsets(&["v1", "v2", "v3"]),
+                    plan("v2", "v3"),
+                ],
+            ),
+            stage(
+                "v3 rolled back; fixed (errors 0) and retried",
+                |o, _| o.at("RolledBack", "v3"),
+                vec![
+                    Act::Errors("v3", 0.0),
+                    Act::Wait(RELEASE_INTERVAL * 2),
+                    Act::Control("retry"),
+                ],
+            ),
+            stage(
+                "v2 → v3 promoted; next: v3 → v4",
+                |o, _| o.at("Succeeded", "v3"),
+                vec![Act::Subsets(&["v1", "v2", "v3", "v4"]), plan("v3", "v4")],
+            ),
+            stage("v3 → v4 promoted", |o, _| o.at("Succeeded", "v4"), vec![]),
+        ],
+        Scenario::PlanTypo => vec![
+            stage(
+                "canary at 10 %: a YAML typo pushed",
+                |o, _| o.at("Progressing", "v2") && o.weight == 10,
+                vec![typo],
+            ),
+            stage("the typo is held", |o, _| o.pending, vec![]),
+            stage(
+                "still analysed while held (2 more rounds, still 10 %); the fix pushed",
+                |o, base| o.pending && o.weight == 10 && o.checks >= base.checks + 2,
+                vec![plan("v1", "v2")],
+            ),
+            stage(
+                "the fix continued to 50 %; a typo pushed again",
+                |o, _| !o.pending && o.weight == 50,
+                vec![typo],
+            ),
+            stage(
+                "held again; the canary now fails (10 % errors)",
+                |o, _| o.pending && o.weight == 50,
+                vec![Act::Errors("v2", 0.10)],
+            ),
+        ],
+        Scenario::MeshBreak => vec![stage(
+            "canary at 10 % and analysed: subset v2 deleted from the DestinationRule",
+            |o, base| o.at("Progressing", "v2") && o.weight == 10 && o.checks > base.checks,
+            vec![Act::Subsets(&["v1"])],
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// Do one act; returns what was done, for the timeline.
+async fn perform(lab: &Lab, binary: &Path, act: Act) -> Result<String, LabError> {
+    match act {
+        Act::Plan {
+            stable,
+            canary,
+            typo,
+        } => {
+            let (text, message) = if typo {
+                (
+                    release_plan_typo(stable, canary),
+                    "orders-svc: oops, a typo",
+                )
+            } else {
+                (release_plan(stable, canary), "orders-svc: the release plan")
+            };
+            remote::commit_file(&lab.repos.remote, PLAN_PATH, &text, message)?;
+            Ok(format!(
+                "pushed the plan {stable} → {canary}{}",
+                if typo { " with a YAML typo" } else { "" }
+            ))
+        }
+        Act::Errors(subset, rate) => {
+            let change = traffic::SubsetSettings {
+                errors: Some(rate),
+                latency_ms: None,
+            };
+            lab.simulator.subsets.set(subset, &change);
+            Ok(format!("{subset} now answers {:.0} % errors", rate * 100.0))
+        }
+        Act::Subsets(names) => {
+            set_dr_subsets(lab, names)?;
+            Ok(format!("DestinationRule subsets now {names:?}"))
+        }
+        Act::Wait(d) => {
+            tokio::time::sleep(d).await;
+            Ok(format!("waited {}s", d.as_secs()))
+        }
+        Act::Control(verb) => {
+            control(lab, binary, verb, "lab: fixed, try again")?;
+            Ok(format!("pushed `Tidegate: {verb} {NAMESPACE}/{NAME}`"))
+        }
+    }
+}
+
+const PLAN_PATH: &str = "rollouts/orders-svc.yaml";
+
+fn set_dr_subsets(lab: &Lab, names: &[&str]) -> Result<(), LabError> {
+    let mut dr = dr_now(lab).unwrap_or_default();
+    let subsets: Vec<Value> = names
+        .iter()
+        .map(|n| serde_json::json!({"name": n, "labels": {"version": n}}))
+        .collect();
+    if let Some(spec) = dr.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("subsets".into(), Value::Array(subsets));
+    }
+    lab.emulator
+        .apply_manifest(dr, NAMESPACE)
+        .map_err(|e| LabError::Control {
+            args: "edit the DestinationRule".into(),
+            message: e.to_string(),
+        })?;
+    Ok(())
+}
+
+fn dr_now(lab: &Lab) -> Option<Value> {
+    lab.emulator.get(
+        "networking.istio.io/v1",
+        "DestinationRule",
+        Some(NAMESPACE),
+        NAME,
+    )
+}
+
+/// Runs a staged scenario's stages as the observations come.
+#[derive(Default)]
+struct StageRunner {
+    next: usize,
+    base: Option<Obs>,
+    /// When each stage's acts were done.
+    done_at: Vec<Instant>,
+}
+
+impl StageRunner {
+    /// Do the next stage when it is due; returns the timeline lines.
+    async fn step(
+        &mut self,
+        stages: &[Stage],
+        obs: &Obs,
+        lab: &Lab,
+        binary: &Path,
+    ) -> Result<Vec<String>, LabError> {
+        let Some(stage) = stages.get(self.next) else {
+            return Ok(Vec::new());
+        };
+        let base = self.base.get_or_insert_with(|| obs.clone());
+        if !(stage.until)(obs, base) {
+            return Ok(Vec::new());
+        }
+        let mut lines = vec![format!("stage {}: {}", self.next + 1, stage.what)];
+        for act in &stage.acts {
+            lines.push(format!("  {}", perform(lab, binary, *act).await?));
+        }
+        self.next += 1;
+        self.base = None;
+        self.done_at.push(Instant::now());
+        Ok(lines)
+    }
+
+    fn finished(&self, stages: &[Stage]) -> bool {
+        self.next >= stages.len()
+    }
+}
+
+/// The staged scenarios' own expectations. `acted_ended`: when the first stage acted and when
+/// the terminal phase was seen.
+fn staged_checks(
+    scenario: Scenario,
+    vs: Option<&Value>,
+    st: Option<&Value>,
+    messages: &[String],
+    weights_seen: &[u8],
+    acted_ended: Option<(&Instant, &Instant)>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    match scenario {
+        Scenario::Releases => {
+            let dests = primary_subsets(vs);
+            if dests != ["v4"] {
+                problems.push(format!(
+                    "the primary route sends to {dests:?}, expected v4 alone"
+                ));
+            }
+            if !messages.iter().any(|m| m.contains("Tidegate: retry")) {
+                problems.push("no `Tidegate: retry` commit".into());
+            }
+        }
+        Scenario::PlanTypo => {
+            // An edit never drops the canary to climb again: only the rollback lowers it.
+            let climb = &weights_seen[..weights_seen.len().saturating_sub(1)];
+            if climb.windows(2).any(|w| w[1] < w[0]) {
+                problems.push(format!(
+                    "the canary weight went down before the rollback: {weights_seen:?}"
+                ));
+            }
+        }
+        Scenario::MeshBreak => problems.extend(mesh_break_checks(st, acted_ended)),
+        _ => {}
+    }
+    problems
+}
+
+/// The subsets the `primary` route sends to.
+fn primary_subsets(vs: Option<&Value>) -> Vec<&str> {
+    vs.and_then(|v| v.pointer("/spec/http"))
+        .and_then(Value::as_array)
+        .and_then(|rs| {
+            rs.iter()
+                .find(|r| r.get("name").and_then(Value::as_str) == Some("primary"))
+        })
+        .and_then(|r| r.get("route"))
+        .and_then(Value::as_array)
+        .map(|ds| {
+            ds.iter()
+                .filter_map(|d| d.pointer("/destination/subset").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rolled back within two intervals of the deletion, with a transition naming the subset.
+fn mesh_break_checks(st: Option<&Value>, acted_ended: Option<(&Instant, &Instant)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let limit = RELEASE_INTERVAL * 2;
+    match acted_ended {
+        Some((acted, ended)) if ended.duration_since(*acted) <= limit => {}
+        Some((acted, ended)) => problems.push(format!(
+            "rolled back {:.1}s after the subset was deleted, more than two intervals ({}s)",
+            ended.duration_since(*acted).as_secs_f64(),
+            limit.as_secs()
+        )),
+        None => problems.push("the subset was never deleted".into()),
+    }
+    let said = st
+        .and_then(|s| s.get("history"))
+        .and_then(Value::as_array)
+        .is_some_and(|h| {
+            h.iter().any(|t| {
+                t.get("reason")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.contains("no longer has subset"))
+            })
+        });
+    if !said {
+        problems.push("no transition names the missing subset".into());
+    }
+    problems
 }
