@@ -4,6 +4,7 @@
 //! scheduler. Inputs (controls, an analysis round) are consumed only by a decision that was
 //! carried out, so a failed turn loses nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -159,8 +160,10 @@ where
     }
 
     /// Run preflight for due rollouts that have not started (once per plan digest, again after
-    /// errors or a change of the objects they depend on).
+    /// errors or a change of the objects they depend on). The mesh objects are read, and the
+    /// checks that look at all of them run, once per namespace rather than once per rollout.
     async fn preflight(&mut self, jobs: &[Job]) {
+        let mut by_namespace: BTreeMap<String, Vec<Arc<Plan>>> = BTreeMap::new();
         for job in jobs {
             let Some(entry) = self.registry.get(&job.id) else {
                 continue;
@@ -177,42 +180,55 @@ where
             if !pending || checked {
                 continue;
             }
-            let (errors, subsets) = self.check_objects(&plan).await;
-            if let Some(entry) = self.registry.get_mut(&job.id) {
-                entry.preflight_digest = Some(entry.plan_ref.digest.clone());
-                entry.preflight_errors = errors;
-                entry.subsets = subsets;
+            let ns = plan.id.namespace.clone();
+            by_namespace.entry(ns).or_default().push(plan);
+        }
+        for plans in by_namespace.values() {
+            let results = self.check_objects(plans).await;
+            for (plan, (errors, subsets)) in plans.iter().zip(results) {
+                if let Some(entry) = self.registry.get_mut(&plan.id) {
+                    entry.preflight_digest = Some(entry.plan_ref.digest.clone());
+                    entry.preflight_errors = errors;
+                    entry.subsets = subsets;
+                }
             }
         }
     }
 
-    /// Preflight's error-level findings for `plan`, and the subset labels of its
-    /// DestinationRule.
-    async fn check_objects(&self, plan: &Plan) -> (Vec<String>, Option<SubsetLabels>) {
-        let target = Target::from_plan(plan);
-        let values = match self.parts.mesh.objects(&target).await {
+    /// Preflight's error-level findings for each of `plans` (all of one namespace), and the
+    /// subset labels of its DestinationRule.
+    async fn check_objects(&self, plans: &[Arc<Plan>]) -> Vec<(Vec<String>, Option<SubsetLabels>)> {
+        let targets: Vec<Target> = plans.iter().map(|p| Target::from_plan(p)).collect();
+        let Some(first) = targets.first() else {
+            return Vec::new();
+        };
+        // The objects depend only on the namespace, which all the targets share.
+        let values = match self.parts.mesh.objects(first).await {
             Ok(v) => v,
             Err(e) => {
-                return (
-                    vec![format!("preflight could not read the mesh objects: {e}")],
-                    None,
-                );
+                let error = format!("preflight could not read the mesh objects: {e}");
+                return plans.iter().map(|_| (vec![error.clone()], None)).collect();
             }
         };
-        let subsets = find_destination_rule(&values, &plan.destination_rule, &plan.id.namespace)
-            .and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
         let objects: Vec<preflight::Object> = values
-            .into_iter()
-            .map(|v| preflight::Object::new(v, None))
-            .collect();
-        let findings = preflight::check_rollout(&objects, &target);
-        for f in findings
             .iter()
-            .filter(|f| f.severity != preflight::Severity::Error)
-        {
-            tracing::warn!(rollout = %plan.id, code = f.code, finding = %f, "preflight");
+            .map(|v| preflight::Object::new(v.clone(), None))
+            .collect();
+        let findings = preflight::check_rollouts(&objects, &targets);
+        let mut out = Vec::with_capacity(plans.len());
+        for (plan, findings) in plans.iter().zip(findings) {
+            let subsets =
+                find_destination_rule(&values, &plan.destination_rule, &plan.id.namespace)
+                    .and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
+            for f in findings
+                .iter()
+                .filter(|f| f.severity != preflight::Severity::Error)
+            {
+                tracing::warn!(rollout = %plan.id, code = f.code, finding = %f, "preflight");
+            }
+            out.push((preflight::blocking(&findings), subsets));
         }
-        (preflight::blocking(&findings), subsets)
+        out
     }
 
     /// One batched analysis round for the due rollouts whose round is due; each result waits in
