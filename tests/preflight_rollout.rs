@@ -487,3 +487,81 @@ fn a_host_conflict_is_reported_once_for_the_rollout() {
     assert_eq!(conflicts[0].related[0].name, "orders-copy");
     assert_eq!(conflicts[0].severity, Severity::Error);
 }
+
+/// What `check_rollout` was before it ran on a namespace at a time: the target's own checks,
+/// then the object-wide findings about its own VirtualService and DestinationRule.
+fn one_at_a_time(objects: &[Object], t: &Target) -> Vec<preflight::Finding> {
+    let ns = t.rollout.namespace.as_str();
+    let mut out = preflight::check_target(objects, t);
+    for f in preflight::check_objects(objects, ns) {
+        let own = f.object.is("VirtualService", ns, &t.virtual_service)
+            || f.object.is("DestinationRule", ns, &t.destination_rule);
+        if !own || f.code == codes::INGRESS_BYPASS {
+            continue;
+        }
+        let severity = if f.code == codes::HOST_NOT_IN_GATEWAY {
+            Severity::Error
+        } else {
+            f.severity
+        };
+        out.push(preflight::Finding { severity, ..f });
+    }
+    out
+}
+
+#[test]
+fn a_namespace_at_a_time_finds_what_one_rollout_at_a_time_finds() {
+    // orders: host not admitted by the Gateway; cart and carts claim the same mesh host, and
+    // cart's workload turns mTLS off with no DestinationRule saying so; payments lacks its
+    // canary subset and the edge route bypasses its split; search has no objects at all.
+    let cart = |name: &str| {
+        format!(
+            "\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  hosts: [cart]\n  http: [{{name: primary, route: [{{destination: {{host: cart, subset: v1}}}}]}}]\n"
+        )
+    };
+    let payments = format!(
+        "\n---{}",
+        DR.replace("orders", "payments")
+            .replace("name: v2", "name: v3")
+    );
+    let o = objects(&format!(
+        "{DR}{}{}{}{}{payments}{}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: cart, namespace: shop}}\nspec: {{selector: {{matchLabels: {{app: cart}}}}, mtls: {{mode: DISABLE}}}}\n{}",
+        vs("", PRIMARY),
+        edge("payments"),
+        cart("cart"),
+        cart("carts"),
+        MESH_SPLIT.replace("orders", "payments"),
+        GATEWAY.replace("HOST", "shop.example.com"),
+    ));
+    let mut targets = Vec::new();
+    for name in ["orders", "cart", "carts", "payments", "search"] {
+        let mut t = target(name, &[], "v1", "v2");
+        t.service = name.into();
+        t.virtual_service = name.into();
+        t.destination_rule = if name == "carts" { "cart" } else { name }.into();
+        targets.push(t);
+    }
+    // A rollout of another namespace checked against the same objects.
+    let mut elsewhere = target("orders", &[], "v1", "v2");
+    elsewhere.rollout.namespace = "other".into();
+    targets.push(elsewhere);
+    let together = preflight::check_rollouts(&o, &targets);
+    assert_eq!(together.len(), targets.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (t, found) in targets.iter().zip(&together) {
+        assert_eq!(found, &one_at_a_time(&o, t), "{}", t.rollout);
+        assert_eq!(found, &preflight::check_rollout(&o, t), "{}", t.rollout);
+        seen.extend(found.iter().map(|f| f.code));
+    }
+    // The fixture exercises the object-wide findings the batch computes once.
+    for code in [
+        codes::INGRESS_BYPASS,
+        codes::MTLS_HALF_PAIR,
+        codes::HOST_NOT_IN_GATEWAY,
+        codes::DUPLICATE_HOST,
+        codes::PLAN_SUBSET_MISSING,
+        codes::PLAN_OBJECT_MISSING,
+    ] {
+        assert!(seen.contains(code), "no {code} in {seen:?}");
+    }
+}

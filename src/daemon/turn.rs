@@ -4,6 +4,7 @@
 //! scheduler. Inputs (controls, an analysis round) are consumed only by a decision that was
 //! carried out, so a failed turn loses nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -195,7 +196,10 @@ where
 
     /// Run preflight for due rollouts whose plan revision has not been checked yet (every new
     /// revision, before its first write) or whose objects changed since (a watched change).
+    /// The mesh objects are read, and the checks that look at all of them run, once per
+    /// namespace rather than once per rollout.
     async fn preflight(&mut self, jobs: &[Job]) {
+        let mut by_namespace: BTreeMap<String, Vec<Arc<Plan>>> = BTreeMap::new();
         for job in jobs {
             let Some(entry) = self.registry.get(&job.id) else {
                 continue;
@@ -206,82 +210,74 @@ where
             let Some(plan) = newest.or_else(|| entry.current_plan()) else {
                 continue;
             };
-            let digest = plan.digest();
-            let checked = entry.preflight_digest.as_deref() == Some(digest.as_str())
+            let checked = entry.preflight_digest.as_deref() == Some(plan.digest().as_str())
                 && entry.preflight_errors.is_empty();
-            if checked {
-                continue;
+            if !checked {
+                by_namespace
+                    .entry(plan.id.namespace.clone())
+                    .or_default()
+                    .push(plan);
             }
-            let checked = self.check_objects(&plan).await;
-            if let Some(entry) = self.registry.get_mut(&job.id) {
-                entry.preflight_digest = Some(digest);
-                entry.preflight_errors = checked.errors;
-                if checked.subsets.is_some() {
-                    entry.subsets = checked.subsets;
+        }
+        for plans in by_namespace.values() {
+            let results = self.check_objects(plans).await;
+            for (plan, checked) in plans.iter().zip(results) {
+                if let Some(entry) = self.registry.get_mut(&plan.id) {
+                    entry.preflight_digest = Some(plan.digest());
+                    entry.preflight_errors = checked.errors;
+                    if checked.subsets.is_some() {
+                        entry.subsets = checked.subsets;
+                    }
+                    if let Some(missing) = checked.missing {
+                        entry.missing = missing;
+                    }
+                    entry.canary_elsewhere = checked.canary_elsewhere;
+                    entry.dropping = checked.dropping;
                 }
-                if let Some(missing) = checked.missing {
-                    entry.missing = missing;
-                }
-                entry.canary_elsewhere = checked.canary_elsewhere;
-                entry.dropping = checked.dropping;
             }
         }
     }
 
-    /// Preflight's error-level findings for `plan`, the subset labels of its DestinationRule,
-    /// the plan's subsets it lacks and the unmanaged routes that send to the canary.
-    async fn check_objects(&self, plan: &Plan) -> Checked {
-        let target = Target::from_plan(plan);
-        let values = match self.parts.mesh.objects(&target).await {
+    /// What preflight finds for each of `plans` (all of one namespace): error-level findings,
+    /// the subset labels of its DestinationRule, the subsets it lacks, the unmanaged routes
+    /// that send to the canary and the weight-0 destinations the first write drops.
+    async fn check_objects(&self, plans: &[Arc<Plan>]) -> Vec<Checked> {
+        let targets: Vec<Target> = plans.iter().map(|p| Target::from_plan(p)).collect();
+        let Some(first) = targets.first() else {
+            return Vec::new();
+        };
+        // The objects depend only on the namespace, which all the targets share.
+        let values = match self.parts.mesh.objects(first).await {
             Ok(v) => v,
             Err(e) => {
-                return Checked {
-                    errors: vec![format!("preflight could not read the mesh objects: {e}")],
-                    ..Checked::default()
-                };
+                let error = format!("preflight could not read the mesh objects: {e}");
+                return plans
+                    .iter()
+                    .map(|_| Checked {
+                        errors: vec![error.clone()],
+                        ..Checked::default()
+                    })
+                    .collect();
             }
         };
-        let rule = find_destination_rule(&values, &plan.destination_rule, &plan.id.namespace);
-        let subsets = rule.and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
-        let has = |name: &str| {
-            subsets
-                .as_ref()
-                .is_some_and(|s| s.subsets.contains_key(name))
-        };
-        let missing = MissingSubsets {
-            stable: !has(&plan.stable),
-            canary: !has(&plan.canary),
-        };
-        let vs = find_virtual_service(&values, &target);
-        let canary_elsewhere = vs
-            .map(|vs| {
-                preflight::unmanaged_canary_routes(vs, &target)
-                    .into_iter()
-                    .map(|r| r.name.unwrap_or_else(|| format!("#{}", r.index)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let dropping = vs
-            .map(|vs| crate::mesh::stale_destinations(vs, &target))
-            .unwrap_or_default();
         let objects: Vec<preflight::Object> = values
-            .into_iter()
-            .map(|v| preflight::Object::new(v, None))
-            .collect();
-        let findings = preflight::check_rollout(&objects, &target);
-        for f in findings
             .iter()
-            .filter(|f| f.severity != preflight::Severity::Error)
-        {
-            tracing::warn!(rollout = %plan.id, code = f.code, finding = %f, "preflight");
+            .map(|v| preflight::Object::new(v.clone(), None))
+            .collect();
+        let findings = preflight::check_rollouts(&objects, &targets);
+        let mut out = Vec::with_capacity(plans.len());
+        for ((plan, target), findings) in plans.iter().zip(&targets).zip(findings) {
+            for f in findings
+                .iter()
+                .filter(|f| f.severity != preflight::Severity::Error)
+            {
+                tracing::warn!(rollout = %plan.id, code = f.code, finding = %f, "preflight");
+            }
+            let mut checked = observe_objects(&values, plan, target);
+            checked.errors = preflight::blocking(&findings);
+            out.push(checked);
         }
-        Checked {
-            errors: preflight::blocking(&findings),
-            subsets,
-            missing: Some(missing),
-            canary_elsewhere,
-            dropping,
-        }
+        out
     }
 
     /// One batched analysis round for the due rollouts whose round is due; each result waits in
@@ -666,6 +662,41 @@ struct Checked {
     missing: Option<MissingSubsets>,
     canary_elsewhere: Vec<String>,
     dropping: Vec<String>,
+}
+
+/// What the namespace's objects say about `plan`: subset labels, missing subsets, unmanaged
+/// routes to the canary, weight-0 destinations to drop.
+fn observe_objects(values: &[serde_json::Value], plan: &Plan, target: &Target) -> Checked {
+    let rule = find_destination_rule(values, &plan.destination_rule, &plan.id.namespace);
+    let subsets = rule.and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
+    let has = |name: &str| {
+        subsets
+            .as_ref()
+            .is_some_and(|s| s.subsets.contains_key(name))
+    };
+    let missing = MissingSubsets {
+        stable: !has(&plan.stable),
+        canary: !has(&plan.canary),
+    };
+    let vs = find_virtual_service(values, target);
+    let canary_elsewhere = vs
+        .map(|vs| {
+            preflight::unmanaged_canary_routes(vs, target)
+                .into_iter()
+                .map(|r| r.name.unwrap_or_else(|| format!("#{}", r.index)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let dropping = vs
+        .map(|vs| crate::mesh::stale_destinations(vs, target))
+        .unwrap_or_default();
+    Checked {
+        errors: Vec::new(),
+        subsets,
+        missing: Some(missing),
+        canary_elsewhere,
+        dropping,
+    }
 }
 
 /// The plan's VirtualService among the namespace's objects.

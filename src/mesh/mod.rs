@@ -158,7 +158,8 @@ pub fn concerns(key: &ObjectKey, target: &Target) -> bool {
 /// DestinationRule is seen at once rather than at the next interval.
 pub trait Mesh: TrafficRouter {
     /// The objects preflight needs for `target`: the VirtualServices and DestinationRules of its
-    /// namespace and the PeerAuthentications there and in `istio-system`.
+    /// namespace and the PeerAuthentications there and in `istio-system` (the same for every
+    /// target of a namespace: the daemon asks once per namespace and turn).
     fn objects(
         &self,
         target: &Target,

@@ -1,7 +1,7 @@
 //! Fault injection for tests: latency, failed requests (5xx, 409, 429), and a hook that edits
 //! the store between a client's read and its write. Also records every request served.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,6 +19,75 @@ pub struct RequestRecord {
     pub path: String,
     pub query: String,
     pub status: u16,
+}
+
+/// What a request did, in the API server's own terms (its audit log's `verb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    /// `/api`, `/apis`, `/apis/{group}[/{version}]`, `/version`.
+    Discovery,
+    List,
+    Watch,
+    Get,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    Other,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Discovery => "discovery",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Get => "get",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::Other => "other",
+        }
+    }
+
+    /// Whether the verb reads (discovery, list, watch, get).
+    pub fn is_read(self) -> bool {
+        matches!(self, Verb::Discovery | Verb::List | Verb::Watch | Verb::Get)
+    }
+}
+
+impl RequestRecord {
+    /// The request's verb: the method, and for a `GET` whether it named one object, a
+    /// collection, or a collection with `watch=true`.
+    pub fn verb(&self) -> Verb {
+        let segs: Vec<&str> = self.path.split('/').filter(|s| !s.is_empty()).collect();
+        let rest: &[&str] = match segs.as_slice() {
+            ["api", _, rest @ ..] => rest,
+            ["apis", _, _, rest @ ..] => rest,
+            _ => return Verb::Discovery,
+        };
+        let object = match rest {
+            [] => return Verb::Discovery,
+            ["namespaces", _, _] | [_] => false,
+            ["namespaces", _, _, _] | [_, _] => true,
+            _ => return Verb::Other,
+        };
+        let watch = self
+            .query
+            .split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1");
+        match (self.method.as_str(), object) {
+            ("GET", false) if watch => Verb::Watch,
+            ("GET", false) => Verb::List,
+            ("GET", true) => Verb::Get,
+            ("POST", false) => Verb::Create,
+            ("PUT", true) => Verb::Update,
+            ("PATCH", true) => Verb::Patch,
+            ("DELETE", true) => Verb::Delete,
+            _ => Verb::Other,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -90,6 +159,15 @@ impl Faults {
         self.lock().log.clone()
     }
 
+    /// How many requests of each verb were served so far (a benchmark's request budget).
+    pub fn request_counts(&self) -> BTreeMap<Verb, usize> {
+        let mut out = BTreeMap::new();
+        for r in &self.lock().log {
+            *out.entry(r.verb()).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// Forget the request log.
     pub fn clear_requests(&self) {
         self.lock().log.clear();
@@ -125,5 +203,57 @@ impl Faults {
 
     pub(crate) fn record(&self, r: RequestRecord) {
         self.lock().log.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(method: &str, path: &str, query: &str) -> RequestRecord {
+        RequestRecord {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            status: 200,
+        }
+    }
+
+    #[test]
+    fn verbs_follow_the_api_servers_audit_terms() {
+        let vs = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices";
+        let cases = [
+            (rec("GET", "/apis", ""), Verb::Discovery),
+            (
+                rec("GET", "/apis/networking.istio.io/v1", ""),
+                Verb::Discovery,
+            ),
+            (rec("GET", "/version", ""), Verb::Discovery),
+            (rec("GET", vs, ""), Verb::List),
+            (rec("GET", vs, "resourceVersion=7&watch=true"), Verb::Watch),
+            (rec("GET", &format!("{vs}/cart"), ""), Verb::Get),
+            (rec("PATCH", &format!("{vs}/cart"), ""), Verb::Patch),
+            (rec("PUT", &format!("{vs}/cart"), ""), Verb::Update),
+            (rec("POST", vs, ""), Verb::Create),
+            (rec("DELETE", &format!("{vs}/cart"), ""), Verb::Delete),
+            (rec("GET", "/api/v1/namespaces", ""), Verb::List),
+            (rec("GET", "/api/v1/namespaces/shop", ""), Verb::Get),
+        ];
+        for (r, want) in cases {
+            assert_eq!(r.verb(), want, "{} {}?{}", r.method, r.path, r.query);
+        }
+    }
+
+    #[test]
+    fn counts_are_by_verb() {
+        let f = Faults::default();
+        let vs = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices";
+        f.record(rec("GET", vs, "watch=true"));
+        f.record(rec("PATCH", &format!("{vs}/a"), ""));
+        f.record(rec("PATCH", &format!("{vs}/b"), ""));
+        let counts = f.request_counts();
+        assert_eq!(counts.get(&Verb::Patch), Some(&2));
+        assert_eq!(counts.get(&Verb::Watch), Some(&1));
+        assert_eq!(counts.get(&Verb::Get), None);
     }
 }

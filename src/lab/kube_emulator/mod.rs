@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use faults::{Faults, RequestRecord};
+pub use faults::{Faults, RequestRecord, Verb};
 pub use resources::ResourceDef;
 pub use store::{ApiError, EventType, ObjectKey, Store, StoredEvent};
 

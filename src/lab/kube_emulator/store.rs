@@ -390,11 +390,19 @@ impl Store {
         labels: &Selector,
         fields: &Selector,
     ) -> Value {
+        // Keys sort by group, plural, namespace, name: the kind (in a namespace) is one range,
+        // so a list costs what it returns, not the size of the whole store.
+        let from = ObjectKey {
+            group: def.group.clone(),
+            plural: def.plural.clone(),
+            namespace: ns.map(str::to_string),
+            name: String::new(),
+        };
         let items: Vec<Value> = self
             .objects
-            .iter()
-            .filter(|(k, _)| k.group == def.group && k.plural == def.plural)
-            .filter(|(k, _)| ns.is_none() || k.namespace.as_deref() == ns)
+            .range(&from..)
+            .take_while(|(k, _)| k.group == def.group && k.plural == def.plural)
+            .take_while(|(k, _)| from.namespace.is_none() || k.namespace == from.namespace)
             .filter(|(_, o)| labels.matches(&labels_of(o)) && fields.matches(&fields_of(o)))
             .map(|(_, o)| Self::served(def, version, o))
             .collect();

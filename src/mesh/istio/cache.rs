@@ -93,6 +93,15 @@ impl MeshCache {
             .then(|| st.objects.get(key).cloned())
     }
 
+    /// `f` of one object, read in place (no copy), when its namespace is synced for its kind:
+    /// `Some(None)` means "known not to exist"; `None` means the cache cannot tell.
+    pub fn with<R>(&self, key: &ObjectKey, f: impl FnOnce(&Value) -> R) -> Option<Option<R>> {
+        let st = self.lock();
+        st.synced
+            .contains(&(key.kind, key.namespace.clone()))
+            .then(|| st.objects.get(key).map(f))
+    }
+
     /// Every `kind` object of `namespace`, when synced.
     pub fn list(&self, kind: MeshKind, namespace: &str) -> Option<Vec<Value>> {
         let st = self.lock();
@@ -292,6 +301,7 @@ mod tests {
     fn nothing_is_known_before_the_list_completes() {
         let c = MeshCache::new();
         assert_eq!(c.get(&key("a")), None);
+        assert_eq!(c.with(&key("a"), |_| ()), None);
         c.apply(MeshKind::VirtualService, "shop", CacheEvent::Init);
         c.apply(
             MeshKind::VirtualService,
@@ -306,6 +316,9 @@ mod tests {
             Some(None),
             "synced: b is known not to exist"
         );
+        let weight = |v: &Value| v.pointer("/spec/http/0/route/0/weight").cloned();
+        assert_eq!(c.with(&key("a"), weight), Some(Some(Some(json!(90)))));
+        assert_eq!(c.with(&key("b"), weight), Some(None));
         assert_eq!(
             c.list(MeshKind::VirtualService, "shop").map(|l| l.len()),
             Some(1)

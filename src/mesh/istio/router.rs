@@ -229,12 +229,7 @@ impl IstioRouter {
     /// Read the VirtualService as JSON: from the watched cache when its namespace is synced,
     /// otherwise from the API server.
     pub async fn get_virtual_service(&self, target: &Target) -> Result<Value, RouterError> {
-        let key = ObjectKey {
-            kind: MeshKind::VirtualService,
-            namespace: target.rollout.namespace.clone(),
-            name: target.virtual_service.clone(),
-        };
-        if let Some(Some(vs)) = self.cache.get(&key) {
+        if let Some(Some(vs)) = self.cache.get(&vs_key(target)) {
             return Ok(vs);
         }
         self.fetch_virtual_service(target).await
@@ -382,6 +377,13 @@ impl TrafficRouter for IstioRouter {
         target: &Target,
         expected: &RouteState,
     ) -> Result<ReadBack, RouterError> {
+        // Every rollout reads back every round: compare in the cache rather than copy the object.
+        let cached = self
+            .cache
+            .with(&vs_key(target), |vs| routes::verify(vs, target, expected));
+        if let Some(Some(read_back)) = cached {
+            return Ok(read_back);
+        }
         let vs = self.get_virtual_service(target).await?;
         Ok(routes::verify(&vs, target, expected))
     }
@@ -436,6 +438,15 @@ impl Mesh for IstioRouter {
 
     async fn changes(&self) -> Vec<ObjectKey> {
         self.cache.changes().await
+    }
+}
+
+/// The cache key of a target's VirtualService.
+fn vs_key(target: &Target) -> ObjectKey {
+    ObjectKey {
+        kind: MeshKind::VirtualService,
+        namespace: target.rollout.namespace.clone(),
+        name: target.virtual_service.clone(),
     }
 }
 

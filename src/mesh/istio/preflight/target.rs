@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::destinations::{bypass_finding, ingress_bypasses};
+use super::destinations::{Bypass, bypass_finding, ingress_bypasses};
 use super::gitops::{gitops_owner, ignore_snippet};
 use super::matching::analyze_http;
 use super::{Finding, Index, Object, ObjectRef, Severity, codes, hosts, mtls};
@@ -30,7 +30,28 @@ fn find<'a>(ix: &Index<'a>, list: &[&'a Object], name: &str, ns: &str) -> Option
         .find(|o| o.name() == name && ix.ns(o) == ns)
 }
 
+/// The analyses of [`check`] that look at every object rather than the target's own: run once
+/// per set of objects, filtered for each target.
+pub struct Shared<'a> {
+    bypasses: Vec<Bypass<'a>>,
+    half_pairs: Vec<(Finding, Vec<String>)>,
+}
+
+impl<'a> Shared<'a> {
+    pub fn new(ix: &Index<'a>) -> Shared<'a> {
+        Shared {
+            bypasses: ingress_bypasses(ix),
+            half_pairs: mtls::half_pairs(ix),
+        }
+    }
+}
+
 pub fn check(ix: &Index<'_>, target: &Target) -> Vec<Finding> {
+    check_with(ix, &Shared::new(ix), target)
+}
+
+/// [`check`] with the object-wide analyses already done.
+pub fn check_with(ix: &Index<'_>, shared: &Shared<'_>, target: &Target) -> Vec<Finding> {
     let ns = target.rollout.namespace.as_str();
     let mut out = Vec::new();
     match find(ix, &ix.destination_rules, &target.destination_rule, ns) {
@@ -59,7 +80,7 @@ pub fn check(ix: &Index<'_>, target: &Target) -> Vec<Finding> {
         )),
         Some(vs) => check_virtual_service(ix, vs, target, &mut out),
     }
-    check_bypass_and_mtls(ix, target, &mut out);
+    check_bypass_and_mtls(ix, shared, target, &mut out);
     out
 }
 
@@ -150,23 +171,28 @@ fn check_virtual_service(ix: &Index<'_>, vs: &Object, target: &Target, out: &mut
     }
 }
 
-fn check_bypass_and_mtls(ix: &Index<'_>, target: &Target, out: &mut Vec<Finding>) {
+fn check_bypass_and_mtls(
+    ix: &Index<'_>,
+    shared: &Shared<'_>,
+    target: &Target,
+    out: &mut Vec<Finding>,
+) {
     let ns = target.rollout.namespace.as_str();
     let service = hosts::qualify(&target.service, ns);
-    for b in ingress_bypasses(ix) {
+    for b in &shared.bypasses {
         let ours = b
             .splitters
             .iter()
             .any(|v| v.name() == target.virtual_service && ix.ns(v) == ns);
         if ours && b.fqdn == service {
-            let f = bypass_finding(ix, &b).severity(Severity::Error);
+            let f = bypass_finding(ix, b).severity(Severity::Error);
             let message = format!("{} — the rollout's canary split never sees them", f.message);
             out.push(Finding { message, ..f });
         }
     }
-    for (f, hosts) in mtls::half_pairs(ix) {
+    for (f, hosts) in &shared.half_pairs {
         if hosts.contains(&service) {
-            out.push(f);
+            out.push(f.clone());
         }
     }
 }
