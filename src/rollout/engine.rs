@@ -484,7 +484,10 @@ impl<'p> Machine<'p> {
             },
             ControlAction::Retry => match phase {
                 Phase::RolledBack | Phase::Aborted => {
-                    self.status.analysis = AnalysisSummary::default();
+                    self.status.analysis = AnalysisSummary {
+                        counting_from: Some(self.now),
+                        ..AnalysisSummary::default()
+                    };
                     self.status.metrics_unreachable_since = None;
                     self.status.rollback_to = None;
                     self.status.findings.clear();
@@ -549,7 +552,7 @@ impl<'p> Machine<'p> {
             return;
         }
         self.status.metrics_unreachable_since = None;
-        if obs.verdicts.is_empty() {
+        if obs.verdicts.is_empty() || self.measured_before_retry() {
             return;
         }
         let outcome = round_outcome(&obs.verdicts);
@@ -709,6 +712,17 @@ impl<'p> Machine<'p> {
             let next = self.status.step + 1;
             self.enter_step(next);
         }
+    }
+
+    /// Whether this round's window (one interval) reaches back before a `retry`: it measured
+    /// the failed attempt's traffic, so it is not counted.
+    fn measured_before_retry(&self) -> bool {
+        let Some(from) = self.status.analysis.counting_from else {
+            return false;
+        };
+        let window = chrono::Duration::from_std(self.plan.analysis.interval)
+            .unwrap_or_else(|_| chrono::Duration::zero());
+        self.now < from + window
     }
 
     /// A timed step is over but no check has passed in it yet: say so and since when, and apply

@@ -505,3 +505,23 @@ fn resume_at_never_raises_and_checks_before_raising() {
     assert_eq!(at(50), (3, 50));
     assert_eq!(at(0), (0, 0));
 }
+
+#[test]
+fn the_first_round_after_a_retry_does_not_judge_the_failed_attempt() {
+    let mut life = Life::at_ten_percent();
+    life.after(30, round(Outcome::Fail));
+    assert_eq!(life.status().phase, Phase::RolledBack);
+    life.after(60, control(ControlAction::Retry));
+    assert_eq!(life.weight(), 10);
+    // Decided a moment after the retry, this round measured the failed canary's last window.
+    life.after(1, round(Outcome::Fail));
+    assert_eq!(
+        life.status().phase,
+        Phase::Progressing,
+        "{}",
+        life.status().reason
+    );
+    // A whole interval later the retried canary is judged.
+    life.after(30, round(Outcome::Fail));
+    assert_eq!(life.status().phase, Phase::RolledBack);
+}

@@ -37,6 +37,10 @@ pub struct AnalysisSummary {
     /// The latest verdict per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last: Vec<Verdict>,
+    /// Rounds count from this time (a `retry`): a round decided within one interval of it
+    /// measured the attempt before and is not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counting_from: Option<DateTime<Utc>>,
 }
 
 /// A control commit that was applied or refused.

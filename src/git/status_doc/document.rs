@@ -92,6 +92,7 @@ mod tests {
                 last_checked_at: Some(at("2026-12-01T10:01:00Z")),
                 passed_in_step: false,
                 last: vec![v],
+                counting_from: None,
             },
             reason: "2 failed checks".into(),
             findings: vec![],
