@@ -238,11 +238,21 @@ fn a_persons_push_is_never_rejected_and_every_control_is_answered() {
     );
     assert!(text.contains("- production/orders-svc"), "{text}");
 
-    // The CLI reads statuses and refusals from the status branch.
-    let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["status", "--repo", &url])
-        .output()
-        .expect("status");
+    // The CLI reads statuses and refusals from the status branch (the status commit follows
+    // the API by up to a batch interval).
+    let status = || {
+        Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(["status", "--repo", &url])
+            .output()
+            .expect("status")
+    };
+    wait_for(
+        dir.path(),
+        "the Succeeded status commit",
+        Duration::from_secs(30),
+        || String::from_utf8_lossy(&status().stdout).contains("Succeeded"),
+    );
+    let out = status();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
