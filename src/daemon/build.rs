@@ -51,7 +51,7 @@ pub async fn build(config: &Config) -> Result<DaemonApp, DaemonError> {
         plans: BlockingFeed::new(poll_repo),
         statuses: Box::new(WriterSink::new(writer, writer_thread)),
         leadership,
-        events: Box::new(KubeEvents { client, instance }),
+        events: Box::new(KubeEvents::new(client, instance)),
         notifier: Box::new(QueueNotifier::new(notification_queue(config))),
         clock: Arc::new(SystemClock),
     };

@@ -2,10 +2,13 @@
 //! `kubectl describe virtualservice` and cluster event pipelines show them too. Best effort:
 //! an Event that cannot be written is logged and never holds a rollout up.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
+use tokio::sync::Semaphore;
 
 use crate::plan::Plan;
 use crate::rollout::{Phase, Transition};
@@ -57,13 +60,25 @@ pub fn event_for(plan: &Plan, t: &Transition, instance: &str) -> Event {
     }
 }
 
-/// Write the Events of `transitions` in the background.
-pub fn record(client: &kube::Client, plan: &Plan, transitions: &[Transition], instance: &str) {
+/// Write the Events of `transitions` in the background, each once it gets a permit of
+/// `in_flight` (which bounds the concurrent writes, and so the connections they open).
+pub fn record(
+    client: &kube::Client,
+    in_flight: &Arc<Semaphore>,
+    plan: &Plan,
+    transitions: &[Transition],
+    instance: &str,
+) {
     for t in transitions {
         let event = event_for(plan, t, instance);
         let api: Api<Event> = Api::namespaced(client.clone(), &plan.id.namespace);
         let rollout = plan.id.to_string();
+        let in_flight = in_flight.clone();
         tokio::spawn(async move {
+            // Never closed: the semaphore lives as long as any task holding it.
+            let Ok(_permit) = in_flight.acquire_owned().await else {
+                return;
+            };
             if let Err(e) = api.create(&PostParams::default(), &event).await {
                 tracing::debug!(rollout = %rollout, error = %e, "cannot record a Kubernetes Event");
             }

@@ -210,16 +210,33 @@ impl EventRecorder for NoEvents {
     fn record(&self, _plan: &Plan, _transitions: &[Transition]) {}
 }
 
-/// Events written with a kube client, in the background.
+/// Events written with a kube client, in the background, a few at a time.
 pub struct KubeEvents {
     pub client: kube::Client,
     /// `reportingInstance` of the Events.
     pub instance: String,
+    /// Writes in flight at once: a turn that moves 1,000 rollouts records 2,000 Events, and
+    /// each concurrent write would open (and keep, pooled) a connection of its own.
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl KubeEvents {
+    /// At most this many Event writes at once.
+    pub const IN_FLIGHT: usize = 4;
+
+    pub fn new(client: kube::Client, instance: String) -> KubeEvents {
+        KubeEvents {
+            client,
+            instance,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT)),
+        }
+    }
 }
 
 impl EventRecorder for KubeEvents {
     fn record(&self, plan: &Plan, transitions: &[Transition]) {
-        super::events::record(&self.client, plan, transitions, &self.instance);
+        let (client, instance) = (&self.client, &self.instance);
+        super::events::record(client, &self.in_flight, plan, transitions, instance);
     }
 }
 
