@@ -4,104 +4,23 @@
 //! rollout name in a control resolves across namespaces, a name no plan defines is answered in
 //! `status/_refused.yaml`, and `tidegate status --repo` reads all of it back.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/process.rs"]
+mod process;
 
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use process::{Daemon, get_json, git, git_ok, wait_for};
 use serde_json::Value;
-use tidegate::lab::kube_emulator::{self, EmulatorConfig};
-use tidegate::lab::remote;
 
 /// Small steps with short pauses: the daemon pushes a status commit every second or so.
 const PLAN: &str = "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: orders-svc, namespace: production}\nspec:\n  service: orders-svc\n  routes: [primary]\n  stable: v1\n  canary: v2\n  steps:\n    - setWeight: 10\n    - pause: 1s\n    - setWeight: 20\n    - pause: 1s\n    - setWeight: 30\n    - pause: 1s\n    - setWeight: 40\n    - pause: 1s\n    - setWeight: 50\n    - pause: 1s\n    - setWeight: 60\n    - pause: {}\n  analysis: {interval: 1s}\n";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn start_daemon(dir: &Path, git_url: &str, kubeconfig: &Path) -> (Proc, u16) {
-    let port = free_port();
-    let config = format!(
-        "namespace: tidegate\ndataDir: {data}\ngit:\n  url: {git_url}\n  pollInterval: 300ms\n  coalesceWindow: 100ms\nkubernetes: {{kubeconfig: {kc}}}\nprometheus: {{url: 'http://127.0.0.1:{unused}'}}\nserver: {{listen: '127.0.0.1:{port}'}}\nshutdownGrace: 2s\n",
-        data = dir.join("data").display(),
-        kc = kubeconfig.display(),
-        unused = free_port(),
-    );
-    let path = dir.join("tidegate.yaml");
-    std::fs::write(&path, config).expect("config");
-    let log = std::fs::File::create(dir.join("daemon.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("TIDEGATE_LOG", "info,tidegate::git=debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn the daemon");
-    (Proc(child), port)
-}
-
-fn get_json(port: u16, path: &str) -> Option<Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (_, body) = out.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
-}
-
-fn wait_for(dir: &Path, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(60).collect();
-    eprintln!("--- daemon.log (newest first)\n{}", tail.join("\n"));
-    panic!("timed out waiting for {what}");
-}
-
-/// `git` in `dir` with an isolated configuration.
-fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .args(["-c", "user.name=Ana", "-c", "user.email=ana@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .expect("run git")
-}
-
-fn git_ok(dir: &Path, args: &[&str]) -> String {
-    let out = git(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+fn start_daemon(dir: &Path, git_url: &str, kubeconfig: &Path) -> (Daemon, u16) {
+    let daemon = process::start_daemon(dir, "daemon", git_url, kubeconfig, "");
+    let port = daemon.port;
+    (daemon, port)
 }
 
 /// A commit with `message` in the person's clone, pushed with a plain `git push`.
@@ -125,26 +44,16 @@ fn at_last_pause(port: u16) -> bool {
 
 #[test]
 fn a_persons_push_is_never_rejected_and_every_control_is_answered() {
-    tidegate::notify::ensure_crypto_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let emulator = runtime
-        .block_on(kube_emulator::start(EmulatorConfig {
-            namespaces: vec!["production".into(), "tidegate".into()],
-            ..EmulatorConfig::default()
-        }))
-        .expect("emulator");
-    let manifests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/orders-svc/manifests");
-    emulator
-        .load_paths(&[manifests], "production")
-        .expect("load manifests");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).expect("kubeconfig");
-    let repos =
-        remote::seed(dir.path(), &[("rollouts/orders-svc.yaml", PLAN.to_owned())]).expect("seed");
+    let process::World {
+        dir,
+        runtime,
+        emulator,
+        kubeconfig,
+        repos,
+    } = process::world(
+        &["production", "tidegate"],
+        &[("rollouts/orders-svc.yaml", PLAN.to_owned())],
+    );
     let url = repos.url();
     let clone = repos.clone.clone();
     let (_daemon, port) = start_daemon(dir.path(), &url, &kubeconfig);
