@@ -202,6 +202,56 @@ fn preview_prints_each_step_patch_and_resulting_routes() {
     assert_eq!(docs[0]["steps"].as_array().map(Vec::len), Some(5));
 }
 
+/// The `resume` entry of `preview` for PLAN (canary v2) with `args`.
+fn preview_resume(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        &PLAN.replace("canary: v3", "canary: v2"),
+    );
+    let manifests = write(dir.path(), "istio.yaml", MANIFESTS);
+    let out = bin()
+        .arg("preview")
+        .arg(&plan)
+        .arg("--manifests")
+        .arg(&manifests)
+        .args(["-o", "json"])
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let previews: Value = serde_json::from_slice(&out.stdout).expect("json");
+    previews[0]["resume"].clone()
+}
+
+#[test]
+fn preview_shows_where_an_edit_resumes_a_running_rollout() {
+    // The manifests' route sends nothing to the canary: an edit starts at the first step.
+    let r = preview_resume(&[]);
+    assert_eq!(r["fromCanaryWeight"], 0, "{r}");
+    assert_eq!(r["step"], 1, "{r}");
+    assert_eq!(r["action"], "setWeight 20%", "{r}");
+    // At 20 % the next raise is step 4 (60 %): the route holds what the plan sets before it
+    // (20 %, the header route and the mirror), and the weight is not raised before step 4.
+    let r = preview_resume(&["--canary-weight", "20"]);
+    assert_eq!(r["step"], 4, "{r}");
+    assert_eq!(r["action"], "setWeight 60%", "{r}");
+    assert_eq!(
+        r["state"], "stable 80% / canary 20%, header route (x-canary == \"yes\"), mirror 50%",
+        "{r}"
+    );
+    // Above every step: nothing is raised, the route is the plan's last one, and it finishes.
+    let r = preview_resume(&["--canary-weight", "70"]);
+    assert_eq!(r["step"], 5, "{r}");
+    assert_eq!(r["action"], "no step left: promote", "{r}");
+    assert!(r["note"].as_str().is_some_and(|n| n.contains("70%")), "{r}");
+}
+
 #[test]
 fn preview_refuses_a_missing_virtual_service_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -181,5 +181,16 @@ async fn a_second_plan_on_the_same_route_is_refused_visibly() {
     let first = status(&w).await;
     assert_eq!(first.phase, Phase::Progressing, "{}", first.reason);
     assert_eq!(w.mesh.weight(NS, "v2"), 10);
+
+    // The first owner's plan is removed: it rolls back and lets go, then the refused plan is
+    // reconsidered without an edit and starts from the route on stable.
+    w.repo.remove_plan("rollouts/orders.yaml");
+    w.state.fetch_now.notify_one();
+    w.run_for(60).await;
+    assert!(w.api_status(NS, "orders").await.is_none(), "forgotten");
+    let second = w.api_status(NS, "orders-again").await.expect("listed");
+    assert_eq!(second.phase, Phase::Progressing, "{}", second.reason);
+    assert!(second.findings.is_empty(), "{:?}", second.findings);
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
     w.stop().await;
 }

@@ -22,6 +22,10 @@ pub struct PreviewArgs {
     /// Folder (or file) with the VirtualService and DestinationRule manifests.
     #[arg(long, required = true)]
     pub manifests: Vec<PathBuf>,
+    /// Where an edit of this plan would take a running rollout whose canary holds this weight
+    /// (0..=100; default: the canary weight of the manifests' VirtualService).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub canary_weight: Option<u8>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
     pub output: Format,
@@ -55,6 +59,48 @@ pub struct Preview {
     pub steps: Vec<PreviewStep>,
     /// What a rollback from the last step sends.
     pub rollback: PreviewStep,
+    /// Where this revision takes a running rollout when it replaces an edited one.
+    pub resume: Resume,
+}
+
+/// Where an edit continues a running rollout (`docs/lifecycle.md`, "plan edited").
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    /// The canary weight the running rollout holds.
+    pub from_canary_weight: u8,
+    /// The 1-based step it continues at; `steps + 1` when every step is already behind it.
+    pub step: usize,
+    /// That step, or what happens when none is left.
+    pub action: String,
+    /// The route it holds until that step runs.
+    pub state: String,
+    pub note: String,
+}
+
+/// Where `plan` continues a running rollout whose managed routes hold `live`.
+fn resume(plan: &Plan, live: &RouteState) -> Resume {
+    let (index, route) = crate::rollout::resume_at(plan, live);
+    let action = match plan.steps.get(index) {
+        Some(step) => step.to_string(),
+        None => match plan.on_success {
+            OnSuccess::Promote => "no step left: promote".into(),
+            _ => "no step left: finish without promoting".into(),
+        },
+    };
+    Resume {
+        from_canary_weight: live.canary_weight,
+        step: index + 1,
+        action,
+        state: route.to_string(),
+        note: format!(
+            "an edit of a running rollout with the canary at {}% continues at step {} and never \
+             raises the canary before it; a new release (stable or canary changed) starts at \
+             step 1 from the live route instead",
+            live.canary_weight,
+            index + 1
+        ),
+    }
 }
 
 fn entry(
@@ -74,12 +120,9 @@ fn entry(
     }
 }
 
-/// Compute the preview of `plan` against `objects`.
-pub fn preview(plan: &Plan, objects: &[Object]) -> anyhow::Result<Preview> {
-    let target = Target::from_plan(plan);
+/// The plan's VirtualService among `objects`, with its namespace filled in.
+fn virtual_service_of(plan: &Plan, objects: &[Object]) -> anyhow::Result<Value> {
     let ns = plan.id.namespace.as_str();
-    let mut findings = preflight::check_objects(objects, ns);
-    findings.extend(preflight::check_target(objects, &target));
     let Some(vs_obj) = objects.iter().find(|o| {
         o.value.get("kind").and_then(Value::as_str) == Some("VirtualService")
             && o.value.pointer("/metadata/name").and_then(Value::as_str)
@@ -100,6 +143,28 @@ pub fn preview(plan: &Plan, objects: &[Object]) -> anyhow::Result<Preview> {
         meta.entry("namespace")
             .or_insert_with(|| Value::String(ns.to_string()));
     }
+    Ok(vs)
+}
+
+/// Compute the preview of `plan` against `objects`; `live_weight` overrides the canary weight of
+/// the VirtualService for the resume point.
+pub fn preview(
+    plan: &Plan,
+    objects: &[Object],
+    live_weight: Option<u8>,
+) -> anyhow::Result<Preview> {
+    let target = Target::from_plan(plan);
+    let ns = plan.id.namespace.as_str();
+    let mut findings = preflight::check_objects(objects, ns);
+    findings.extend(preflight::check_target(objects, &target));
+    let mut vs = virtual_service_of(plan, objects)?;
+    let mut live = routes::observe(&vs, &target)
+        .map(|(state, _)| state)
+        .unwrap_or_default();
+    if let Some(w) = live_weight {
+        live.canary_weight = w;
+    }
+    let resume = resume(plan, &live);
     let mut state = RouteState::default();
     let mut steps = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
@@ -140,6 +205,7 @@ pub fn preview(plan: &Plan, objects: &[Object]) -> anyhow::Result<Preview> {
         findings,
         steps,
         rollback,
+        resume,
     })
 }
 
@@ -165,7 +231,7 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let previews = parsed
         .plans
         .iter()
-        .map(|p| preview(p, &objects))
+        .map(|p| preview(p, &objects, args.canary_weight))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let errors = previews.iter().any(|p| preflight::has_errors(&p.findings));
     match args.output {

@@ -57,6 +57,9 @@ pub struct Entry {
     pub dropping: Vec<String>,
     /// The status revision whose plan was looked for in Git (so it is read once).
     pub guard_sought: Option<String>,
+    /// A valid plan refused because another plan owns its route, with its digest: given back
+    /// once the other plan no longer does.
+    pub second_owner: Option<(Arc<Plan>, String)>,
 }
 
 impl Entry {
@@ -87,6 +90,7 @@ impl Entry {
             canary_elsewhere: Vec::new(),
             dropping: Vec::new(),
             guard_sought: None,
+            second_owner: None,
         }
     }
 
@@ -207,7 +211,11 @@ fn split(parsed: plan::Parsed) -> FileContent {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub added_or_changed: Vec<RolloutId>,
+    /// Removed plans that never moved traffic: forgotten at once.
     pub removed: Vec<RolloutId>,
+    /// Removed plans of rollouts that moved traffic: kept (guarded by their last valid
+    /// revision) until their routes are clean.
+    pub retiring: Vec<RolloutId>,
     pub invalid: Vec<RolloutId>,
     /// Problems that could not be attached to a rollout (unreadable files without a known
     /// rollout, duplicate names).
@@ -317,14 +325,59 @@ impl Registry {
 
     /// One owner per route: of two valid plans that would manage a common route of one
     /// VirtualService, the one that did not hold it first (no status that moved traffic, or
-    /// the later in name order) is refused: invalid with the finding, visibly.
-    pub fn refuse_second_owners(&mut self) -> Vec<RolloutId> {
+    /// the later in name order) is refused: invalid with the finding, visibly. A plan refused
+    /// earlier is reconsidered each time (its owner may be gone) and woken at `now` when given
+    /// back. Returns the newly refused and the given back.
+    pub fn refuse_second_owners(&mut self, now: DateTime<Utc>) -> (Vec<RolloutId>, Vec<RolloutId>) {
+        let before: BTreeSet<RolloutId> = self
+            .entries
+            .values_mut()
+            .filter_map(|e| {
+                let (plan, digest) = e.second_owner.take()?;
+                e.plan = Ok(plan);
+                e.plan_ref.digest = digest;
+                Some(e.id.clone())
+            })
+            .collect();
+        let mut refused = Vec::new();
+        for (id, finding) in self.second_owners() {
+            if let Some(e) = self.entries.get_mut(&id)
+                && let Ok(plan) = e.plan.clone()
+            {
+                e.second_owner = Some((plan, std::mem::take(&mut e.plan_ref.digest)));
+                e.plan = Err(vec![finding]);
+                if !before.contains(&id) {
+                    refused.push(id);
+                }
+            }
+        }
+        let given_back: Vec<RolloutId> = before
+            .into_iter()
+            .filter(|id| {
+                self.entries
+                    .get(id)
+                    .is_some_and(|e| e.second_owner.is_none())
+            })
+            .collect();
+        for id in &given_back {
+            if let Some(e) = self.entries.get_mut(id) {
+                e.timers.wake_at = Some(now);
+            }
+        }
+        (refused, given_back)
+    }
+
+    /// The plans that would manage a route another plan holds, with the finding.
+    fn second_owners(&self) -> Vec<(RolloutId, String)> {
         let mut plans: Vec<(bool, RolloutId, MeshTarget)> = self
             .entries
             .values()
-            .filter(|e| !e.removed)
             .filter_map(|e| {
-                let plan = e.plan.as_ref().ok()?;
+                // A removed plan holds its route until its rollback has cleared it.
+                let plan = match &e.guard {
+                    Some((guard, _)) if e.removed => guard,
+                    _ => e.plan.as_ref().ok()?,
+                };
                 let holds = e
                     .status
                     .as_ref()
@@ -334,21 +387,16 @@ impl Registry {
             .collect();
         plans.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let targets: Vec<MeshTarget> = plans.into_iter().map(|(_, _, t)| t).collect();
-        let mut refused = Vec::new();
-        for f in preflight::route_owners(&targets, &[]) {
-            let id = RolloutId {
-                namespace: f.object.namespace.clone(),
-                name: f.object.name.clone(),
-            };
-            if let Some(e) = self.entries.get_mut(&id)
-                && e.plan.is_ok()
-            {
-                e.plan = Err(vec![format!("{}: {} (fix: {})", f.code, f.message, f.hint)]);
-                e.plan_ref.digest = String::new();
-                refused.push(id);
-            }
-        }
-        refused
+        preflight::route_owners(&targets, &[])
+            .into_iter()
+            .map(|f| {
+                let id = RolloutId {
+                    namespace: f.object.namespace.clone(),
+                    name: f.object.name.clone(),
+                };
+                (id, format!("{}: {} (fix: {})", f.code, f.message, f.hint))
+            })
+            .collect()
     }
 
     /// Take one entry out (with its path index).
@@ -370,13 +418,15 @@ impl Registry {
 
     /// Keep a removed plan's entry (as removed) until the engine lets go of it.
     fn keep_removed(&mut self, entry: Entry, now: DateTime<Utc>, applied: &mut Applied) {
-        applied.removed.push(entry.id.clone());
-        if entry.removed || entry.status.is_none() {
-            if entry.removed {
-                self.put(entry);
-            }
+        if entry.removed {
+            self.put(entry);
             return;
         }
+        if entry.status.is_none() {
+            applied.removed.push(entry.id.clone());
+            return;
+        }
+        applied.retiring.push(entry.id.clone());
         self.put(entry.into_removed(now));
     }
 

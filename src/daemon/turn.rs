@@ -67,9 +67,7 @@ where
         }
         let now = self.now();
         let plans = self.registry.apply_plans(&update.plans, now);
-        for id in self.registry.refuse_second_owners() {
-            tracing::warn!(rollout = %id, "refused: another plan manages the same route");
-        }
+        self.refuse_second_owners(now);
         let policy = &self.settings.policy;
         let controls = self.registry.apply_commits(&update.commits, policy, now);
         for msg in plans.unattached.iter().chain(controls.unattached.iter()) {
@@ -79,9 +77,12 @@ where
         if !plans.removed.is_empty() {
             let mut statuses = self.state.statuses.write().await;
             for id in plans.removed {
-                tracing::info!(rollout = %id, "plan removed; tidegate no longer manages this rollout (traffic left as it is)");
+                tracing::info!(rollout = %id, "plan removed before it moved traffic; forgotten");
                 statuses.remove(&id);
             }
+        }
+        for id in &plans.retiring {
+            tracing::info!(rollout = %id, "plan removed; its last valid revision guards it until tidegate's routes are back on stable and cleared, then it is forgotten");
         }
         if !plans.added_or_changed.is_empty() || controls.controls > 0 {
             tracing::info!(changed = plans.added_or_changed.len(), controls = controls.controls, tip = %update.tip, "plans repository updated");
@@ -443,10 +444,23 @@ where
         outcome
     }
 
+    /// One owner per route (see `Registry::refuse_second_owners`).
+    fn refuse_second_owners(&mut self, now: DateTime<Utc>) {
+        let (refused, given_back) = self.registry.refuse_second_owners(now);
+        for id in refused {
+            tracing::warn!(rollout = %id, "refused: another plan manages the same route");
+        }
+        for id in given_back {
+            tracing::info!(rollout = %id, "the route's other owner is gone; this plan now runs");
+        }
+    }
+
     /// The plan is gone and its routes are clean: stop managing the rollout.
     async fn forget(&mut self, id: &RolloutId) {
         tracing::info!(rollout = %id, "plan removed and routes cleared; tidegate no longer manages this rollout");
         self.registry.forget(id);
+        let now = self.now();
+        self.refuse_second_owners(now);
         self.parts.statuses.remove(id);
         self.state.statuses.write().await.remove(id);
         self.parts.mesh.watch(&self.registry.namespaces());
