@@ -19,3 +19,4 @@ pub mod rollout;
 pub mod server;
 pub mod telemetry;
 pub mod transient;
+pub mod units;

@@ -108,7 +108,7 @@ pub fn describe_threshold(spec: &MetricSpec, unit: Unit) -> String {
 
 /// Why a side has no usable value, if it has none.
 fn unusable(side: &Side, name: &str, ctx: &Context<'_>) -> Option<String> {
-    let w = humantime::format_duration(ctx.window);
+    let w = crate::units::duration(ctx.window);
     let requests = side.requests.unwrap_or(0.0);
     // `increase()` extrapolates; round so 99.7 requests read as 100.
     if requests.round() < ctx.min_requests as f64 {
@@ -134,7 +134,7 @@ fn unusable(side: &Side, name: &str, ctx: &Context<'_>) -> Option<String> {
 pub fn judge(ctx: &Context<'_>, query: String, canary: Side, stable: Option<Side>) -> Verdict {
     let spec = ctx.spec;
     let u = unit_suffix(ctx.unit);
-    let w = humantime::format_duration(ctx.window);
+    let w = crate::units::duration(ctx.window);
     let mut v = Verdict::bare(spec.name.clone(), Outcome::Inconclusive);
     v.query = query;
     v.threshold = describe_threshold(spec, ctx.unit);
@@ -251,7 +251,7 @@ pub fn judge_test(
     let mut v = Verdict::bare(ctx.spec.name.clone(), Outcome::Inconclusive);
     v.query = query;
     v.threshold = describe_threshold(ctx.spec, ctx.unit);
-    v.window = humantime::format_duration(ctx.window).to_string();
+    v.window = crate::units::duration(ctx.window).to_string();
     v.samples = Some(canary.requests.round());
     let scope = match (test.kind, since) {
         (TestKind::Counts, Some(t)) => format!("since {}", t.format("%Y-%m-%dT%H:%M:%SZ")),

@@ -249,7 +249,7 @@ pub async fn analyze(
             canary_value: t.subsets.canary.value.clone(),
             stable_value: t.subsets.stable.value.clone(),
             notes,
-            window: humantime::format_duration(t.analysis.interval).to_string(),
+            window: crate::units::duration(t.analysis.interval).to_string(),
             min_requests: t.analysis.min_requests,
             verdicts: r.verdicts,
             errors: r.errors,

@@ -554,7 +554,7 @@ async fn run_one<S: MetricsSource + Sync>(
             stable: target.subsets.stable.value.clone(),
         };
         let mut b = replay(&aa, replay_args).await;
-        b.aa_offset = Some(humantime::format_duration(args.offset).to_string());
+        b.aa_offset = Some(crate::units::duration(args.offset).to_string());
         b
     } else {
         replay(source, replay_args).await

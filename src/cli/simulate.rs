@@ -236,7 +236,7 @@ pub fn simulate(plan: &Plan, script: &Script) -> anyhow::Result<(Vec<Line>, Stat
 }
 
 fn print_decision(d: &Decision, start: DateTime<Utc>, now: DateTime<Utc>, lines: &mut Vec<Line>) {
-    let elapsed = humantime::format_duration(Duration::from_secs(
+    let elapsed = crate::units::duration(Duration::from_secs(
         u64::try_from((now - start).num_seconds()).unwrap_or(0),
     ))
     .to_string();

@@ -39,7 +39,7 @@ pub fn line(s: &Status, now: chrono::DateTime<Utc>) -> String {
         s.phase.as_str(),
         s.step,
         s.step_count,
-        humantime::format_duration(Duration::from_secs(in_step.as_secs())),
+        crate::units::duration(Duration::from_secs(in_step.as_secs())),
         verdicts.join(", "),
         s.reason
     )

@@ -574,8 +574,8 @@ fn retry(is: &mut Issues<'_>, r: &RawRetry) -> RetryConfig {
             "retry.maxDelay",
             format!(
                 "{} is shorter than retry.initialDelay {}",
-                humantime::format_duration(max),
-                humantime::format_duration(initial)
+                crate::units::duration(max),
+                crate::units::duration(initial)
             ),
             "make maxDelay at least initialDelay",
         );

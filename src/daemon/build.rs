@@ -162,7 +162,7 @@ fn spawn_report_reader(reports: std::sync::mpsc::Receiver<WriterReport>, state: 
                         if out.commit.is_some() {
                             state.metrics.git_pushes.inc();
                         }
-                        tracing::info!(transitions = r.transitions, attempts = out.attempts, commit = out.commit.as_deref().unwrap_or("none"), took_ms = r.took.as_millis() as u64, "status commit written");
+                        tracing::info!(transitions = r.transitions, attempts = out.attempts, commit = out.commit.as_deref().unwrap_or("none"), took = %crate::units::duration(r.took), "status commit written");
                     }
                     Err(e) => {
                         state.metrics.git_push_errors.inc();

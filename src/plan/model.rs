@@ -135,9 +135,9 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::SetWeight(w) => write!(f, "setWeight {w}%"),
-            Step::Analyze(d) => write!(f, "analyze {}", humantime::format_duration(*d)),
+            Step::Analyze(d) => write!(f, "analyze {}", crate::units::duration(*d)),
             Step::Pause(None) => write!(f, "pause until resumed"),
-            Step::Pause(Some(d)) => write!(f, "pause {}", humantime::format_duration(*d)),
+            Step::Pause(Some(d)) => write!(f, "pause {}", crate::units::duration(*d)),
             Step::SetHeaderRoute(h) => write!(f, "setHeaderRoute {h}"),
             Step::SetMirror(p) => write!(f, "setMirror {p}%"),
         }

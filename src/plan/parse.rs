@@ -1399,8 +1399,8 @@ impl Ctx<'_> {
                 } else {
                     format!("{path}.test")
                 };
-                let enough = humantime::format_duration(scrape * need as u32);
-                self.at(node, &field, format!("`test: mann-whitney` needs at least {need} scrapes of each subset per round at confidence {confidence}, but interval {} / scrapeInterval {} gives {have}", humantime::format_duration(w), humantime::format_duration(scrape)), &format!("set `scrapeInterval:` to your Prometheus scrape interval if it is shorter, or make `spec.analysis.interval` at least {enough}"));
+                let enough = crate::units::duration(scrape * need as u32);
+                self.at(node, &field, format!("`test: mann-whitney` needs at least {need} scrapes of each subset per round at confidence {confidence}, but interval {} / scrapeInterval {} gives {have}", crate::units::duration(w), crate::units::duration(scrape)), &format!("set `scrapeInterval:` to your Prometheus scrape interval if it is shorter, or make `spec.analysis.interval` at least {enough}"));
                 return None;
             }
         }

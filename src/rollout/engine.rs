@@ -535,8 +535,8 @@ impl<'p> Machine<'p> {
                     Phase::RolledBack,
                     format!(
                         "metrics source unreachable for {} (limit {})",
-                        humantime::format_duration(down),
-                        humantime::format_duration(self.plan.analysis.unreachable_limit)
+                        crate::units::duration(down),
+                        crate::units::duration(self.plan.analysis.unreachable_limit)
                     ),
                 );
             } else {
@@ -749,8 +749,8 @@ impl<'p> Machine<'p> {
         let why = format!(
             "step {} ({current}) passed no check within {} after its {} (progressDeadline){last}",
             self.status.step,
-            humantime::format_duration(deadline),
-            humantime::format_duration(duration)
+            crate::units::duration(deadline),
+            crate::units::duration(duration)
         );
         match self.plan.on_deadline {
             OnDeadline::Rollback => {

@@ -211,7 +211,7 @@ impl IstioRouter {
                 Ok(v) => return Ok(v),
                 Err(e) if n < attempts && is_retryable(&e) => {
                     let delay = self.retry.delay(n);
-                    tracing::warn!(action, attempt = n, code = ?status_code(&e), ?delay, error = %e, "retrying");
+                    tracing::warn!(action, attempt = n, code = ?status_code(&e), delay = %crate::units::duration(delay), error = %e, "retrying");
                     tokio::time::sleep(delay).await;
                     n += 1;
                 }

@@ -489,14 +489,14 @@ fn check_retries_and_faults(ix: &Index<'_>, vs: &Object, out: &mut Vec<Finding>)
                     codes::RETRIES_WITHOUT_PER_TRY_TIMEOUT,
                     ix.reference(vs),
                     format!("spec.http[{i}].retries"),
-                    format!("{attempts} retries without perTryTimeout: the first try may use the whole {} timeout, leaving no time for retries", humantime::format_duration(timeout)),
+                    format!("{attempts} retries without perTryTimeout: the first try may use the whole {} timeout, leaving no time for retries", crate::units::duration(timeout)),
                     "set retries.perTryTimeout so that attempts × perTryTimeout fits in the route timeout",
                 )),
                 Some(pt) if pt.saturating_mul(u32::try_from(attempts).unwrap_or(u32::MAX)) > timeout => out.push(Finding::new(
                     codes::RETRIES_EXCEED_TIMEOUT,
                     ix.reference(vs),
                     format!("spec.http[{i}].retries.perTryTimeout"),
-                    format!("{attempts} attempts × perTryTimeout {} exceed the route timeout {}: the later retries can never happen", humantime::format_duration(pt), humantime::format_duration(timeout)),
+                    format!("{attempts} attempts × perTryTimeout {} exceed the route timeout {}: the later retries can never happen", crate::units::duration(pt), crate::units::duration(timeout)),
                     "lower attempts or perTryTimeout, or raise the route timeout",
                 )),
                 Some(_) => {}
