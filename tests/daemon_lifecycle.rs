@@ -143,6 +143,30 @@ async fn releases_follow_each_other() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_plan_added_again_after_its_promotion_moves_no_traffic() {
+    let mut w = world(&plan("v1", "v2", "1m"));
+    w.run_for(100).await;
+    assert_eq!(status(&w).await.phase, Phase::Succeeded);
+    w.repo.remove_plan("rollouts/orders.yaml");
+    w.state.fetch_now.notify_one();
+    w.run_for(3).await;
+    assert!(w.api_status(NS, "orders").await.is_none(), "forgotten");
+    assert_eq!(w.mesh.weight(NS, "v2"), 100);
+
+    // The same plan comes back (a revert): the route already sends everything to v2, so the
+    // rollout is adopted as done instead of sending 90 % back to v1.
+    let writes = w.mesh.writes();
+    push(&mut w, &plan("v1", "v2", "1m")).await;
+    w.run_for(5).await;
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::Succeeded, "{}", s.reason);
+    assert!(s.reason.contains("already on the canary"), "{}", s.reason);
+    assert_eq!(w.mesh.writes(), writes, "no traffic moved");
+    assert_eq!(w.mesh.weight(NS, "v2"), 100);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_restart_while_the_newest_revision_is_invalid_keeps_the_rollout_guarded() {
     let mut w = world(&plan("v1", "v2", "1h"));
     w.run_for(2).await;

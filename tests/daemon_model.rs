@@ -284,8 +284,9 @@ fn check(w: &World, m: &Model, status: Option<&Status>, ev: &Ev) -> Result<(), T
         .as_ref()
         .and_then(|c| split.iter().find(|(x, _)| x == c))
         .map_or(0, |(_, w)| *w);
-    // Pending has not written: a plan added again after its removal finds the route as the
-    // previous rollout left it (docs/lifecycle.md, "Not covered yet").
+    // Pending has not written: the route is as someone else (or a previous, removed plan) left
+    // it; a plan added again whose route already matches one of its steps or a promotion is
+    // adopted there (docs/lifecycle.md, "plan added").
     if !matches!(
         s.phase,
         Phase::Promoting | Phase::Succeeded | Phase::Pending

@@ -93,7 +93,11 @@ where
         self.load_guards(now).await;
         self.parts.mesh.watch(&self.registry.namespaces());
         if taking_over {
-            self.reconcile_routes(now).await;
+            self.reconcile_routes(now, false).await;
+        } else if !plans.added_or_changed.is_empty() {
+            // A plan added while the daemon runs (e.g. again, after its removal) whose routes
+            // already say more than "all on stable" starts from them, as after a restart.
+            self.reconcile_routes(now, true).await;
         }
         // Controls are handed to the engine in this turn; the marker moves once they are in
         // statuses the writer holds.
@@ -131,16 +135,21 @@ where
     }
 
     /// Adopt routes that are one write ahead of Git (see `rollout::reconcile`).
-    async fn reconcile_routes(&mut self, now: DateTime<Utc>) {
+    async fn reconcile_routes(&mut self, now: DateTime<Utc>, new_only: bool) {
         // Every rollout that may have moved traffic: active ones, and ones without any status in
-        // Git (a crash before the first status commit).
+        // Git (a crash before the first status commit, or a plan added again); `new_only`: only
+        // the rollouts without a status.
         let ids: Vec<RolloutId> = self
             .registry
             .entries()
             .filter(|e| {
                 e.plan.is_ok()
-                    && (e.is_active()
-                        || e.status.as_ref().is_none_or(|s| s.phase == Phase::Pending))
+                    && !e.removed
+                    && if new_only {
+                        e.status.is_none()
+                    } else {
+                        e.is_active() || e.status.as_ref().is_none_or(|s| s.phase == Phase::Pending)
+                    }
             })
             .map(|e| e.id.clone())
             .collect();
@@ -167,7 +176,7 @@ where
             let adopted =
                 rollout::reconcile(&plan, &entry.plan_ref, entry.status.as_ref(), &actual, now);
             if let Some(adopted) = adopted {
-                tracing::warn!(rollout = %id, step = adopted.step, canary_weight = actual.canary_weight, "adopting routes found after restart");
+                tracing::warn!(rollout = %id, step = adopted.step, canary_weight = actual.canary_weight, "adopting the routes found in the VirtualService");
                 self.parts.statuses.submit(adopted.clone());
                 if let Some(e) = self.registry.get_mut(&id) {
                     e.status = Some(adopted);

@@ -148,7 +148,10 @@ impl WebhookNotifier {
                     });
                 }
                 Err(e) if e.is_timeout() => {
-                    last = format!("no answer within {}", crate::units::duration(self.channel.timeout));
+                    last = format!(
+                        "no answer within {}",
+                        crate::units::duration(self.channel.timeout)
+                    );
                 }
                 Err(e) => last = describe(&e),
             }

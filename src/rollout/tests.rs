@@ -720,6 +720,48 @@ fn reconcile_adopts_routes_one_write_ahead() {
 }
 
 #[test]
+fn reconcile_never_adopts_a_hand_edit_beyond_the_next_write() {
+    let plan = plan_with(
+        "    - setWeight: 10\n    - analyze: 1m\n    - setWeight: 20\n    - analyze: 1m\n    - setWeight: 50\n    - pause: {}\n",
+    );
+    let plan_ref = PlanRef {
+        path: "p".into(),
+        revision: "r".into(),
+        digest: plan.digest(),
+    };
+    let mut r = Run::new(plan.clone());
+    r.tick(verdicts(vec![]));
+    let s = r.status.clone().expect("status");
+    assert_eq!((s.phase, s.step), (Phase::Progressing, 1));
+    // Step 2 (20 %) is the next write; step 4 (50 %) lies behind another analysis.
+    let next = reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 2), t0()).expect("adopted");
+    assert_eq!(next.step, 2);
+    assert_eq!(
+        reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 4), t0()),
+        None,
+        "a later step's route is drift, not a lost write"
+    );
+    // All on the canary mid-rollout is someone else's promotion, not tidegate's.
+    assert_eq!(
+        reconcile(&plan, &plan_ref, Some(&s), &RouteState::all_canary(), t0()),
+        None
+    );
+    // A paused rollout adopts nothing: its resume is delivered again.
+    let mut paused = s.clone();
+    paused.phase = Phase::Paused;
+    assert_eq!(
+        reconcile(&plan, &plan_ref, Some(&paused), &route_at(&plan, 2), t0()),
+        None
+    );
+    // A plan without a status whose route is all on its canary (added again after its
+    // promotion and removal) is done, saying that nothing was analysed.
+    let done =
+        reconcile(&plan, &plan_ref, None, &RouteState::all_canary(), t0()).expect("adopted");
+    assert_eq!(done.phase, Phase::Succeeded);
+    assert!(done.reason.contains("did not analyse"), "{}", done.reason);
+}
+
+#[test]
 fn transitions_after_a_hold_name_the_verdicts_that_passed() {
     let mut r = Run::new(plan_with(
         "    - setWeight: 10\n    - analyze: 30s\n    - setWeight: 50\n    - pause: {}\n",
