@@ -583,6 +583,17 @@ impl<'p> Machine<'p> {
         }
     }
 
+    /// Whether `now` lies outside the window of the plan this decision runs (the observation's
+    /// flag may describe the revision the daemon observed for, which a new release replaces).
+    fn outside_window(&self, obs: &Observation) -> bool {
+        obs.outside_window
+            || self
+                .plan
+                .window
+                .as_ref()
+                .is_some_and(|w| !w.contains(self.now))
+    }
+
     fn progress(&mut self, obs: &Observation) {
         match self.status.phase {
             Phase::Pending => {
@@ -595,7 +606,7 @@ impl<'p> Machine<'p> {
                     return;
                 }
                 self.status.findings.clear();
-                if obs.outside_window {
+                if self.outside_window(obs) {
                     self.status.reason = "waiting for the rollout window".into();
                     return;
                 }
@@ -627,7 +638,7 @@ impl<'p> Machine<'p> {
                 if self.awaiting_route || self.held.is_some() {
                     return;
                 }
-                if obs.outside_window {
+                if self.outside_window(obs) {
                     self.status.reason = "holding: outside the rollout window".into();
                     return;
                 }

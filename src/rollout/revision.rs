@@ -222,7 +222,13 @@ fn same_release(
     let rev = short(&plan_ref.revision).to_owned();
     match p.phase {
         Phase::Progressing | Phase::Paused => {
-            let (index, route) = resume_at(plan, &p.route);
+            let (index, before) = resume_at(plan, &p.route);
+            // A step that writes runs now (the step a status is at has been carried out); the
+            // plan puts no analysis or pause between it and the route before it.
+            let route = match plan.steps.get(index) {
+                Some(Step::Analyze(_) | Step::Pause(_)) | None => before,
+                Some(_) => route_at(plan, index),
+            };
             if index != p.step {
                 status.step = index;
                 status.step_started_at = now;
@@ -233,24 +239,34 @@ fn same_release(
                 Some(Step::Pause(None)) => Phase::Paused,
                 _ => p.phase,
             };
-            let reason = format!(
-                "plan revision {rev}: continuing at step {index} from the live route ({})",
-                route
-            );
-            m.transition(to, reason, None);
+            let reason = match plan.steps.get(index) {
+                Some(step) => format!(
+                    "plan revision {rev}: continuing at step {index} ({step}) from the live \
+                     route; now {route}"
+                ),
+                None => {
+                    format!("plan revision {rev}: every step is behind the live route ({route})")
+                }
+            };
+            // The route first, so the transition records the weight it leaves in place.
             if route != p.route {
                 let clear = route.header_route.is_none() && p.route.header_route.is_some()
                     || route.mirror_percent == 0 && p.route.mirror_percent > 0;
                 m.set_route(route, clear);
             }
+            m.transition(to, reason, None);
             m.run(obs, Some(p))
         }
         phase if phase.is_terminal() => {
             let mut m = Machine::new(plan, status, now);
-            let reason = format!(
-                "plan revision {rev} adopted; no traffic moved (the rollout had finished: \
-                 `Tidegate: retry` runs it again after a rollback or abort)"
-            );
+            let reason = if phase == Phase::Succeeded {
+                format!("plan revision {rev} adopted; no traffic moved (the rollout had finished)")
+            } else {
+                format!(
+                    "plan revision {rev} adopted; no traffic moved (the rollout had finished: \
+                     `Tidegate: retry` runs it with this revision)"
+                )
+            };
             m.transition(phase, reason, None);
             m.run(obs, Some(p))
         }

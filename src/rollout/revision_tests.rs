@@ -486,6 +486,37 @@ fn a_rollback_says_which_unmanaged_routes_still_reach_the_canary() {
 }
 
 #[test]
+fn an_edit_that_continues_at_a_weight_step_runs_it() {
+    let mut life = Life::at_ten_percent();
+    // The new plan goes 5 % → 20 % without a check between: the edit continues at the 20 %
+    // step, and that step is carried out, not skipped (the lab found the status at the next
+    // analysis with the route still at the step before).
+    life.push(plan(
+        "v1",
+        "v2",
+        "",
+        "    - setWeight: 5\n    - setWeight: 20\n    - analyze: 1m\n    - setWeight: 50\n    - analyze: 1m\n",
+    ));
+    life.after(10, round(Outcome::Pass));
+    let s = life.status();
+    assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
+    assert_eq!((s.step, s.route.canary_weight), (2, 20), "{}", s.reason);
+}
+
+#[test]
+fn a_new_release_outside_its_window_moves_no_traffic() {
+    let mut life = Life::promoted();
+    // 10:00 UTC is outside 03:00–04:59. The daemon observed for the finished release (no
+    // window), so the flag in the observation is false: the engine checks the new plan's own.
+    life.push(plan("v2", "v3", "  window: \"* 3-4 * * *\"\n", STEPS));
+    life.after(10, round(Outcome::Pass));
+    let s = life.status();
+    assert_eq!(s.phase, Phase::Pending, "{}", s.reason);
+    assert!(s.reason.contains("window"), "{}", s.reason);
+    assert!(!life.moved_traffic(), "{:?}", life.effects);
+}
+
+#[test]
 fn resume_at_never_raises_and_checks_before_raising() {
     let p = plan("v1", "v2", "", STEPS);
     let at = |w: u8| {

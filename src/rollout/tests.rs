@@ -755,8 +755,7 @@ fn reconcile_never_adopts_a_hand_edit_beyond_the_next_write() {
     );
     // A plan without a status whose route is all on its canary (added again after its
     // promotion and removal) is done, saying that nothing was analysed.
-    let done =
-        reconcile(&plan, &plan_ref, None, &RouteState::all_canary(), t0()).expect("adopted");
+    let done = reconcile(&plan, &plan_ref, None, &RouteState::all_canary(), t0()).expect("adopted");
     assert_eq!(done.phase, Phase::Succeeded);
     assert!(done.reason.contains("did not analyse"), "{}", done.reason);
 }
