@@ -254,6 +254,9 @@ pub(super) struct Machine<'p> {
     hold_reason: Option<String>,
     /// The passing verdicts that let a hold complete, for the next transition's reason.
     justification: Option<String>,
+    /// The DestinationRule lacks the stable subset: a rollback waits instead of sending every
+    /// request to a subset that does not exist.
+    stable_missing: bool,
 }
 
 impl<'p> Machine<'p> {
@@ -273,11 +276,13 @@ impl<'p> Machine<'p> {
             held: None,
             hold_reason: None,
             justification: None,
+            stable_missing: false,
         }
     }
 
     /// Decide: the observation in the engine's order of evaluation.
     pub(super) fn run(mut self, obs: &Observation, prev: Option<&Status>) -> Decision {
+        self.stable_missing = obs.missing_subsets.stable;
         if let Some(why) = &obs.held_by {
             self.hold(why.clone());
         }
@@ -508,8 +513,21 @@ impl<'p> Machine<'p> {
 
     pub(super) fn rollback(&mut self, to: Phase, reason: String) {
         self.status.rollback_to = Some(to);
+        if self.stable_missing {
+            let reason = format!("{reason}; {}", self.waiting_for_stable());
+            self.transition(Phase::RollingBack, reason, Some(Event::RollingBack));
+            return;
+        }
         self.set_route(RouteState::all_stable(), true);
         self.transition(Phase::RollingBack, reason, Some(Event::RollingBack));
+    }
+
+    fn waiting_for_stable(&self) -> String {
+        format!(
+            "the DestinationRule has no subset `{}` (the stable): the canary keeps its traffic \
+             until the subset is restored, then all traffic goes back to it",
+            self.plan.stable
+        )
     }
 
     fn promote(&mut self, reason: String) {
@@ -643,6 +661,12 @@ impl<'p> Machine<'p> {
                     return;
                 }
                 self.advance();
+            }
+            Phase::RollingBack if self.status.route != RouteState::all_stable() => {
+                // The rollback's write waited for the stable subset.
+                if !self.stable_missing {
+                    self.set_route(RouteState::all_stable(), true);
+                }
             }
             Phase::RollingBack if !self.awaiting_route => {
                 let to = self.status.rollback_to.unwrap_or(Phase::RolledBack);

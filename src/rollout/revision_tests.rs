@@ -415,6 +415,35 @@ fn a_stable_subset_that_disappears_holds_and_refuses_promote() {
 }
 
 #[test]
+fn an_abort_while_the_stable_subset_is_missing_waits_for_it() {
+    let mut life = Life::at_ten_percent();
+    life.effects.clear();
+    let mut obs = control(ControlAction::Abort);
+    obs.missing_subsets.stable = true;
+    life.after(10, obs);
+    let s = life.status();
+    assert_eq!(s.phase, Phase::RollingBack, "{}", s.reason);
+    assert_eq!(
+        s.route.canary_weight, 10,
+        "no traffic to a subset that does not exist"
+    );
+    assert!(s.reason.contains("no subset `v1`"), "{}", s.reason);
+    assert!(!life.moved_traffic(), "{:?}", life.effects);
+    // Still missing a round later: still waiting, still not claiming stable.
+    let mut still = round(Outcome::Pass);
+    still.missing_subsets.stable = true;
+    life.after(30, still);
+    assert_eq!(life.status().phase, Phase::RollingBack);
+    assert_eq!(life.weight(), 10);
+    // The subset is back: the rollback writes and ends.
+    life.after(30, round(Outcome::Pass));
+    let s = life.status();
+    assert_eq!(s.phase, Phase::Aborted, "{}", s.reason);
+    assert_eq!(s.route, RouteState::all_stable());
+    assert!(life.moved_traffic());
+}
+
+#[test]
 fn a_progress_deadline_rolls_back_a_step_that_never_passes() {
     let extra = "  progressDeadline: 2m\n";
     let mut life = Life::new(plan("v1", "v2", extra, STEPS));
