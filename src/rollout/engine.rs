@@ -662,11 +662,12 @@ impl<'p> Machine<'p> {
                 }
                 self.advance();
             }
+            // The rollback's write waits for the stable subset, then goes out.
             Phase::RollingBack if self.status.route != RouteState::all_stable() => {
-                // The rollback's write waited for the stable subset.
-                if !self.stable_missing {
-                    self.set_route(RouteState::all_stable(), true);
+                if self.stable_missing {
+                    return;
                 }
+                self.set_route(RouteState::all_stable(), true);
             }
             Phase::RollingBack if !self.awaiting_route => {
                 let to = self.status.rollback_to.unwrap_or(Phase::RolledBack);
