@@ -143,6 +143,23 @@ async fn releases_follow_each_other() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn renaming_a_running_plan_hands_the_route_over_after_the_rollback() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    // The same file, a new name: the old rollout retires (rolls back) while the new one waits
+    // for the route, then starts; neither takes the other's writes for drift.
+    let renamed = plan("v1", "v2", "1h").replace("name: orders,", "name: orders-v2,");
+    push(&mut w, &renamed).await;
+    w.run_for(60).await;
+    assert!(w.api_status(NS, "orders").await.is_none(), "the old name is forgotten");
+    let s = w.api_status(NS, "orders-v2").await.expect("listed");
+    assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_plan_added_again_after_its_promotion_moves_no_traffic() {
     let mut w = world(&plan("v1", "v2", "1m"));
     w.run_for(100).await;
