@@ -94,8 +94,10 @@ pub fn trailers(message: &str) -> Vec<(String, String)> {
     if is_block { parsed } else { Vec::new() }
 }
 
+/// `Key: value`; as in git, whitespace may stand between the key and the colon.
 fn split_trailer(line: &str) -> Option<(&str, &str)> {
     let (key, value) = line.split_once(':')?;
+    let key = key.trim_end_matches([' ', '\t']);
     let valid_key = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     valid_key.then(|| (key, value.trim()))
 }
@@ -217,6 +219,20 @@ mod tests {
     fn keeps_unknown_actions_to_refuse_them() {
         let c = parse_controls("s\n\nTidegate: destroy orders-svc\n");
         assert_eq!(c[0].action, Err("destroy".to_owned()));
+    }
+
+    #[test]
+    fn whitespace_before_the_colon_is_read_as_git_reads_it() {
+        // `git interpret-trailers --parse` prints `Tidegate: resume production/x` for both.
+        for msg in [
+            "s\n\nTidegate : resume production/x\n",
+            "s\n\nTidegate\t:resume production/x\n",
+        ] {
+            let c = parse_controls(msg);
+            assert_eq!(c.len(), 1, "{msg:?}");
+            assert_eq!(c[0].action, Ok(ControlAction::Resume));
+        }
+        assert!(parse_controls("s\n\nTide gate: resume production/x\n").is_empty());
     }
 
     #[test]
