@@ -121,8 +121,22 @@ fn a_typo_mid_rollout_holds_the_rollout_and_abort_still_works() {
 
     // Abort works while the newest revision is invalid, and the rollback message says that the
     // example's own header route (not managed by the plan) still sends to the canary.
-    let msg = "Stop it\n\nTidegate: abort production/orders-svc";
-    push_file(&w.repos.clone, FILE, Some(&typo), msg);
+    // The CLI finds the rollout by its status although its plan no longer parses.
+    d.wait_for("the status file", Duration::from_secs(30), || {
+        let f = "tidegate-status:status/production/orders-svc.yaml";
+        git(&w.repos.remote, &["show", f]).status.success()
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["abort", ID, "-m", "stop it", "--author", "Ana <ana@example.com>"])
+        .arg("--repo")
+        .arg(w.repos.url())
+        .output()
+        .expect("abort");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     d.wait_for("the abort", Duration::from_secs(30), || {
         phase(&d, ID) == "Aborted"
     });

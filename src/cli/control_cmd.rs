@@ -153,6 +153,12 @@ pub fn run(action: ControlAction, args: &ControlArgs) -> anyhow::Result<ExitCode
         .push_empty_commit(&message, &author, signer.as_ref())
         .with_context(|| format!("failed to push the {action} control commit"))?;
     println!("{commit} {action} {id}");
+    if args.repo.repo.is_none() {
+        eprintln!(
+            "tidegate {action}: the control commit is on the remote, not in this clone: \
+             `git pull` before your next push"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -167,9 +173,14 @@ fn refuse(action: ControlAction, why: &Unresolved) -> ExitCode {
 }
 
 /// Every rollout the plans at the tip define, valid or not (the daemon answers controls for
-/// invalid plans too).
+/// invalid plans too), and every rollout with a status: a plan whose file no longer parses
+/// names no rollout, yet its rollout is held and `pause`/`abort` must reach it.
 fn known_plans(repo: &mut GitRepo) -> anyhow::Result<Vec<RolloutId>> {
-    let mut known = Vec::new();
+    // No status branch yet (or an unreadable one) only means no statuses to add.
+    let mut known: Vec<RolloutId> = repo
+        .status_documents()
+        .map(|docs| docs.into_iter().flatten().map(|s| s.rollout).collect())
+        .unwrap_or_default();
     for (path, content) in repo.plans_at_tip()? {
         if let PlanContent::Text(text) = content {
             let parsed = crate::plan::parse_str(&path, &text);

@@ -228,9 +228,11 @@ pub fn git_ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Write (or, with `None`, delete) `path` in the person's clone, commit it with `message` and
-/// push it with a plain `git push`; the new commit's id.
+/// Write (or, with `None`, delete) `path` in the person's clone (brought up to date first, as
+/// after control commits made by the CLI), commit it with `message` and push it with a plain
+/// `git push`; the new commit's id.
 pub fn push_file(clone: &Path, path: &str, content: Option<&str>, message: &str) -> String {
+    git_ok(clone, &["pull", "-q", "--rebase", "origin", "main"]);
     let file = clone.join(path);
     match content {
         Some(text) => {
