@@ -73,6 +73,13 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_errors_read_without_rust_debug() {
+        let text = api(404).to_string();
+        assert_eq!(text, "failed to patch after 1 attempts: 404 y: x");
+        assert!(!text.contains("Status {"), "{text}");
+    }
+
+    #[test]
     fn kubernetes_errors_are_classed_by_status_code() {
         for code in [409, 429, 500, 503, 504] {
             assert!(api(code).is_transient(), "{code} is transient");

@@ -33,14 +33,14 @@ pub enum RouterError {
         "the cluster serves no VirtualService in {ISTIO_NETWORKING} versions {SUPPORTED_VERSIONS:?}"
     )]
     NotServed,
-    #[error("failed to {action} after {attempts} attempts: {source}")]
+    #[error("failed to {action} after {attempts} attempts: {}", kube_message(.source))]
     Api {
         action: String,
         attempts: u32,
         #[source]
         source: kube::Error,
     },
-    #[error("the API server rejected the patch of VirtualService {vs}: {source}")]
+    #[error("the API server rejected the patch of VirtualService {vs}: {}", kube_message(.source))]
     Rejected {
         vs: String,
         #[source]
@@ -80,6 +80,15 @@ impl RetryPolicy {
 }
 
 /// Whether an error is worth another attempt: conflicts, throttling, server errors, transport.
+/// A kube error for people: an API server's answer as `404 NotFound: <message>`, without the
+/// Rust `Debug` dump of the whole `Status` that kube's own text appends.
+pub fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
+    }
+}
+
 pub fn is_retryable(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
