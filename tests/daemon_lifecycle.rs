@@ -152,7 +152,10 @@ async fn renaming_a_running_plan_hands_the_route_over_after_the_rollback() {
     let renamed = plan("v1", "v2", "1h").replace("name: orders,", "name: orders-v2,");
     push(&mut w, &renamed).await;
     w.run_for(60).await;
-    assert!(w.api_status(NS, "orders").await.is_none(), "the old name is forgotten");
+    assert!(
+        w.api_status(NS, "orders").await.is_none(),
+        "the old name is forgotten"
+    );
     let s = w.api_status(NS, "orders-v2").await.expect("listed");
     assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
     assert_eq!(w.mesh.weight(NS, "v2"), 10);

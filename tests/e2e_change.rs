@@ -127,7 +127,14 @@ fn a_typo_mid_rollout_holds_the_rollout_and_abort_still_works() {
         git(&w.repos.remote, &["show", f]).status.success()
     });
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["abort", ID, "-m", "stop it", "--author", "Ana <ana@example.com>"])
+        .args([
+            "abort",
+            ID,
+            "-m",
+            "stop it",
+            "--author",
+            "Ana <ana@example.com>",
+        ])
         .arg("--repo")
         .arg(w.repos.url())
         .output()

@@ -109,7 +109,7 @@ pub fn render(statuses: &[Status], format: Format) -> anyhow::Result<String> {
                     s.rollout.to_string(),
                     s.phase.to_string(),
                     format!("{}/{}", s.step, s.step_count),
-                    format!("{}%", s.route.canary_weight),
+                    canary_cell(s),
                     s.updated_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                     s.reason.clone(),
                 ]);
@@ -136,7 +136,105 @@ pub fn render(statuses: &[Status], format: Format) -> anyhow::Result<String> {
             if statuses.is_empty() {
                 out.push_str("(no status files yet)\n");
             }
+            for s in statuses {
+                out.push_str(&details(s));
+            }
             out
         }
     })
+}
+
+/// The canary weight tidegate set, and the live one when someone else changed it.
+fn canary_cell(s: &Status) -> String {
+    match &s.read_back {
+        crate::rollout::ReadBack::Drifted { actual, .. }
+            if actual.canary_weight != s.route.canary_weight =>
+        {
+            format!(
+                "{}% (live {}%)",
+                s.route.canary_weight, actual.canary_weight
+            )
+        }
+        _ => format!("{}%", s.route.canary_weight),
+    }
+}
+
+/// What the table's one-line reason leaves out: a newest revision that is not run (with its
+/// findings: file, line, field and fix), preflight findings, and a fault.
+fn details(s: &Status) -> String {
+    let mut out = String::new();
+    if let Some(p) = &s.pending {
+        let rev = p.revision.get(..12).unwrap_or(&p.revision);
+        out.push_str(&format!(
+            "\n{}: newest revision {rev} is not run since {}: {}\n",
+            s.rollout,
+            p.since.format("%Y-%m-%d %H:%M:%SZ"),
+            p.why
+        ));
+        for f in &p.findings {
+            out.push_str(&format!("  {f}\n"));
+        }
+    }
+    if !s.findings.is_empty() {
+        out.push_str(&format!("\n{}: findings\n", s.rollout));
+        for f in &s.findings {
+            out.push_str(&format!("  {f}\n"));
+        }
+    }
+    if let Some(f) = &s.fault {
+        out.push_str(&format!(
+            "\n{}: {} fails since {} ({}): {}\n",
+            s.rollout,
+            f.operation,
+            f.since.format("%Y-%m-%d %H:%M:%SZ"),
+            if f.permanent { "permanent" } else { "retrying" },
+            f.message
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{PendingRevision, PlanRef, ReadBack, RouteState};
+
+    #[test]
+    fn the_table_shows_live_weight_and_what_holds_a_rollout() {
+        let id = crate::plan::RolloutId {
+            namespace: "production".into(),
+            name: "orders-svc".into(),
+        };
+        let plan_ref = PlanRef {
+            path: "rollouts/orders.yaml".into(),
+            revision: "a".repeat(40),
+            digest: "d".into(),
+        };
+        let now = chrono::DateTime::UNIX_EPOCH;
+        let mut s = Status::fresh(&id, &plan_ref, 4, now);
+        s.route.canary_weight = 60;
+        s.read_back = ReadBack::Drifted {
+            actual: RouteState {
+                canary_weight: 50,
+                ..RouteState::default()
+            },
+            detail: "edited".into(),
+        };
+        s.pending = Some(PendingRevision {
+            revision: "b".repeat(40),
+            why: "the newest plan revision is invalid (1 finding)".into(),
+            findings: vec!["rollouts/orders.yaml:9:3: spec.stable: bad indent (fix: …)".into()],
+            since: now,
+        });
+        let text = render(&[s], Format::Text).expect("render");
+        assert!(text.contains("60% (live 50%)"), "{text}");
+        assert!(
+            text.contains("newest revision bbbbbbbbbbbb is not run"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  rollouts/orders.yaml:9:3: spec.stable"),
+            "{text}"
+        );
+    }
 }
