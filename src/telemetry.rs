@@ -252,6 +252,41 @@ impl Metrics {
         }
     }
 
+    /// Drop every series of a rollout tidegate no longer manages (`status`: its last status,
+    /// for the verdict series of its metrics).
+    pub fn forget(&self, id: &crate::plan::RolloutId, status: Option<&Status>) {
+        let l = RolloutLabels {
+            namespace: id.namespace.clone(),
+            rollout: id.name.clone(),
+        };
+        self.canary_weight.remove(&l);
+        self.blocked.remove(&l);
+        self.step.remove(&l);
+        self.step_started.remove(&l);
+        self.checks.remove(&l);
+        self.failures.remove(&l);
+        for p in Phase::ALL {
+            self.phase.remove(&PhaseLabels {
+                namespace: l.namespace.clone(),
+                rollout: l.rollout.clone(),
+                phase: p.as_str(),
+            });
+        }
+        for v in status
+            .map(|s| s.analysis.last.as_slice())
+            .unwrap_or_default()
+        {
+            for outcome in ["pass", "fail", "inconclusive"] {
+                self.verdict.remove(&VerdictLabels {
+                    namespace: l.namespace.clone(),
+                    rollout: l.rollout.clone(),
+                    metric: v.metric.clone(),
+                    outcome,
+                });
+            }
+        }
+    }
+
     /// Text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -31,6 +31,22 @@ pub fn duration(d: Duration) -> String {
     out
 }
 
+/// A measured value for people: four significant digits (at most six decimals), without
+/// trailing zeros — `90.27`, `0.000123`, `1532`.
+pub fn number(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (3 - magnitude).clamp(0, 6) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +68,22 @@ mod tests {
         ];
         for (d, want) in cases {
             assert_eq!(duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        let cases = [
+            (90.26942645698426, "90.27"),
+            (99.7, "99.7"),
+            (0.000123456, "0.000123"),
+            (1532.4, "1532"),
+            (-0.5, "-0.5"),
+            (100.0, "100"),
+            (0.0, "0"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(number(v), want, "{v}");
         }
     }
 }

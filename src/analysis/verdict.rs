@@ -113,10 +113,10 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.metric, self.outcome)?;
         if let Some(v) = self.value {
-            write!(f, " value={v}")?;
+            write!(f, " value={}", crate::units::number(v))?;
         }
         if let Some(v) = self.stable_value {
-            write!(f, " stable={v}")?;
+            write!(f, " stable={}", crate::units::number(v))?;
         }
         if !self.threshold.is_empty() {
             write!(f, " ({})", self.threshold)?;

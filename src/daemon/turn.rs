@@ -78,6 +78,7 @@ where
             let mut statuses = self.state.statuses.write().await;
             for id in plans.removed {
                 tracing::info!(rollout = %id, "plan removed before it moved traffic; forgotten");
+                self.state.metrics.forget(&id, statuses.get(&id));
                 statuses.remove(&id);
             }
         }
@@ -467,6 +468,8 @@ where
     /// The plan is gone and its routes are clean: stop managing the rollout.
     async fn forget(&mut self, id: &RolloutId) {
         tracing::info!(rollout = %id, "plan removed and routes cleared; tidegate no longer manages this rollout");
+        let last = self.registry.get(id).and_then(|e| e.status.as_ref());
+        self.state.metrics.forget(id, last);
         self.registry.forget(id);
         let now = self.now();
         self.refuse_second_owners(now);
