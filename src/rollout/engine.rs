@@ -426,7 +426,11 @@ impl<'p> Machine<'p> {
                 ControlAction::Promote | ControlAction::Retry | ControlAction::Resume
             )
         {
-            return Err(format!("refused while {hold}; pause and abort still work"));
+            return Err(if phase.is_terminal() {
+                format!("refused while {hold}")
+            } else {
+                format!("refused while {hold}; pause and abort still work")
+            });
         }
         match action {
             ControlAction::Pause => match phase {

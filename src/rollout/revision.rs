@@ -132,11 +132,19 @@ fn held(
         .pending
         .as_ref()
         .is_none_or(|o| o.revision != pending.revision);
-    let hold = format!(
-        "{}; revision {} keeps being analysed and can roll back",
-        pending.why,
-        short(&plan_ref.revision)
-    );
+    let hold = if p.phase.is_terminal() {
+        format!(
+            "{}; revision {} stays in force",
+            pending.why,
+            short(&plan_ref.revision)
+        )
+    } else {
+        format!(
+            "{}; revision {} keeps being analysed and can roll back",
+            pending.why,
+            short(&plan_ref.revision)
+        )
+    };
     status.pending = Some(pending);
     let mut m = Machine::new(plan, status, now);
     if first {
