@@ -371,14 +371,14 @@ impl<'p> Machine<'p> {
             return;
         }
         self.status.read_back = obs.read_back.clone();
-        let ReadBack::Drifted { actual, detail } = &obs.read_back else {
+        let ReadBack::Drifted { detail, .. } = &obs.read_back else {
             return;
         };
         match self.status.phase {
             Phase::Progressing | Phase::Promoting => {
+                // `detail` says expected and found, and which managed routes disagree.
                 let reason = format!(
-                    "drift: the VirtualService was changed outside tidegate ({detail}; now {actual}, expected {}); resume to re-apply",
-                    self.status.route
+                    "drift: the VirtualService was changed outside tidegate ({detail}); resume to re-apply"
                 );
                 self.transition(Phase::Paused, reason, Some(Event::Drift));
                 self.held = Some("drift".into());
