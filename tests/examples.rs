@@ -91,7 +91,7 @@ fn every_example_folder_is_valid() {
         text(&out)
     );
     assert!(
-        text(&out).contains(&format!("{} plan(s) valid", dirs.len())),
+        text(&out).contains(&format!("{} plans valid", dirs.len())),
         "{}",
         text(&out)
     );

@@ -310,7 +310,7 @@ fn examples_validate() {
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("plan(s) valid"), "{stdout}");
+    assert!(stdout.contains("plans valid"), "{stdout}");
     // The reference example is the orders-svc canary in production.
     let text = std::fs::read_to_string(root().join("examples/orders-svc/rollouts/orders-svc.yaml"))
         .expect("read");
