@@ -91,7 +91,7 @@ fn lint_reports_a_missing_canary_subset_and_exits_1() {
         stdout.contains("error TG104 DestinationRule shop/orders"),
         "{stdout}"
     );
-    assert!(stdout.contains("1 errors, 0 warnings"), "{stdout}");
+    assert!(stdout.contains("1 error, 0 warnings"), "{stdout}");
 }
 
 #[test]

@@ -136,11 +136,11 @@ fn print_text(report: &LintReport) {
         println!("note: no {} given: {}", m.kind, m.skipped);
     }
     println!(
-        "{} objects, {} plans: {} errors, {} warnings",
-        report.objects,
-        report.plans.len(),
-        report.errors,
-        report.warnings
+        "{}, {}: {}, {}",
+        super::count(report.objects, "object", "objects"),
+        super::count(report.plans.len(), "plan", "plans"),
+        super::count(report.errors, "error", "errors"),
+        super::count(report.warnings, "warning", "warnings")
     );
 }
 

@@ -112,3 +112,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => control_cmd::run(ControlAction::Retry, args),
     }
 }
+
+/// `1 plan`, `2 plans`.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

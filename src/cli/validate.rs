@@ -114,13 +114,13 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             for w in &warnings {
                 println!("warning: {w}");
             }
-            let valid_plans = count(plans.len(), "plan", "plans");
+            let valid_plans = super::count(plans.len(), "plan", "plans");
             if valid {
                 println!("{valid_plans} valid");
             } else {
                 println!(
                     "{}; {valid_plans} valid",
-                    count(findings.len(), "finding", "findings")
+                    super::count(findings.len(), "finding", "findings")
                 );
             }
         }
@@ -130,9 +130,4 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// `1 plan`, `2 plans`.
-fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
