@@ -270,6 +270,26 @@ impl Daemon {
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+
+    /// Say so once when the daemon has exited (killed, crashed, stopped by hand): the lab keeps
+    /// running without it, and the user is told how to start it again.
+    fn report_exit(&mut self) {
+        let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        else {
+            return;
+        };
+        self.child = None;
+        eprintln!(
+            "\ntidegate lab: the daemon exited ({status}); nothing moves traffic until it runs \
+             again. Its log: {log}\n  start it again: {bin} run --config {config}\n",
+            log = self.log.display(),
+            bin = self.binary.display(),
+            config = self.config.display(),
+        );
+    }
 }
 
 impl Drop for Daemon {
@@ -523,7 +543,7 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     crate::notify::ensure_crypto_provider();
     let mut lab = setup(&opts).await?;
     let Some(scenario) = opts.scenario else {
-        interactive(&lab).await;
+        interactive(&mut lab).await;
         let _ = lab.stop.send(true);
         return Ok(LabOutcome {
             scenario: None,
@@ -814,7 +834,7 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     })
 }
 
-async fn interactive(lab: &Lab) {
+async fn interactive(lab: &mut Lab) {
     println!(
         "\ntidegate lab is running (folder {dir})\n\n\
   Plans clone   {clone}\n\
@@ -838,7 +858,15 @@ The rollout in the seed starts right away. Ctrl-C stops everything.\n",
         kube = lab.emulator.url(),
         url = lab.repos.url(),
     );
-    let _ = tokio::signal::ctrl_c().await;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = tick.tick() => lab.daemon.report_exit(),
+        }
+    }
     println!(
         "stopping the lab ({} simulated requests sent)",
         lab.simulator
