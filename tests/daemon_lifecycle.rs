@@ -218,7 +218,10 @@ async fn a_second_plan_on_the_same_route_is_refused_visibly() {
     let refused = w.api_status(NS, "orders-again").await.expect("listed");
     assert_eq!(refused.phase, Phase::Invalid);
     assert!(
-        refused.findings.iter().any(|f| f.contains("prod/orders")),
+        refused
+            .findings
+            .iter()
+            .any(|f| f.starts_with("rollouts/orders-again.yaml: ") && f.contains("prod/orders")),
         "{:?}",
         refused.findings
     );

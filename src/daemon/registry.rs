@@ -345,7 +345,7 @@ impl Registry {
                 && let Ok(plan) = e.plan.clone()
             {
                 e.second_owner = Some((plan, std::mem::take(&mut e.plan_ref.digest)));
-                e.plan = Err(vec![finding]);
+                e.plan = Err(vec![format!("{}: {finding}", e.path)]);
                 if !before.contains(&id) {
                     refused.push(id);
                 }
