@@ -44,14 +44,13 @@ fn any_admitted(vs_hosts: &[String], vs_ns: &str, admitted: &[String], gw_ns: &s
 
 pub fn check_virtual_service<'a>(ix: &Index<'a>, vs: &Object, out: &mut Vec<Finding>) {
     let vs_ns = ix.ns(vs);
-    let known = ix.gateway_namespaces();
     let vs_hosts = strings_at(&vs.value, "/spec/hosts");
     for (i, reference) in strings_at(&vs.value, "/spec/gateways").iter().enumerate() {
         if reference == "mesh" {
             continue;
         }
         let (ns, name) = gateway_ref(reference, vs_ns);
-        if !known.contains(ns.as_str()) {
+        if !ix.gateways_seen(&ns) {
             continue;
         }
         let field = format!("spec.gateways[{i}]");

@@ -103,15 +103,17 @@ pub struct Entry<'a> {
 #[derive(Debug, Default)]
 pub struct Registry<'a> {
     entries: BTreeMap<(String, String), Entry<'a>>,
-    /// Namespaces of which Services were given.
+    /// Namespaces of which Services were given (or read).
     service_namespaces: BTreeSet<String>,
-    any_service_entry: bool,
+    /// Whether a host outside the cluster domain that no entry defines can be called missing:
+    /// ServiceEntries were given and are taken as all there are.
+    judge_external: bool,
 }
 
 impl<'a> Registry<'a> {
     pub fn new(services: &[&'a Object], entries: &[&'a Object], default_ns: &str) -> Self {
         let mut reg = Registry {
-            any_service_entry: !entries.is_empty(),
+            judge_external: !entries.is_empty(),
             ..Registry::default()
         };
         for se in entries {
@@ -156,6 +158,16 @@ impl<'a> Registry<'a> {
         reg
     }
 
+    /// The registry of objects read from a cluster where `seen` says: the Services of every
+    /// namespace read count (even when none came back), and no external host is judged
+    /// missing (ServiceEntries of namespaces not read may define it).
+    pub fn listed(mut self, seen: &super::Seen) -> Self {
+        self.service_namespaces
+            .extend(seen.services.iter().cloned());
+        self.judge_external = false;
+        self
+    }
+
     /// Whether the objects given can tell that `host` (read in `source_ns`) does not exist:
     /// a cluster-local host needs the Services of its namespace, any other host needs
     /// ServiceEntries. Without them a lookup that fails says nothing.
@@ -163,7 +175,7 @@ impl<'a> Registry<'a> {
         let fqdn = qualify(host, source_ns);
         match cluster_parts(&fqdn) {
             Some((ns, _)) => self.service_namespaces.contains(ns),
-            None => self.any_service_entry,
+            None => self.judge_external,
         }
     }
 

@@ -10,6 +10,7 @@ mod destinations;
 mod gateways;
 mod gitops;
 pub mod hosts;
+mod live;
 mod matching;
 mod mesh_hosts;
 mod mtls;
@@ -27,6 +28,7 @@ use serde_json::Value;
 use crate::mesh::Target;
 
 pub use gitops::{GitOpsOwner, gitops_owner, ignore_snippet};
+pub use live::{ListedKind, Seen, Unread, UnreadWhy, referenced_namespaces, typed_items};
 pub use target::{UnmanagedRoute, route_owners, unmanaged_canary_routes};
 
 /// How bad a finding is. Errors block a rollout's first step.
@@ -496,16 +498,29 @@ pub(crate) struct Index<'a> {
     pub pods: Vec<&'a Object>,
     pub config_maps: Vec<&'a Object>,
     pub registry: hosts::Registry<'a>,
+    /// Where the objects were read from a cluster (`None`: files, taken as complete).
+    pub seen: Option<&'a Seen>,
 }
 
 impl<'a> Index<'a> {
     pub fn new(objects: &'a [Object], default_ns: &'a str) -> Index<'a> {
+        Index::with_seen(objects, default_ns, None)
+    }
+    /// The index of objects read from a cluster where `seen` says (see [`Seen`]).
+    pub fn with_seen(
+        objects: &'a [Object],
+        default_ns: &'a str,
+        seen: Option<&'a Seen>,
+    ) -> Index<'a> {
         let of = |kind: &str, group: &str| -> Vec<&'a Object> {
             objects.iter().filter(|o| o.is(kind, group)).collect()
         };
         let services = of("Service", "");
         let service_entries = of("ServiceEntry", NET);
-        let registry = hosts::Registry::new(&services, &service_entries, default_ns);
+        let mut registry = hosts::Registry::new(&services, &service_entries, default_ns);
+        if let Some(seen) = seen {
+            registry = registry.listed(seen);
+        }
         Index {
             default_ns,
             virtual_services: of("VirtualService", NET),
@@ -518,6 +533,7 @@ impl<'a> Index<'a> {
             pods: of("Pod", ""),
             config_maps: of("ConfigMap", ""),
             registry,
+            seen,
         }
     }
     pub fn ns(&self, o: &'a Object) -> &'a str {
@@ -533,6 +549,11 @@ impl<'a> Index<'a> {
             .chain(&self.k8s_gateways)
             .map(|g| g.namespace(self.default_ns))
             .collect()
+    }
+    /// Whether the Gateways of `ns` were given or read, so that a reference to one that is not
+    /// among them can be called missing.
+    pub fn gateways_seen(&self, ns: &str) -> bool {
+        self.seen.is_some_and(|s| s.gateways.contains(ns)) || self.gateway_namespaces().contains(ns)
     }
     /// DestinationRules that apply to `host` read in `ns`: same qualified host, or a wildcard
     /// host covering it.
@@ -563,32 +584,36 @@ pub struct MissingKind {
 pub fn missing_kinds(objects: &[Object]) -> Vec<MissingKind> {
     let has =
         |kind: &str, groups: &[&str]| objects.iter().any(|o| groups.iter().any(|g| o.is(kind, g)));
-    let mut out = Vec::new();
-    if !has("DestinationRule", &[NET]) {
-        out.push(MissingKind {
-            kind: "DestinationRule",
-            skipped: "subsets of routes and mirrors are not looked up (TG101, TG102)",
-        });
+    let absent = [
+        ("DestinationRule", !has("DestinationRule", &[NET])),
+        ("Service", !has("Service", &[""])),
+        ("ServiceEntry", !has("ServiceEntry", &[NET])),
+        ("Gateway", !has("Gateway", &[NET, K8S_GATEWAY])),
+    ];
+    absent
+        .into_iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(kind, _)| MissingKind {
+            kind,
+            skipped: skipped_without(kind),
+        })
+        .collect()
+}
+
+/// What the checks leave out when objects of `kind` were not seen (`lint`'s "not seen" list and
+/// the daemon's warning about a kind it cannot read say the same).
+pub fn skipped_without(kind: &str) -> &'static str {
+    match kind {
+        "DestinationRule" => "subsets of routes and mirrors are not looked up (TG101, TG102)",
+        "Service" => {
+            "cluster hosts of routes and DestinationRules are not looked up (TG118-TG120, TG130)"
+        }
+        "ServiceEntry" => {
+            "external hosts of routes and DestinationRules are not looked up (TG118-TG120, TG130)"
+        }
+        "Gateway" => "gateway references and ingress hosts are not checked (TG121, TG122)",
+        _ => "",
     }
-    if !has("Service", &[""]) {
-        out.push(MissingKind {
-            kind: "Service",
-            skipped: "cluster hosts of routes and DestinationRules are not looked up (TG118-TG120, TG130)",
-        });
-    }
-    if !has("ServiceEntry", &[NET]) {
-        out.push(MissingKind {
-            kind: "ServiceEntry",
-            skipped: "external hosts of routes and DestinationRules are not looked up (TG118-TG120, TG130)",
-        });
-    }
-    if !has("Gateway", &[NET, K8S_GATEWAY]) {
-        out.push(MissingKind {
-            kind: "Gateway",
-            skipped: "gateway references and ingress hosts are not checked (TG121, TG122)",
-        });
-    }
-    out
 }
 
 /// Parse an Istio (protobuf JSON) duration: `1.5s`, `300ms`, `2m`, `1h`.
@@ -670,6 +695,25 @@ pub fn check_rollout(objects: &[Object], target: &Target) -> Vec<Finding> {
 /// k objects cost about n + k rather than n × k. Same findings, same order as
 /// [`check_rollout`] of each target.
 pub fn check_rollouts(objects: &[Object], targets: &[Target]) -> Vec<Vec<Finding>> {
+    check_rollouts_in(objects, None, targets)
+}
+
+/// [`check_rollouts`] of objects read from a cluster (the daemon): `seen` says where Services,
+/// ServiceEntries and Gateways were read, so a kind read and found empty counts as "none
+/// there" and a kind not read says nothing (see [`Seen`]).
+pub fn check_rollouts_live(
+    objects: &[Object],
+    seen: &Seen,
+    targets: &[Target],
+) -> Vec<Vec<Finding>> {
+    check_rollouts_in(objects, Some(seen), targets)
+}
+
+fn check_rollouts_in(
+    objects: &[Object],
+    seen: Option<&Seen>,
+    targets: &[Target],
+) -> Vec<Vec<Finding>> {
     let mut out: Vec<Vec<Finding>> = vec![Vec::new(); targets.len()];
     let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, t) in targets.iter().enumerate() {
@@ -679,7 +723,7 @@ pub fn check_rollouts(objects: &[Object], targets: &[Target]) -> Vec<Vec<Finding
             .push(i);
     }
     for (ns, members) in by_ns {
-        let ix = Index::new(objects, ns);
+        let ix = Index::with_seen(objects, ns, seen);
         let shared = target::Shared::new(&ix);
         let owned = OwnFindings::new(object_findings(&ix), ns);
         for i in members {
