@@ -1,5 +1,6 @@
-//! Fault injection for tests: latency, failed requests (5xx, 409, 429), and a hook that edits
-//! the store between a client's read and its write. Also records every request served.
+//! Fault injection for tests: latency, failed requests (5xx, 409, 429), resources the client
+//! may not touch (403, as RBAC answers), and a hook that edits the store between a client's
+//! read and its write. Also records every request served.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -97,6 +98,8 @@ struct State {
     fail_requests: VecDeque<u16>,
     fail_writes: VecDeque<u16>,
     before_write: Option<WriteHook>,
+    /// `(group, resource)` answered with `403 Forbidden`.
+    forbidden: Vec<(String, String)>,
     log: Vec<RequestRecord>,
 }
 
@@ -105,6 +108,52 @@ struct State {
 pub(crate) struct Decision {
     pub delay: Option<Duration>,
     pub fail_with: Option<u16>,
+    /// The message of the failure, when it is not a generic injected one.
+    pub message: Option<String>,
+}
+
+/// The API group, resource and namespace a request path names (`None`: discovery).
+fn resource_of(path: &str) -> Option<(&str, &str, Option<&str>)> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _, rest @ ..] => ("", rest),
+        ["apis", g, _, rest @ ..] => (*g, rest),
+        _ => return None,
+    };
+    match rest {
+        ["namespaces", ns, plural, ..] => Some((group, plural, Some(ns))),
+        [plural, ..] => Some((group, plural, None)),
+        [] => None,
+    }
+}
+
+/// The API server's message for a request RBAC does not allow.
+fn forbidden_message(
+    method: &Method,
+    path: &str,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+) -> String {
+    let record = RequestRecord {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: String::new(),
+        status: 403,
+    };
+    let qualified = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let scope = match ns {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    format!(
+        "{qualified} is forbidden: User \"system:serviceaccount:tidegate-system:tidegate\" cannot {} resource \"{plural}\" in API group \"{group}\" {scope}",
+        record.verb().as_str()
+    )
 }
 
 /// The fault hooks of a running emulator (shared with the server).
@@ -148,6 +197,14 @@ impl Faults {
         self.lock().fail_writes.extend(std::iter::repeat_n(code, n));
     }
 
+    /// Answer every request on `resource` (plural) of `group` (`""`: core) with `403 Forbidden`
+    /// from now on, as the API server does when RBAC grants the client nothing on it.
+    pub fn forbid(&self, group: &str, resource: &str) {
+        self.lock()
+            .forbidden
+            .push((group.to_string(), resource.to_string()));
+    }
+
     /// Run `hook` on the store just before the next write is applied: a concurrent edit
     /// landing between a client's read and its write.
     pub fn before_next_write(&self, hook: impl FnOnce(&mut Store) + Send + 'static) {
@@ -181,7 +238,13 @@ impl Faults {
         }
         let discovery = path == "/api" || path == "/apis" || path.split('/').count() <= 4;
         let mut fail_with = None;
-        if !discovery {
+        let mut message = None;
+        if let Some((group, plural, ns)) = resource_of(path).filter(|_| !discovery)
+            && s.forbidden.iter().any(|(g, r)| g == group && r == plural)
+        {
+            fail_with = Some(403);
+            message = Some(forbidden_message(method, path, group, plural, ns));
+        } else if !discovery {
             fail_with = s.fail_requests.pop_front();
             if fail_with.is_none() && is_write(method) {
                 fail_with = s.fail_writes.pop_front();
@@ -190,6 +253,7 @@ impl Faults {
         Decision {
             delay: (!delay.is_zero()).then_some(delay),
             fail_with,
+            message,
         }
     }
 
@@ -242,6 +306,24 @@ mod tests {
         for (r, want) in cases {
             assert_eq!(r.verb(), want, "{} {}?{}", r.method, r.path, r.query);
         }
+    }
+
+    #[test]
+    fn forbidden_resources_get_403_with_the_api_servers_message() {
+        let f = Faults::default();
+        f.forbid("", "services");
+        let d = f.before_request(&Method::GET, "/api/v1/namespaces/istio-system/services");
+        assert_eq!(d.fail_with, Some(403));
+        assert_eq!(
+            d.message.as_deref(),
+            Some(
+                "services is forbidden: User \"system:serviceaccount:tidegate-system:tidegate\" cannot list resource \"services\" in API group \"\" in the namespace \"istio-system\""
+            )
+        );
+        let other = f.before_request(&Method::GET, "/api/v1/namespaces/shop/configmaps");
+        assert_eq!(other.fail_with, None, "other resources are served");
+        let discovery = f.before_request(&Method::GET, "/api/v1");
+        assert_eq!(discovery.fail_with, None, "discovery is open to everyone");
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct EmulatorConfig {
     /// Files or folders with `CustomResourceDefinition`s (e.g. Istio's `crd-all.gen.yaml`):
     /// custom resources are then validated against their schemas. Empty: no validation.
     pub crd_paths: Vec<PathBuf>,
+    /// Kinds of the default set not to serve (a cluster without that CRD): discovery leaves
+    /// them out and their URLs answer `404`.
+    pub without_kinds: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -70,6 +73,7 @@ impl Default for EmulatorConfig {
             event_log_capacity: 10_000,
             namespaces: vec!["default".into()],
             crd_paths: Vec::new(),
+            without_kinds: Vec::new(),
         }
     }
 }
@@ -95,10 +99,9 @@ pub struct EmulatorHandle {
 /// Start an emulator on `127.0.0.1:0` (an ephemeral port).
 pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
     let versions: Vec<&str> = config.istio_versions.iter().map(String::as_str).collect();
-    let mut store = Store::new(
-        resources::default_resources(&versions),
-        config.event_log_capacity,
-    );
+    let mut defs = resources::default_resources(&versions);
+    defs.retain(|d| !config.without_kinds.contains(&d.kind));
+    let mut store = Store::new(defs, config.event_log_capacity);
     if !config.crd_paths.is_empty() {
         let docs = crate::mesh::manifests::load(&config.crd_paths)
             .map_err(|e| EmulatorError::Manifests(e.to_string()))?;

@@ -116,6 +116,8 @@ pub(crate) async fn handle(
     }
     let resp = if let Some(code) = fault.fail_with {
         let reason = match code {
+            403 => "Forbidden",
+            404 => "NotFound",
             409 => "Conflict",
             422 => "Invalid",
             429 => "TooManyRequests",
@@ -123,11 +125,10 @@ pub(crate) async fn handle(
             504 => "Timeout",
             _ => "InternalError",
         };
-        error_response(&ApiError::new(
-            code,
-            reason,
-            format!("injected fault: {code} {reason}"),
-        ))
+        let message = fault
+            .message
+            .unwrap_or_else(|| format!("injected fault: {code} {reason}"));
+        error_response(&ApiError::new(code, reason, message))
     } else {
         route(&app, &method, &uri, &headers, body).await
     };
