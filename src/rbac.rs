@@ -46,7 +46,7 @@ const fn call(
 }
 
 /// Every API call tidegate makes. Nothing here touches Secrets, Pods or workloads: tidegate
-/// moves traffic only through the VirtualService.
+/// moves traffic only through the VirtualService (it reads Services, never writes them).
 pub const API_CALLS: &[ApiCall] = &[
     call(
         "networking.istio.io",
@@ -119,6 +119,48 @@ pub const API_CALLS: &[ApiCall] = &[
         "re-run preflight when the mTLS mode changes",
     ),
     call(
+        "networking.istio.io",
+        "gateways",
+        "get",
+        Scope::Cluster,
+        "preflight: the Gateway a VirtualService binds exists and admits its hosts",
+    ),
+    call(
+        "networking.istio.io",
+        "gateways",
+        "list",
+        Scope::Cluster,
+        "preflight: Gateways of the rollout's namespace and of the namespaces its VirtualService binds (istio-system's ingress)",
+    ),
+    call(
+        "networking.istio.io",
+        "serviceentries",
+        "get",
+        Scope::Cluster,
+        "preflight: hosts and ports of routes defined by ServiceEntries",
+    ),
+    call(
+        "networking.istio.io",
+        "serviceentries",
+        "list",
+        Scope::Cluster,
+        "preflight: ServiceEntries of the rollout's namespace and of the namespaces its routes name",
+    ),
+    call(
+        "",
+        "services",
+        "get",
+        Scope::Cluster,
+        "preflight: every destination host of the VirtualService is a Service, with the port routed to",
+    ),
+    call(
+        "",
+        "services",
+        "list",
+        Scope::Cluster,
+        "preflight: Services of the rollout's namespace and of the namespaces its routes name",
+    ),
+    call(
         "coordination.k8s.io",
         "leases",
         "get",
@@ -185,5 +227,13 @@ mod tests {
             verbs(Scope::Cluster, "networking.istio.io", "virtualservices"),
             vec!["get", "list", "patch", "watch"]
         );
+        // Listed when preflight runs, never watched.
+        for (group, resource) in [
+            ("networking.istio.io", "gateways"),
+            ("networking.istio.io", "serviceentries"),
+            ("", "services"),
+        ] {
+            assert_eq!(verbs(Scope::Cluster, group, resource), vec!["get", "list"]);
+        }
     }
 }
