@@ -54,6 +54,13 @@ fn vs(ns: &str, name: &str) -> Value {
         {"destination": {"host": name, "subset": "v2"}, "weight": 0}]}]}})
 }
 
+/// The Service behind the host (preflight checks that every destination host exists).
+fn svc(ns: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+      "metadata": {"name": name, "namespace": ns},
+      "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 8080}]}})
+}
+
 fn dr(ns: &str, name: &str) -> Value {
     json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
       "metadata": {"name": name, "namespace": ns},
@@ -248,6 +255,7 @@ async fn webhook_latency() {
         let (ns, name) = ("bench".to_owned(), format!("svc-{i}"));
         e.apply_manifest(vs(&ns, &name), &ns).expect("vs");
         e.apply_manifest(dr(&ns, &name), &ns).expect("dr");
+        e.apply_manifest(svc(&ns, &name), &ns).expect("svc");
         let before = history_len(&e, &ns, &name);
         push(
             &repos.remote,
@@ -325,6 +333,7 @@ async fn lab(n: usize) -> Lab {
         let (ns, name) = rollout(i);
         e.apply_manifest(vs(&ns, &name), &ns).expect("vs");
         e.apply_manifest(dr(&ns, &name), &ns).expect("dr");
+        e.apply_manifest(svc(&ns, &name), &ns).expect("svc");
         files.push((
             format!("rollouts/{name}.yaml"),
             plan(&ns, &name, "10s", true),
@@ -725,6 +734,7 @@ async fn breach_to_rollback() {
     let (ns, name) = ("shop", "cart");
     e.apply_manifest(vs(ns, name), ns).expect("vs");
     e.apply_manifest(dr(ns, name), ns).expect("dr");
+    e.apply_manifest(svc(ns, name), ns).expect("svc");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let reader = e.clone();
     let sim = traffic::start(

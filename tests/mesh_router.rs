@@ -586,8 +586,8 @@ async fn a_watched_namespace_is_read_from_the_cache_and_edits_by_others_are_news
             ReadBack::Verified
         );
     }
-    let objects = r.objects(&target()).await.expect("objects");
-    assert!(objects.iter().any(|o| o["kind"] == "VirtualService"));
+    let read = r.objects(&[target()]).await.expect("objects");
+    assert!(read.objects.iter().any(|o| o["kind"] == "VirtualService"));
     assert_eq!(
         requests_on_orders(&emu, "GET"),
         0,

@@ -93,6 +93,9 @@ pub struct App<M, S, G> {
     parts: Parts<M, S, G>,
     settings: Settings,
     registry: Registry,
+    /// The kinds preflight could not read (not served, forbidden), each warned about once
+    /// until it can be read again.
+    unread: std::collections::BTreeSet<crate::mesh::preflight::Unread>,
 }
 
 impl<M, S, G> App<M, S, G>
@@ -112,6 +115,7 @@ where
             parts,
             settings,
             registry: Registry::default(),
+            unread: Default::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use super::schedule::{self, Job, Outcome};
 use super::{App, PlanFeed};
 use crate::analysis::batch::{self, Target as AnalysisTarget};
 use crate::analysis::subset::{SubsetLabels, find_destination_rule};
-use crate::mesh::{Mesh, Target, preflight};
+use crate::mesh::{Mesh, MeshObjects, Target, preflight};
 use crate::metrics::{MetricsSource, run_tick};
 use crate::plan::{Plan, RolloutId};
 use crate::rollout::{
@@ -252,13 +252,13 @@ where
     /// What preflight finds for each of `plans` (all of one namespace): error-level findings,
     /// the subset labels of its DestinationRule, the subsets it lacks, the unmanaged routes
     /// that send to the canary and the weight-0 destinations the first write drops.
-    async fn check_objects(&self, plans: &[Arc<Plan>]) -> Vec<Checked> {
+    async fn check_objects(&mut self, plans: &[Arc<Plan>]) -> Vec<Checked> {
         let targets: Vec<Target> = plans.iter().map(|p| Target::from_plan(p)).collect();
-        let Some(first) = targets.first() else {
+        if targets.is_empty() {
             return Vec::new();
-        };
+        }
         // The objects depend only on the namespace, which all the targets share.
-        let values = match self.parts.mesh.objects(first).await {
+        let read = match self.parts.mesh.objects(&targets).await {
             Ok(v) => v,
             Err(e) => {
                 let error = format!("preflight could not read the mesh objects: {e}");
@@ -271,11 +271,13 @@ where
                     .collect();
             }
         };
+        self.warn_unread(&read);
+        let values = read.objects;
         let objects: Vec<preflight::Object> = values
             .iter()
             .map(|v| preflight::Object::new(v.clone(), None))
             .collect();
-        let findings = preflight::check_rollouts(&objects, &targets);
+        let findings = preflight::check_rollouts_live(&objects, &read.seen, &targets);
         let mut out = Vec::with_capacity(plans.len());
         for ((plan, target), findings) in plans.iter().zip(&targets).zip(findings) {
             for f in findings
@@ -289,6 +291,23 @@ where
             out.push(checked);
         }
         out
+    }
+
+    /// Warn once about each kind preflight cannot read (its checks say nothing; no rollout is
+    /// held for it), and forget the warning once the kind is read again.
+    fn warn_unread(&mut self, read: &MeshObjects) {
+        self.unread.retain(|u| !read.seen.has(u.kind, &u.namespace));
+        for u in &read.unread {
+            if self.unread.insert(u.clone()) {
+                tracing::warn!(
+                    kind = u.kind.as_str(),
+                    namespace = %u.namespace,
+                    why = u.why.as_str(),
+                    rule = %u.rbac_rule(),
+                    "{u}"
+                );
+            }
+        }
     }
 
     /// One batched analysis round for the due rollouts whose round is due; each result waits in

@@ -153,17 +153,30 @@ pub fn concerns(key: &ObjectKey, target: &Target) -> bool {
     }
 }
 
+/// What preflight read of the mesh for the rollouts of one namespace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeshObjects {
+    pub objects: Vec<serde_json::Value>,
+    /// Where Services, ServiceEntries and Gateways were read (what lets a check call a host or
+    /// a Gateway missing).
+    pub seen: preflight::Seen,
+    /// The kinds that could not be read (not served, forbidden): their checks say nothing.
+    pub unread: Vec<preflight::Unread>,
+}
+
 /// Everything the daemon needs from the mesh: moving traffic ([`TrafficRouter`]), the objects
 /// preflight checks, and news of changes made by others (a watch), so that drift or a broken
 /// DestinationRule is seen at once rather than at the next interval.
 pub trait Mesh: TrafficRouter {
-    /// The objects preflight needs for `target`: the VirtualServices and DestinationRules of its
-    /// namespace and the PeerAuthentications there and in `istio-system` (the same for every
-    /// target of a namespace: the daemon asks once per namespace and turn).
+    /// The objects preflight needs for `targets` (the rollouts of one namespace: the daemon asks
+    /// once per namespace and turn): the VirtualServices and DestinationRules of the namespace,
+    /// the PeerAuthentications there and in `istio-system`, and the Services, ServiceEntries
+    /// and Gateways of the namespace and of the namespaces the rollouts' VirtualServices and
+    /// DestinationRules refer to ([`preflight::referenced_namespaces`]).
     fn objects(
         &self,
-        target: &Target,
-    ) -> impl Future<Output = Result<Vec<serde_json::Value>, Self::Error>> + Send;
+        targets: &[Target],
+    ) -> impl Future<Output = Result<MeshObjects, Self::Error>> + Send;
 
     /// Keep the objects of these namespaces watched (watches start and stop as plans come and go).
     fn watch(&self, namespaces: &BTreeSet<String>);
@@ -204,9 +217,9 @@ impl<M: TrafficRouter> TrafficRouter for Arc<M> {
 impl<M: Mesh> Mesh for Arc<M> {
     fn objects(
         &self,
-        target: &Target,
-    ) -> impl Future<Output = Result<Vec<serde_json::Value>, Self::Error>> + Send {
-        M::objects(self, target)
+        targets: &[Target],
+    ) -> impl Future<Output = Result<MeshObjects, Self::Error>> + Send {
+        M::objects(self, targets)
     }
 
     fn watch(&self, namespaces: &BTreeSet<String>) {

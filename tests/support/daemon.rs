@@ -22,7 +22,7 @@ use tidegate::daemon::{
 };
 use tidegate::git::{GitError, NewCommit, PlanChanges, PlanContent, PlanFile, SourceUpdate};
 use tidegate::mesh::istio::routes;
-use tidegate::mesh::{Mesh, MeshKind, ObjectKey, Target, TrafficRouter, WriteReport};
+use tidegate::mesh::{Mesh, MeshKind, MeshObjects, ObjectKey, Target, TrafficRouter, WriteReport};
 use tidegate::metrics::{MetricsError, MetricsSource};
 use tidegate::notify::Notification;
 use tidegate::plan::{Plan, RolloutId};
@@ -281,16 +281,22 @@ impl TrafficRouter for FakeMesh {
 impl Mesh for FakeMesh {
     fn objects(
         &self,
-        target: &Target,
-    ) -> impl Future<Output = Result<Vec<Value>, FakeMeshError>> + Send {
+        targets: &[Target],
+    ) -> impl Future<Output = Result<MeshObjects, FakeMeshError>> + Send {
         let mut st = lock(&self.state);
         st.reads += 1;
-        ready(Ok(st
-            .objects
-            .iter()
-            .filter(|(k, _)| k.namespace == target.rollout.namespace)
-            .map(|(_, v)| v.clone())
-            .collect()))
+        let ns = targets.first().map(|t| t.rollout.namespace.as_str());
+        // Services, ServiceEntries and Gateways are not kept here: none is seen (their checks
+        // say nothing), as in a cluster where tidegate may not read them.
+        ready(Ok(MeshObjects {
+            objects: st
+                .objects
+                .iter()
+                .filter(|(k, _)| Some(k.namespace.as_str()) == ns)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            ..MeshObjects::default()
+        }))
     }
 
     fn watch(&self, namespaces: &BTreeSet<String>) {

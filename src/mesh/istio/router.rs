@@ -13,10 +13,12 @@ use kube::discovery;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+mod listed;
+
 use super::IstioError;
 use super::cache::{CacheEvent, MeshCache};
 use super::routes::{self, PatchPlan};
-use crate::mesh::{Mesh, MeshKind, ObjectKey, Target, TrafficRouter, WriteReport};
+use crate::mesh::{Mesh, MeshKind, MeshObjects, ObjectKey, Target, TrafficRouter, WriteReport};
 use crate::rollout::{ReadBack, RouteState};
 
 /// The Istio API group tidegate reads and writes.
@@ -411,8 +413,8 @@ impl TrafficRouter for IstioRouter {
 }
 
 impl Mesh for IstioRouter {
-    async fn objects(&self, target: &Target) -> Result<Vec<Value>, RouterError> {
-        self.preflight_objects(target).await
+    async fn objects(&self, targets: &[Target]) -> Result<MeshObjects, RouterError> {
+        self.preflight_read(targets).await
     }
 
     fn watch(&self, namespaces: &BTreeSet<String>) {
