@@ -599,17 +599,24 @@ async fn a_watched_namespace_is_read_from_the_cache_and_edits_by_others_are_news
         "one write for one change"
     );
     let log = emu.faults().requests();
-    let lists: Vec<&str> = log
+    let (unwatched, lists): (Vec<&str>, Vec<&str>) = log
         .iter()
         .filter(|q| {
             q.method == "GET" && !q.query.contains("watch=") && q.path.contains("/namespaces/")
         })
         .map(|q| q.path.as_str())
-        .collect();
+        .partition(|p| {
+            p.ends_with("/services") || p.ends_with("/serviceentries") || p.ends_with("/gateways")
+        });
     assert_eq!(
         lists.len(),
         4,
         "one list per watched kind and namespace at start (VS, DR, PA, istio-system PA), none per call: {lists:?}"
+    );
+    assert_eq!(
+        unwatched.len(),
+        3,
+        "preflight lists Services, ServiceEntries and Gateways of the namespace when it runs (never watched): {unwatched:?}"
     );
     // Our own write is not news; an edit by someone else is, within a second.
     let own = tokio::time::timeout(Duration::from_millis(300), r.changes()).await;
@@ -632,5 +639,122 @@ async fn a_watched_namespace_is_read_from_the_cache_and_edits_by_others_are_news
         !r.cache().is_synced(MeshKind::VirtualService, "shop"),
         "unwatched: forgotten"
     );
+    emu.shutdown().await;
+}
+
+/// A VirtualService of `shop` bound to `istio-system/public` whose routes reach `orders` (in
+/// `shop`) and `ledger.billing.svc.cluster.local`.
+fn ingress_vs() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {
+            "hosts": ["orders", "orders.example.com"],
+            "gateways": ["istio-system/public", "mesh"],
+            "http": [
+                {"name": "ledger", "match": [{"uri": {"prefix": "/ledger"}}],
+                 "route": [{"destination": {"host": "ledger.billing.svc.cluster.local"}}]},
+                {"name": "primary",
+                 "route": [{"destination": {"host": "orders", "subset": "v1"}}]}
+            ]
+        }
+    })
+}
+
+/// `(resource, namespace)` of every list the router sent for Services, ServiceEntries and
+/// Gateways, with its answer's status code.
+fn preflight_lists(emu: &EmulatorHandle) -> Vec<(String, String, u16)> {
+    emu.faults()
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let segs: Vec<&str> = r.path.split('/').collect();
+            match segs.as_slice() {
+                [
+                    ..,
+                    "namespaces",
+                    ns,
+                    res @ ("services" | "serviceentries" | "gateways"),
+                ] => Some((res.to_string(), ns.to_string(), r.status)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn preflight_lists_the_unwatched_kinds_where_the_rollout_points() {
+    use tidegate::mesh::Mesh;
+    use tidegate::mesh::preflight::{ListedKind, Unread, UnreadWhy};
+    use tidegate::transient::Transient;
+    common::init_tls();
+    // A cluster without the ServiceEntry CRD, where tidegate may not read Gateways.
+    let emu = kube_emulator::start(EmulatorConfig {
+        without_kinds: vec!["ServiceEntry".into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator");
+    emu.apply_manifest(ingress_vs(), "shop").expect("seed");
+    emu.apply_manifest(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "orders", "namespace": "shop"},
+               "spec": {"ports": [{"name": "http", "port": 8080}]}}),
+        "shop",
+    )
+    .expect("seed");
+    emu.faults().forbid("networking.istio.io", "gateways");
+    // Two 500s on the first Services list: retried like every read.
+    emu.faults().fail_next_on("", "services", 500, 2);
+    let r = router(&emu);
+    let read = r.objects(&[target()]).await.expect("read");
+
+    let namespaces = ["billing", "istio-system", "shop"];
+    let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        read.seen.services,
+        set(&namespaces),
+        "Services read where referenced"
+    );
+    assert!(read.seen.gateways.is_empty() && read.seen.service_entries.is_empty());
+    let mut unread = read.unread.clone();
+    unread.sort();
+    let want: Vec<Unread> = namespaces
+        .iter()
+        .map(|ns| Unread {
+            kind: ListedKind::ServiceEntry,
+            namespace: ns.to_string(),
+            why: UnreadWhy::NotServed,
+        })
+        .chain(namespaces.iter().map(|ns| Unread {
+            kind: ListedKind::Gateway,
+            namespace: ns.to_string(),
+            why: UnreadWhy::Forbidden,
+        }))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(unread, want);
+    let service = read
+        .objects
+        .iter()
+        .find(|o| o.pointer("/metadata/name") == Some(&json!("orders")) && o["kind"] == "Service")
+        .expect("the Service, typed (list items of built-in kinds come without kind)");
+    assert_eq!(service["apiVersion"], "v1");
+
+    // Three lists per namespace, plus the two retried Services lists.
+    let lists = preflight_lists(&emu);
+    assert_eq!(lists.len(), 3 * namespaces.len() + 2, "{lists:?}");
+    assert_eq!(lists.iter().filter(|l| l.2 == 500).count(), 2);
+    assert_eq!(lists.iter().filter(|l| l.2 == 403).count(), 3);
+    assert_eq!(lists.iter().filter(|l| l.2 == 404).count(), 3);
+
+    // A lasting server error fails the read, as a transient error.
+    emu.faults().fail_next_on("", "services", 500, 9);
+    let err = r
+        .objects(&[target()])
+        .await
+        .expect_err("500s beyond the retries");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("list services in"), "{err}");
     emu.shutdown().await;
 }

@@ -100,6 +100,8 @@ struct State {
     before_write: Option<WriteHook>,
     /// `(group, resource)` answered with `403 Forbidden`.
     forbidden: Vec<(String, String)>,
+    /// `(group, resource, code, how many more)`: the next requests on a resource that fail.
+    fail_on: Vec<(String, String, u16, usize)>,
     log: Vec<RequestRecord>,
 }
 
@@ -205,6 +207,14 @@ impl Faults {
             .push((group.to_string(), resource.to_string()));
     }
 
+    /// Answer the next `n` requests on `resource` of `group` with `code` (other resources are
+    /// served as usual).
+    pub fn fail_next_on(&self, group: &str, resource: &str, code: u16, n: usize) {
+        self.lock()
+            .fail_on
+            .push((group.to_string(), resource.to_string(), code, n));
+    }
+
     /// Run `hook` on the store just before the next write is applied: a concurrent edit
     /// landing between a client's read and its write.
     pub fn before_next_write(&self, hook: impl FnOnce(&mut Store) + Send + 'static) {
@@ -244,6 +254,14 @@ impl Faults {
         {
             fail_with = Some(403);
             message = Some(forbidden_message(method, path, group, plural, ns));
+        } else if let Some((group, plural, _)) = resource_of(path).filter(|_| !discovery)
+            && let Some(slot) = s
+                .fail_on
+                .iter_mut()
+                .find(|(g, r, _, left)| g == group && r == plural && *left > 0)
+        {
+            slot.3 -= 1;
+            fail_with = Some(slot.2);
         } else if !discovery {
             fail_with = s.fail_requests.pop_front();
             if fail_with.is_none() && is_write(method) {
@@ -322,6 +340,14 @@ mod tests {
         );
         let other = f.before_request(&Method::GET, "/api/v1/namespaces/shop/configmaps");
         assert_eq!(other.fail_with, None, "other resources are served");
+        f.fail_next_on("networking.istio.io", "gateways", 503, 1);
+        let gw = "/apis/networking.istio.io/v1/namespaces/shop/gateways";
+        assert_eq!(f.before_request(&Method::GET, gw).fail_with, Some(503));
+        assert_eq!(
+            f.before_request(&Method::GET, gw).fail_with,
+            None,
+            "only the next one"
+        );
         let discovery = f.before_request(&Method::GET, "/api/v1");
         assert_eq!(discovery.fail_with, None, "discovery is open to everyone");
     }
