@@ -303,7 +303,6 @@ where
                     kind = u.kind.as_str(),
                     namespace = %u.namespace,
                     why = u.why.as_str(),
-                    rule = %u.rbac_rule(),
                     "{u}"
                 );
             }
