@@ -280,8 +280,9 @@ impl IstioRouter {
             .collect()
     }
 
-    /// Everything preflight needs from the cluster: the VirtualServices and DestinationRules of
-    /// the rollout's namespace and the PeerAuthentications there and in `istio-system`.
+    /// The watched part of what preflight reads (the rest: [`IstioRouter::preflight_read`]):
+    /// the VirtualServices and DestinationRules of the rollout's namespace and the
+    /// PeerAuthentications there and in `istio-system`.
     pub async fn preflight_objects(&self, target: &Target) -> Result<Vec<Value>, RouterError> {
         let ns = target.rollout.namespace.as_str();
         let mut out = self.list_kind(MeshKind::VirtualService, ns).await?;
