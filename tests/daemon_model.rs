@@ -287,9 +287,11 @@ fn check(w: &World, m: &Model, status: Option<&Status>, ev: &Ev) -> Result<(), T
     // Pending has not written: the route is as someone else (or a previous, removed plan) left
     // it; a plan added again whose route already matches one of its steps or a promotion is
     // adopted there (docs/lifecycle.md, "plan added").
+    // Invalid: no revision was ever valid, so tidegate never wrote for this rollout either (a
+    // previous, removed plan may have left its canary at 100 %).
     if !matches!(
         s.phase,
-        Phase::Promoting | Phase::Succeeded | Phase::Pending
+        Phase::Promoting | Phase::Succeeded | Phase::Pending | Phase::Invalid
     ) {
         prop_assert!(
             canary_weight <= MAX_STEP_WEIGHT,

@@ -133,6 +133,11 @@ impl MeshCache {
         };
         let mut st = self.lock();
         if let Some(rv) = rv_of(obj) {
+            // The watch may have delivered this very write first and called it news: it is not
+            // (the rollout that wrote it reads it back right away).
+            if st.objects.get(&key).and_then(rv_of) == Some(rv) {
+                st.dirty.remove(&key);
+            }
             st.own.insert(key.clone(), rv.to_owned());
         }
         let keep_old = st.objects.get(&key).is_some_and(|old| !not_older(obj, old));
@@ -350,6 +355,17 @@ mod tests {
         );
         assert_eq!(c.take_changes(), vec![key("a")]);
         assert!(c.take_changes().is_empty());
+        // The watch may deliver our write before the write's answer is recorded.
+        c.apply(
+            MeshKind::VirtualService,
+            "shop",
+            CacheEvent::Apply(vs("a", 4, 40)),
+        );
+        c.record_own(MeshKind::VirtualService, "shop", &vs("a", 4, 40));
+        assert!(
+            c.take_changes().is_empty(),
+            "our write, seen first by the watch"
+        );
     }
 
     #[test]
