@@ -119,9 +119,35 @@ fn set(args: &SetArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prometheus on PATH before anything starts: installed with apt-get when root, else `Some`
+/// exit code after saying the command to run.
+fn ensure_prometheus() -> anyhow::Result<Option<ExitCode>> {
+    use crate::lab::setup::{self, Action};
+    match setup::decide(setup::survey()) {
+        Action::Ready => Ok(None),
+        Action::Install { update_first } => {
+            eprintln!("{}", setup::install_notice(update_first));
+            setup::install(update_first)?;
+            let bin = crate::lab::prometheus::binary()?;
+            eprintln!("tidegate lab: installed {}", bin.display());
+            Ok(None)
+        }
+        Action::Stop {
+            blocker,
+            update_first,
+        } => {
+            eprintln!("{}", setup::stop_message(blocker, update_first));
+            Ok(Some(ExitCode::FAILURE))
+        }
+    }
+}
+
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(LabAction::Set(set_args)) = &args.action {
         return set(set_args);
+    }
+    if let Some(code) = ensure_prometheus()? {
+        return Ok(code);
     }
     let opts = LabOptions {
         dir: args.dir.clone(),
