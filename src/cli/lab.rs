@@ -240,6 +240,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scenario_outcome_in_json() {
+        let outcome = run::LabOutcome {
+            scenario: Some(Scenario::Healthy),
+            final_phase: "Succeeded".into(),
+            final_weight: 100,
+            timeline: vec!["promoted".into()],
+            problems: Vec::new(),
+            dir: PathBuf::from("/tmp/lab"),
+            weights_seen: vec![10, 50, 100],
+            status_commits: 7,
+        };
+        let text = crate::cli::Format::Json
+            .structured(&OutcomeReport::new(&outcome))
+            .expect("json")
+            .expect("structured");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("parses");
+        assert_eq!(v["scenario"], "healthy");
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["finalPhase"], "Succeeded");
+        assert_eq!(v["weightsSeen"], serde_json::json!([10, 50, 100]));
+        assert_eq!(v["statusCommits"], 7);
+    }
+
+    #[test]
     fn rates_and_latencies() {
         assert_eq!(parse_error_rate("10%"), Ok(0.1));
         assert_eq!(parse_error_rate("0.25"), Ok(0.25));
