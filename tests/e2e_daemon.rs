@@ -385,5 +385,26 @@ fn every_control_action_by_pushed_commits_and_refusals_are_recorded() {
         text.contains("production/orders-svc 100%") && text.contains("Succeeded"),
         "{text}"
     );
+    // `--watch -o json` with the address as `host:port`: one JSON object a line.
+    let watch = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "status",
+            "--watch",
+            "-o",
+            "json",
+            "--refreshes",
+            "2",
+            "--api",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("status --watch -o json");
+    let text = String::from_utf8_lossy(&watch.stdout);
+    let objects: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert!(!objects.is_empty(), "{text}");
+    assert!(objects.iter().all(|o| o["phase"] == "Succeeded"), "{text}");
     runtime.block_on(emulator.shutdown());
 }

@@ -202,3 +202,46 @@ fn a_snippet_is_printed_under_its_finding() {
     let below = &text[at..];
     assert!(below.contains("\n    spec:\n      ignore:\n"), "{below}");
 }
+
+#[test]
+fn lint_spells_out_the_missing_half_of_an_mtls_pair() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A workload PeerAuthentication in DISABLE for payments, whose Service selects it with
+    // other labels, and no DestinationRule for payments at all.
+    write(
+        dir.path(),
+        "mtls.yaml",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: payments, namespace: shop}
+spec: {selector: {app: payments, tier: api}, ports: [{port: 80, name: http}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: payments-plaintext, namespace: shop}
+spec:
+  selector: {matchLabels: {app: payments, version: v2}}
+  mtls: {mode: DISABLE}
+"#,
+    );
+    let out = bin()
+        .args(["lint", "-o", "json"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "an error finding exits 1");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let half = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["code"] == "TG134")
+        .unwrap_or_else(|| panic!("no TG134 in {report}"));
+    assert_eq!(half["severity"], "error");
+    let snippet = half["snippet"].as_str().expect("snippet");
+    let rule: Value = serde_saphyr::from_str(snippet).expect("the snippet is YAML");
+    assert_eq!(rule["kind"], "DestinationRule");
+    assert_eq!(rule["spec"]["host"], "payments.shop.svc.cluster.local");
+    assert_eq!(rule["spec"]["trafficPolicy"]["tls"]["mode"], "DISABLE");
+}

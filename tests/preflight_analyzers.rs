@@ -1158,6 +1158,61 @@ fn tg134_the_half_written_mtls_pair() {
 }
 
 #[test]
+fn tg134_finds_the_workload_behind_services_with_other_labels() {
+    let pa = |selector: &str| {
+        format!(
+            "\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: pa, namespace: shop}}\nspec: {{selector: {{matchLabels: {selector}}}, mtls: {{mode: DISABLE}}}}\n"
+        )
+    };
+    let service = |name: &str, selector: &str| {
+        format!(
+            "\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{selector: {selector}, ports: [{{port: 80, name: http}}]}}\n"
+        )
+    };
+    let hosts = |yaml: String| -> Vec<String> {
+        check(&yaml)
+            .into_iter()
+            .filter(|f| f.code == codes::MTLS_HALF_PAIR)
+            .filter_map(|f| f.snippet)
+            .collect()
+    };
+    // Neither selector contains the other, yet pods `app=orders, tier=web, version=v2` are
+    // behind the Service and under the policy: the half pair is reported for orders.
+    let found = hosts(format!(
+        "{}{}",
+        service("orders", "{app: orders, tier: web}"),
+        pa("{app: orders, version: v2}")
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("host: \"orders.shop.svc.cluster.local\""),
+        "{found:?}"
+    );
+    assert!(found[0].contains("mode: DISABLE"), "{found:?}");
+    // Conflicting values select no common pod: nothing about that Service.
+    assert!(
+        hosts(format!(
+            "{}{}",
+            service("orders", "{app: orders, tier: web}"),
+            pa("{app: orders, tier: db}")
+        ))
+        .is_empty()
+    );
+    // The workload's Service is not among the manifests (only another one is): the Service
+    // named by the app label is the host.
+    let found = hosts(format!(
+        "{}{}",
+        service("cart", "{app: cart}"),
+        pa("{app: payments}")
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("host: \"payments.shop.svc.cluster.local\""),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn kind_list_documents_are_expanded() {
     let docs = manifests::parse_text(
         Path::new("list.yaml"),

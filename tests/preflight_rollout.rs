@@ -200,6 +200,24 @@ fn the_half_written_mtls_pair_of_the_rollouts_service_is_reported() {
             .as_deref()
             .is_some_and(|s| s.contains("mode: DISABLE"))
     );
+    // The rollout's Service selects the workload with other labels than the policy (neither
+    // set contains the other): still its workload, still reported; PERMISSIVE asks for
+    // ISTIO_MUTUAL.
+    let o = objects(&format!(
+        "{MESH_SPLIT}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: orders, namespace: shop}}\nspec: {{selector: {{app: orders, tier: api}}, ports: [{{port: 80, name: http}}]}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: orders-v2, namespace: shop}}\nspec: {{selector: {{matchLabels: {{app: orders, version: v2}}}}, mtls: {{mode: PERMISSIVE}}}}\n"
+    ));
+    let f = preflight::check_rollout(&o, &target("orders", &[], "v1", "v2"));
+    let half = f
+        .iter()
+        .find(|f| f.code == codes::MTLS_HALF_PAIR)
+        .unwrap_or_else(|| panic!("no half pair in {f:#?}"));
+    assert_eq!(half.object.name, "orders-v2");
+    assert!(
+        half.snippet
+            .as_deref()
+            .is_some_and(|s| s.contains("mode: ISTIO_MUTUAL")),
+        "{half}"
+    );
 }
 
 const TWO_ROUTES: &str = r#"

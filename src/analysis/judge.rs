@@ -137,6 +137,7 @@ pub fn judge(ctx: &Context<'_>, query: String, canary: Side, stable: Option<Side
     let w = crate::units::duration(ctx.window);
     let mut v = Verdict::bare(spec.name.clone(), Outcome::Inconclusive);
     v.query = query;
+    v.unit = u.to_owned();
     v.threshold = describe_threshold(spec, ctx.unit);
     v.window = w.to_string();
     v.samples = canary.requests.map(f64::round).or(Some(0.0));
@@ -250,6 +251,7 @@ pub fn judge_test(
 ) -> Verdict {
     let mut v = Verdict::bare(ctx.spec.name.clone(), Outcome::Inconclusive);
     v.query = query;
+    v.unit = unit_suffix(ctx.unit).to_owned();
     v.threshold = describe_threshold(ctx.spec, ctx.unit);
     v.window = crate::units::duration(ctx.window).to_string();
     v.samples = Some(canary.requests.round());

@@ -40,6 +40,9 @@ pub struct Verdict {
     /// Stable value for `compareTo: stable` checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_value: Option<f64>,
+    /// The unit of `value` and `stableValue` (`%`, `ms`, `/s`; empty for plain numbers).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
     /// The threshold as a human reads it ("min 99", "max 500", "within 0.5 of stable").
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub threshold: String,
@@ -100,6 +103,7 @@ impl Verdict {
             query: String::new(),
             value: None,
             stable_value: None,
+            unit: String::new(),
             threshold: String::new(),
             window: String::new(),
             samples: None,

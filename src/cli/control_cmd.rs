@@ -3,7 +3,9 @@
 //! has it; unknown, ambiguous and malformed names exit 2 naming the closest plans), then make
 //! the control commit (an empty commit whose message ends with the `Tidegate:` trailer naming
 //! `namespace/name`) on the tip of the plans branch and push it, rebuilding on a newer tip if
-//! someone pushed first.
+//! someone pushed first. `-o json` (or `yaml`) prints `{"commit", "action", "rollout"}`, and a
+//! refusal as `{"action", "rollout", "refused": true, "why", "hint", "candidates"}` on stdout
+//! (exit 2 still).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,8 +123,53 @@ pub struct ControlArgs {
     /// SSH private key signing the commit (for policies that require signatures).
     #[arg(long, env = "TIDEGATE_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
+    /// Output format: `text` (`COMMIT ACTION ROLLOUT`), or `json`/`yaml` with the fields
+    /// `commit`, `action` and `rollout` (a refusal: `refused`, `why`, `hint`, `candidates`).
+    #[arg(short, long, value_enum, default_value_t = super::Format::Text)]
+    pub output: super::Format,
     #[command(flatten)]
     pub repo: RepoArgs,
+}
+
+/// What a control command made, for `-o json|yaml`.
+#[derive(Debug, serde::Serialize)]
+pub struct Made {
+    pub commit: String,
+    pub action: ControlAction,
+    pub rollout: String,
+}
+
+/// Why a control command made nothing, for `-o json|yaml`.
+#[derive(Debug, serde::Serialize)]
+pub struct Refused {
+    pub action: ControlAction,
+    /// The name as written.
+    pub rollout: String,
+    pub refused: bool,
+    pub why: String,
+    pub hint: String,
+    /// The closest plans (unknown name) or every plan with the name (ambiguous).
+    pub candidates: Vec<String>,
+}
+
+impl Refused {
+    fn new(action: ControlAction, written: &str, why: &Unresolved) -> Refused {
+        let candidates = match why {
+            Unresolved::Malformed { .. } => Vec::new(),
+            Unresolved::Unknown { closest: ids, .. }
+            | Unresolved::Ambiguous {
+                candidates: ids, ..
+            } => ids.iter().map(ToString::to_string).collect(),
+        };
+        Refused {
+            action,
+            rollout: written.to_owned(),
+            refused: true,
+            why: why.why(),
+            hint: why.hint(),
+            candidates,
+        }
+    }
 }
 
 /// Make and push the control commit; prints its id. A name that is no plan's exits 2.
@@ -130,7 +177,7 @@ pub fn run(action: ControlAction, args: &ControlArgs) -> anyhow::Result<ExitCode
     let written = args.name.trim();
     let target = match parse_target(written) {
         Ok(t) => t,
-        Err(e) => return Ok(refuse(action, &e)),
+        Err(e) => return refuse(action, written, &e, args.output),
     };
     let author = match &args.author {
         Some(a) => parse_author(a)?,
@@ -146,13 +193,21 @@ pub fn run(action: ControlAction, args: &ControlArgs) -> anyhow::Result<ExitCode
     let known = known_plans(&mut repo)?;
     let id = match resolve(&target, &known) {
         Ok(id) => id,
-        Err(e) => return Ok(refuse(action, &e)),
+        Err(e) => return refuse(action, written, &e, args.output),
     };
     let message = control_message(action, &id.to_string(), args.message.trim());
     let commit = repo
         .push_empty_commit(&message, &author, signer.as_ref())
         .with_context(|| format!("failed to push the {action} control commit"))?;
-    println!("{commit} {action} {id}");
+    let made = Made {
+        commit,
+        action,
+        rollout: id.to_string(),
+    };
+    match args.output.structured(&made)? {
+        Some(text) => print!("{text}"),
+        None => println!("{} {action} {id}", made.commit),
+    }
     if args.repo.repo.is_none() {
         eprintln!(
             "tidegate {action}: the control commit is on the remote, not in this clone: \
@@ -162,14 +217,23 @@ pub fn run(action: ControlAction, args: &ControlArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Say why the name names no plan, and exit with the usage code.
-fn refuse(action: ControlAction, why: &Unresolved) -> ExitCode {
-    eprintln!(
-        "tidegate {action}: refused: {}\n  {}",
-        why.why(),
-        why.hint()
-    );
-    ExitCode::from(super::EXIT_USAGE)
+/// Say why the name names no plan (on stderr, or structured on stdout), and exit with the
+/// usage code.
+fn refuse(
+    action: ControlAction,
+    written: &str,
+    why: &Unresolved,
+    output: super::Format,
+) -> anyhow::Result<ExitCode> {
+    match output.structured(&Refused::new(action, written, why))? {
+        Some(text) => print!("{text}"),
+        None => eprintln!(
+            "tidegate {action}: refused: {}\n  {}",
+            why.why(),
+            why.hint()
+        ),
+    }
+    Ok(ExitCode::from(super::EXIT_USAGE))
 }
 
 /// Every rollout the plans at the tip define, valid or not (the daemon answers controls for

@@ -32,6 +32,47 @@ pub struct LabArgs {
     /// ...and this many milliseconds later.
     #[arg(long, default_value_t = 0)]
     pub kill_delay_ms: u64,
+    /// With --scenario: `json`/`yaml` prints the outcome as one document at the end (scenario,
+    /// ok, finalPhase, finalWeight, problems, weightsSeen, statusCommits, timeline, dir) instead
+    /// of the timeline as it happens.
+    #[arg(short, long, value_enum, default_value_t = super::Format::Text, requires = "scenario")]
+    pub output: super::Format,
+}
+
+/// A scenario's outcome, for `-o json|yaml`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeReport<'a> {
+    scenario: String,
+    ok: bool,
+    final_phase: &'a str,
+    final_weight: u8,
+    problems: &'a [String],
+    weights_seen: &'a [u8],
+    status_commits: usize,
+    timeline: &'a [String],
+    dir: String,
+}
+
+impl<'a> OutcomeReport<'a> {
+    fn new(o: &'a run::LabOutcome) -> OutcomeReport<'a> {
+        use clap::ValueEnum;
+        OutcomeReport {
+            scenario: o
+                .scenario
+                .and_then(|s| s.to_possible_value())
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default(),
+            ok: o.ok(),
+            final_phase: &o.final_phase,
+            final_weight: o.final_weight,
+            problems: &o.problems,
+            weights_seen: &o.weights_seen,
+            status_commits: o.status_commits,
+            timeline: &o.timeline,
+            dir: o.dir.display().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -56,6 +97,10 @@ pub struct SetArgs {
     /// The lab's traffic simulator URL (printed when the lab starts), instead of `--dir`.
     #[arg(long, env = "TIDEGATE_LAB_URL")]
     pub url: Option<String>,
+    /// Output format: `json`/`yaml` prints the subset's settings now (`errors` as a share,
+    /// `latencyMs`).
+    #[arg(short, long, value_enum, default_value_t = super::Format::Text)]
+    pub output: super::Format,
 }
 
 /// `10%` → 0.1, `0.1` → 0.1.
@@ -110,18 +155,47 @@ fn set(args: &SetArgs) -> anyhow::Result<ExitCode> {
             .await?;
         r.error_for_status()?.json().await
     })?;
-    println!(
-        "{}: errors {:.1}%, latency {}ms",
-        args.subset,
-        now.errors.unwrap_or_default() * 100.0,
-        now.latency_ms.unwrap_or_default()
-    );
+    match args.output.structured(&now)? {
+        Some(text) => print!("{text}"),
+        None => println!(
+            "{}: errors {:.1}%, latency {}ms",
+            args.subset,
+            now.errors.unwrap_or_default() * 100.0,
+            now.latency_ms.unwrap_or_default()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prometheus on PATH before anything starts: installed with apt-get when root, else `Some`
+/// exit code after saying the command to run.
+fn ensure_prometheus() -> anyhow::Result<Option<ExitCode>> {
+    use crate::lab::setup::{self, Action};
+    match setup::decide(setup::survey()) {
+        Action::Ready => Ok(None),
+        Action::Install { update_first } => {
+            eprintln!("{}", setup::install_notice(update_first));
+            setup::install(update_first)?;
+            let bin = crate::lab::prometheus::binary()?;
+            eprintln!("tidegate lab: installed {}", bin.display());
+            Ok(None)
+        }
+        Action::Stop {
+            blocker,
+            update_first,
+        } => {
+            eprintln!("{}", setup::stop_message(blocker, update_first));
+            Ok(Some(ExitCode::FAILURE))
+        }
+    }
 }
 
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(LabAction::Set(set_args)) = &args.action {
         return set(set_args);
+    }
+    if let Some(code) = ensure_prometheus()? {
+        return Ok(code);
     }
     let opts = LabOptions {
         dir: args.dir.clone(),
@@ -130,7 +204,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
         rps: args.rps,
         canary_error_rate: args.canary_error_rate,
         timeout: Duration::from_secs(args.timeout),
-        verbose: true,
+        verbose: args.output == super::Format::Text,
         kill_at_step: args.kill_at_step,
         kill_delay: Duration::from_millis(args.kill_delay_ms),
     };
@@ -140,6 +214,14 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(run::run(opts))?;
     if outcome.scenario.is_none() {
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(text) = args.output.structured(&OutcomeReport::new(&outcome))? {
+        print!("{text}");
+        return Ok(if outcome.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     if outcome.ok() {
         println!(
@@ -156,6 +238,30 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scenario_outcome_in_json() {
+        let outcome = run::LabOutcome {
+            scenario: Some(Scenario::Healthy),
+            final_phase: "Succeeded".into(),
+            final_weight: 100,
+            timeline: vec!["promoted".into()],
+            problems: Vec::new(),
+            dir: PathBuf::from("/tmp/lab"),
+            weights_seen: vec![10, 50, 100],
+            status_commits: 7,
+        };
+        let text = crate::cli::Format::Json
+            .structured(&OutcomeReport::new(&outcome))
+            .expect("json")
+            .expect("structured");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("parses");
+        assert_eq!(v["scenario"], "healthy");
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["finalPhase"], "Succeeded");
+        assert_eq!(v["weightsSeen"], serde_json::json!([10, 50, 100]));
+        assert_eq!(v["statusCommits"], 7);
+    }
 
     #[test]
     fn rates_and_latencies() {

@@ -1,4 +1,6 @@
-//! `tidegate run --config FILE`: the daemon. `--check` validates the configuration and exits.
+//! `tidegate run --config FILE`: the daemon. `--check` validates the configuration and exits
+//! (`--no-environment`: without the files, secrets and environment it names; `-o json`: the
+//! answer as `{"config", "valid", "environment", "problems"}`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,10 @@ pub struct RunArgs {
     /// environment variables it names (as on a laptop or in CI, away from the cluster).
     #[arg(long, requires = "check")]
     pub no_environment: bool,
+    /// With --check: output format (`json`/`yaml`: `config`, `valid`, `environment` checked or
+    /// skipped, and `problems` with `field`, `message`, `fix`).
+    #[arg(short, long, value_enum, default_value_t = super::Format::Text, requires = "check")]
+    pub output: super::Format,
     /// Listen address of the HTTP server (overrides server.listen).
     #[arg(long)]
     pub listen: Option<String>,
@@ -48,7 +54,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         config::Environment::Check
     };
-    let cfg = match config::load_with(&args.config, &env, &flags, environment) {
+    let loaded = config::load_with(&args.config, &env, &flags, environment);
+    if args.check && args.output != super::Format::Text {
+        let report = CheckReport::new(args, loaded.as_ref().err());
+        print!("{}", args.output.structured(&report)?.unwrap_or_default());
+        return Ok(exit_code(report.valid));
+    }
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tidegate run: {e}");
@@ -74,4 +86,63 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn exit_code(valid: bool) -> ExitCode {
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `run --check -o json|yaml`.
+#[derive(Debug, serde::Serialize)]
+pub struct CheckReport {
+    pub config: String,
+    pub valid: bool,
+    /// `checked`, or `skipped` with `--no-environment`.
+    pub environment: &'static str,
+    pub problems: Vec<Problem>,
+}
+
+/// One configuration problem; a file that cannot be read or parsed has no field.
+#[derive(Debug, serde::Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub field: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+impl CheckReport {
+    fn new(args: &RunArgs, error: Option<&config::ConfigError>) -> CheckReport {
+        let problems = match error {
+            None => Vec::new(),
+            Some(config::ConfigError::Invalid { issues, .. }) => issues
+                .iter()
+                .map(|i| Problem {
+                    field: i.field.clone(),
+                    message: i.message.clone(),
+                    fix: i.fix.clone(),
+                })
+                .collect(),
+            Some(other) => vec![Problem {
+                field: String::new(),
+                message: other.to_string(),
+                fix: String::new(),
+            }],
+        };
+        CheckReport {
+            config: args.config.display().to_string(),
+            valid: error.is_none(),
+            environment: if args.no_environment {
+                "skipped"
+            } else {
+                "checked"
+            },
+            problems,
+        }
+    }
 }

@@ -16,11 +16,13 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
-    /// Keep watching: a live progress bar per rollout (weight, step, phase, last verdicts, time
-    /// in step), refreshed every second until Ctrl-C.
+    /// Keep watching: a live progress bar per rollout (weight, step, phase, last verdicts with
+    /// units, time in step), refreshed every second until Ctrl-C; with `-o json` one JSON
+    /// object per line each time a rollout's status changes (`-o yaml`: one document).
     #[arg(long, short)]
     pub watch: bool,
-    /// Read statuses from a running daemon's API (e.g. http://127.0.0.1:8080) instead of Git.
+    /// Read statuses from a running daemon's API instead of Git: what the lab prints
+    /// (`http://127.0.0.1:8080/api/v1/rollouts`), `http://127.0.0.1:8080` or `127.0.0.1:8080`.
     #[arg(long)]
     pub api: Option<String>,
     /// With --watch: stop after this many refreshes (for scripts and tests).
@@ -91,10 +93,14 @@ pub fn render_refused(records: &[crate::control::RefusedRecord]) -> String {
     out
 }
 
+/// What the text output says when the API or the status folder holds no rollout.
+pub const NO_ROLLOUTS: &str = "no rollouts";
+
 /// The text `status` prints for these statuses.
 pub fn render(statuses: &[Status], format: Format) -> anyhow::Result<String> {
     Ok(match format {
         Format::Json | Format::Yaml => format.structured(&statuses)?.unwrap_or_default(),
+        Format::Text if statuses.is_empty() => format!("{NO_ROLLOUTS}\n"),
         Format::Text => {
             let mut rows = vec![[
                 "ROLLOUT".to_string(),
@@ -132,9 +138,6 @@ pub fn render(statuses: &[Status], format: Format) -> anyhow::Result<String> {
                 }
                 out.push_str(line.trim_end());
                 out.push('\n');
-            }
-            if statuses.is_empty() {
-                out.push_str("(no status files yet)\n");
             }
             for s in statuses {
                 out.push_str(&details(s));
@@ -198,6 +201,12 @@ fn details(s: &Status) -> String {
 mod tests {
     use super::*;
     use crate::rollout::{PendingRevision, PlanRef, ReadBack, RouteState};
+
+    #[test]
+    fn nothing_to_show_says_no_rollouts() {
+        assert_eq!(render(&[], Format::Text).expect("render"), "no rollouts\n");
+        assert_eq!(render(&[], Format::Json).expect("render").trim(), "[]");
+    }
 
     #[test]
     fn the_table_shows_live_weight_and_what_holds_a_rollout() {

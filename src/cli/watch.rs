@@ -1,5 +1,6 @@
 //! `tidegate status --watch`: every rollout live, one progress bar each (indicatif), from the
-//! daemon's API (`--api`) or from the status files in Git.
+//! daemon's API (`--api`) or from the status files in Git; `-o json` streams one JSON object
+//! per change instead (one line each), `-o yaml` one document per change.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -10,30 +11,29 @@ use anyhow::Context;
 use chrono::Utc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::status::{StatusArgs, render};
-use crate::analysis::Outcome;
+use super::Format;
+use super::status::{NO_ROLLOUTS, StatusArgs, render};
+use crate::analysis::{Outcome, Verdict};
 use crate::plan::RolloutId;
 use crate::rollout::Status;
+
+/// A verdict for the watch line: metric, mark, and the value with its unit (`99.5%`, `212ms`).
+fn verdict_cell(v: &Verdict) -> String {
+    let mark = match v.outcome {
+        Outcome::Pass => "ok",
+        Outcome::Fail => "FAIL",
+        Outcome::Inconclusive => "?",
+    };
+    match v.value {
+        Some(x) => format!("{} {mark} {}{}", v.metric, crate::units::number(x), v.unit),
+        None => format!("{} {mark}", v.metric),
+    }
+}
 
 /// One line describing a rollout: phase, step, time in step, latest verdicts, reason.
 pub fn line(s: &Status, now: chrono::DateTime<Utc>) -> String {
     let in_step = (now - s.step_started_at).to_std().unwrap_or_default();
-    let verdicts: Vec<String> = s
-        .analysis
-        .last
-        .iter()
-        .map(|v| {
-            let mark = match v.outcome {
-                Outcome::Pass => "ok",
-                Outcome::Fail => "FAIL",
-                Outcome::Inconclusive => "?",
-            };
-            match v.value {
-                Some(x) => format!("{} {mark} {x:.3}", v.metric),
-                None => format!("{} {mark}", v.metric),
-            }
-        })
-        .collect();
+    let verdicts: Vec<String> = s.analysis.last.iter().map(verdict_cell).collect();
     format!(
         "{:<12} step {}/{} for {} [{}] {}",
         s.phase.as_str(),
@@ -45,32 +45,55 @@ pub fn line(s: &Status, now: chrono::DateTime<Utc>) -> String {
     )
 }
 
+/// The rollouts URL of a daemon's API from what people type: what the lab prints
+/// (`http://host:port/api/v1/rollouts`), `http://host:port` or `host:port` (http assumed).
+pub fn api_url(api: &str) -> String {
+    let trimmed = api.trim().trim_end_matches('/');
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_owned()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let base = with_scheme
+        .find("/api/v1")
+        .map_or(with_scheme.as_str(), |i| &with_scheme[..i]);
+    format!("{base}/api/v1/rollouts")
+}
+
+fn fetch_api(api: &str, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Status>> {
+    let url = api_url(api);
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let body: serde_json::Value = client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the daemon at {url}"))?
+            .error_for_status()?
+            .json()
+            .await
+            .with_context(|| format!("{url} did not answer a tidegate rollout list"))?;
+        let list = body.get("rollouts").cloned().unwrap_or_default();
+        Ok(serde_json::from_value::<Option<Vec<Status>>>(list)?.unwrap_or_default())
+    })
+}
+
 fn fetch(args: &StatusArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Status>> {
-    if let Some(api) = &args.api {
-        let url = format!("{}/api/v1/rollouts", api.trim_end_matches('/'));
-        return runtime.block_on(async {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?;
-            let body: serde_json::Value = client
-                .get(&url)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the daemon at {url}"))?
-                .error_for_status()?
-                .json()
-                .await?;
-            let list = body.get("rollouts").cloned().unwrap_or_default();
-            Ok(serde_json::from_value(list)?)
-        });
-    }
-    let (mut repo, _tmp) = args.repo.open()?;
-    repo.fetch()?;
-    Ok(repo
-        .status_documents()?
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect())
+    let mut statuses = match &args.api {
+        Some(api) => fetch_api(api, runtime)?,
+        None => {
+            let (mut repo, _tmp) = args.repo.open()?;
+            repo.fetch()?;
+            repo.status_documents()?
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect()
+        }
+    };
+    statuses.sort_by(|a, b| a.rollout.cmp(&b.rollout));
+    Ok(statuses)
 }
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -78,11 +101,68 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     if !args.watch {
-        let mut statuses = fetch(args, &runtime)?;
-        statuses.sort_by(|a, b| a.rollout.cmp(&b.rollout));
+        let statuses = fetch(args, &runtime)?;
         print!("{}", render(&statuses, args.output)?);
         return Ok(ExitCode::SUCCESS);
     }
+    match args.output {
+        Format::Text => watch_text(args, &runtime),
+        format => watch_structured(args, &runtime, format),
+    }
+}
+
+/// Wait a second; true when Ctrl-C came first or the refreshes asked for are done.
+fn next_refresh(args: &StatusArgs, runtime: &tokio::runtime::Runtime, n: u64) -> bool {
+    if args.refreshes.is_some_and(|max| n >= max) {
+        return true;
+    }
+    runtime.block_on(async {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            _ = tokio::signal::ctrl_c() => true,
+        }
+    })
+}
+
+/// One rollout's status as one item of the stream: a JSON line, or a YAML document.
+pub fn stream_item(s: &Status, format: Format) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Yaml => format!("---\n{}", serde_saphyr::to_string(s)?),
+        _ => serde_json::to_string(s)? + "\n",
+    })
+}
+
+/// `--watch -o json|yaml`: a rollout's status each time it differs from the one printed last.
+fn watch_structured(
+    args: &StatusArgs,
+    runtime: &tokio::runtime::Runtime,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let mut printed: BTreeMap<RolloutId, serde_json::Value> = BTreeMap::new();
+    let mut n = 0u64;
+    loop {
+        match fetch(args, runtime) {
+            Ok(statuses) => {
+                for s in statuses {
+                    let value = serde_json::to_value(&s)?;
+                    if printed.get(&s.rollout) != Some(&value) {
+                        print!("{}", stream_item(&s, format)?);
+                        printed.insert(s.rollout, value);
+                    }
+                }
+            }
+            Err(e) => eprintln!("tidegate status: {e:#}"),
+        }
+        n += 1;
+        if next_refresh(args, runtime, n) {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// `--watch`: a progress bar per rollout on a terminal, else one plain line per rollout and
+/// refresh.
+fn watch_text(args: &StatusArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let tty = std::io::stderr().is_terminal();
     let multi = MultiProgress::with_draw_target(if tty {
         ProgressDrawTarget::stderr()
@@ -94,7 +174,8 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let mut bars: BTreeMap<RolloutId, ProgressBar> = BTreeMap::new();
     let mut n = 0u64;
     loop {
-        match fetch(args, &runtime) {
+        match fetch(args, runtime) {
+            Ok(statuses) if statuses.is_empty() && (n == 0 || !tty) => println!("{NO_ROLLOUTS}"),
             Ok(statuses) => {
                 let now = Utc::now();
                 for s in &statuses {
@@ -107,7 +188,6 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     bar.set_position(u64::from(s.route.canary_weight));
                     let text = line(s, now);
                     if !tty {
-                        // Without a terminal, print one plain line per rollout and refresh.
                         println!("{} {:>3}% {text}", s.rollout, s.route.canary_weight);
                     }
                     bar.set_message(text);
@@ -116,17 +196,47 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             Err(e) => eprintln!("tidegate status: {e:#}"),
         }
         n += 1;
-        if args.refreshes.is_some_and(|max| n >= max) {
+        if next_refresh(args, runtime, n) {
             return Ok(ExitCode::SUCCESS);
         }
-        let stop = runtime.block_on(async {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-                _ = tokio::signal::ctrl_c() => true,
-            }
-        });
-        if stop {
-            return Ok(ExitCode::SUCCESS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_accepts_what_the_lab_prints_a_base_url_and_host_port() {
+        let want = "http://127.0.0.1:8080/api/v1/rollouts";
+        for typed in [
+            "http://127.0.0.1:8080/api/v1/rollouts",
+            "http://127.0.0.1:8080/api/v1/rollouts/",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "127.0.0.1:8080",
+            " 127.0.0.1:8080/api/v1 ",
+            "http://127.0.0.1:8080/api/v1/rollouts/production/orders-svc",
+        ] {
+            assert_eq!(api_url(typed), want, "{typed}");
         }
+        assert_eq!(
+            api_url("https://tidegate.example/"),
+            "https://tidegate.example/api/v1/rollouts"
+        );
+    }
+
+    #[test]
+    fn verdict_values_carry_their_unit() {
+        let mut v = Verdict::bare("success-rate", Outcome::Pass);
+        v.value = Some(99.51234);
+        v.unit = "%".into();
+        assert_eq!(verdict_cell(&v), "success-rate ok 99.51%");
+        v.value = Some(212.0);
+        v.unit = "ms".into();
+        v.outcome = Outcome::Fail;
+        assert_eq!(verdict_cell(&v), "success-rate FAIL 212ms");
+        v.value = None;
+        assert_eq!(verdict_cell(&v), "success-rate FAIL");
     }
 }

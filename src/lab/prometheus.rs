@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum PrometheusError {
     #[error(
-        "the `prometheus` binary is not on PATH: install the Debian package `prometheus` (apt-get install --no-install-recommends prometheus)"
+        "the `prometheus` binary is not on PATH: install the Debian package `prometheus` (apt-get install -y --no-install-recommends prometheus)"
     )]
     Missing,
     #[error("failed to prepare Prometheus in {path}: {source}")]
@@ -49,14 +49,9 @@ impl Drop for PrometheusProcess {
     }
 }
 
-/// Find `prometheus` on PATH (or in /usr/bin).
+/// Find `prometheus` on PATH (`tidegate lab` installs it first when it can: [`super::setup`]).
 pub fn binary() -> Result<PathBuf, PrometheusError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| d.join("prometheus"))
-        .find(|p| p.is_file())
-        .ok_or(PrometheusError::Missing)
+    super::setup::on_path(super::setup::PACKAGE).ok_or(PrometheusError::Missing)
 }
 
 /// A free loopback port (the OS picks one; there is a small window before Prometheus binds it).

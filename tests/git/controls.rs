@@ -346,8 +346,55 @@ fn status_reads_the_status_branch_and_shows_refused_controls() {
         "--status-branch",
         "elsewhere",
     ]));
-    assert!(other.contains("(no status files yet)"), "{other}");
+    assert!(other.contains("no rollouts"), "{other}");
     let json = ok(tidegate(&["status", "--repo", path, "-o", "json"]));
     let printed: Vec<tidegate::rollout::Status> = serde_json::from_str(&json).expect("json");
     assert_eq!(printed.len(), 1, "json stays a list of statuses");
+}
+
+#[test]
+fn control_commands_answer_in_json() {
+    let remote = Remote::with_files(&[
+        ("rollouts/orders.yaml", &plan_yaml("prod", "orders", 5)),
+        ("rollouts/cart.yaml", &plan_yaml("prod", "cart", 5)),
+    ]);
+    let path = remote.bare.to_str().expect("utf8");
+    let run = |verb: &str, name: &str| {
+        tidegate(&[
+            verb,
+            name,
+            "-o",
+            "json",
+            "--repo",
+            path,
+            "--author",
+            "Ana <ana@example.com>",
+        ])
+    };
+    let made: serde_json::Value = serde_json::from_str(&ok(run("pause", "orders"))).expect("json");
+    assert_eq!(made["action"], "pause");
+    assert_eq!(made["rollout"], "prod/orders");
+    assert_eq!(
+        made["commit"].as_str(),
+        Some(remote.remote_git(&["rev-parse", "main"]).as_str())
+    );
+    // A refusal: JSON on stdout, exit 2, nothing pushed.
+    let tip = remote.remote_git(&["rev-parse", "main"]);
+    let out = run("abort", "prod/order");
+    assert_eq!(out.status.code(), Some(2));
+    let refused: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json refusal");
+    assert_eq!(refused["refused"], true);
+    assert_eq!(refused["action"], "abort");
+    assert_eq!(refused["rollout"], "prod/order");
+    assert_eq!(refused["candidates"][0], "prod/orders", "closest first");
+    assert!(
+        refused["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("no plan defines prod/order")),
+        "{refused}"
+    );
+    assert_eq!(remote.remote_git(&["rev-parse", "main"]), tip);
+    let malformed: serde_json::Value =
+        serde_json::from_slice(&run("resume", "a/b/c").stdout).expect("json");
+    assert_eq!(malformed["candidates"], serde_json::json!([]));
 }

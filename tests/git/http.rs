@@ -271,7 +271,7 @@ fn cli_reads_the_token_from_an_environment_variable() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("(no status files yet)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no rollouts"));
     assert_eq!(
         remote.remote_git(&[
             "log",

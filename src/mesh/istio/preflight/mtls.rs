@@ -137,9 +137,34 @@ fn check_pair(ix: &Index<'_>, pa: &Object, out: &mut Vec<Finding>) {
     }
 }
 
-/// The hosts of the workloads a selector picks: the Services of `ns` whose selector and the
-/// PeerAuthentication's agree (one contains the other) when Services were given, else the
-/// Service named by the `app` (or `app.kubernetes.io/name`) label.
+/// A Service's pod selector.
+fn service_selector(svc: &Object) -> BTreeMap<String, String> {
+    svc.value
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether pods can carry both label sets: they share a key, and no shared key asks for two
+/// values (`{app: orders, tier: web}` and `{app: orders, version: v2}` both select a pod labelled
+/// `app=orders, tier=web, version=v2`).
+fn compatible(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
+    let mut shared = a
+        .iter()
+        .filter_map(|(k, v)| Some((v, b.get(k)?)))
+        .peekable();
+    shared.peek().is_some() && shared.all(|(x, y)| x == y)
+}
+
+/// The hosts of the workloads a selector picks: the Services of `ns` whose selector is
+/// compatible with the PeerAuthentication's; when none is, the Service named by the `app` (or
+/// `app.kubernetes.io/name`) label, unless a Service of that name selects other pods (manifests
+/// given to `lint` need not hold every Service).
 fn workload_hosts(ix: &Index<'_>, ns: &str, sel: &BTreeMap<String, String>) -> Vec<String> {
     let services: Vec<&Object> = ix
         .services
@@ -147,33 +172,20 @@ fn workload_hosts(ix: &Index<'_>, ns: &str, sel: &BTreeMap<String, String>) -> V
         .copied()
         .filter(|s| ix.ns(s) == ns)
         .collect();
-    if services.is_empty() {
-        return ["app", "app.kubernetes.io/name"]
-            .iter()
-            .find_map(|k| sel.get(*k))
-            .map(|app| vec![hosts::qualify(app, ns)])
-            .unwrap_or_default();
-    }
-    services
-        .into_iter()
-        .filter(|s| {
-            let svc: BTreeMap<String, String> = s
-                .value
-                .pointer("/spec/selector")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let within = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
-                a.iter().all(|(k, v)| b.get(k) == Some(v))
-            };
-            !svc.is_empty() && (within(&svc, sel) || within(sel, &svc))
-        })
+    let selected: Vec<String> = services
+        .iter()
+        .filter(|s| compatible(&service_selector(s), sel))
         .map(|s| hosts::qualify(s.name(), ns))
-        .collect()
+        .collect();
+    if !selected.is_empty() {
+        return selected;
+    }
+    ["app", "app.kubernetes.io/name"]
+        .iter()
+        .find_map(|k| sel.get(*k))
+        .filter(|app| !services.iter().any(|s| s.name() == app.as_str()))
+        .map(|app| vec![hosts::qualify(app, ns)])
+        .unwrap_or_default()
 }
 
 /// The DestinationRule that would state the clients' half, as YAML.
