@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod git;
 #[cfg(feature = "lab")]
 pub mod lab;
+pub mod memory;
 pub mod mesh;
 pub mod metrics;
 pub mod notify;

@@ -22,6 +22,10 @@ use crate::rollout::{
 };
 use crate::transient::Transient;
 
+/// A turn that handled at least this many rollouts gives the heap's free pages back to the
+/// system afterwards (`memory::release_free_heap`; docs/benchmarks.md, "Daemon").
+const TRIM_AFTER_JOBS: usize = 100;
+
 const WRITING: &str = "writing the VirtualService";
 const READING: &str = "reading the VirtualService";
 
@@ -200,6 +204,12 @@ where
             self.handle(&job.id, now).await;
         }
         self.publish(&jobs).await;
+        if jobs.len() >= TRIM_AFTER_JOBS {
+            // A turn for much of the fleet (start-up, a round of every rollout) leaves its
+            // transient data in free chunks glibc would keep resident.
+            let trimmed = crate::memory::release_free_heap();
+            tracing::debug!(rollouts = jobs.len(), trimmed, "gave free heap pages back");
+        }
         self.state.metrics.ticks.inc();
         let took = (self.now() - now).to_std().unwrap_or_default();
         self.state.metrics.tick_duration.observe(took.as_secs_f64());
