@@ -182,7 +182,7 @@ impl MeshCache {
         if let Some(rv) = rv_of(obj) {
             // The watch may have delivered this very write first and called it news: it is not
             // (the rollout that wrote it reads it back right away).
-            if st.objects.get(&key).and_then(rv_of) == Some(rv) {
+            if st.objects.get(&key).and_then(|s| s.rv.as_deref()) == Some(rv) {
                 st.dirty.remove(&key);
             }
             st.own.insert(key.clone(), rv.to_owned());
