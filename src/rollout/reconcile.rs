@@ -57,7 +57,11 @@ pub fn reconcile(
     let (to, step, reason) = if s.phase == Phase::RollingBack {
         rolled_back(&s, actual)?
     } else {
-        next_write(plan, &s, actual, when).or_else(|| promoted(plan, &s, actual, when, new))?
+        let ready = could_have_written(plan, &s, now);
+        ready
+            .then(|| next_write(plan, &s, actual, when))
+            .flatten()
+            .or_else(|| promoted(plan, &s, actual, when, new, ready))?
     };
     adopt(&mut s, actual, now, to, step, reason);
     Some(s)
@@ -72,6 +76,24 @@ fn rolled_back(s: &Status, actual: &RouteState) -> Option<(Phase, usize, String)
             "after restart: all traffic was already back on stable".into(),
         )
     })
+}
+
+/// Whether the next decision could have written at all by `now`: a pending rollout inside its
+/// window, or a running one whose current step could be done (an analysis or timed pause whose
+/// time is up; never a `pause: {}`). Otherwise the route is someone else's. (Whether the step's
+/// check passed is not asked: the round that passed may be the one whose status was lost.)
+fn could_have_written(plan: &Plan, s: &Status, now: DateTime<Utc>) -> bool {
+    match s.phase {
+        Phase::Pending => plan.window.as_ref().is_none_or(|w| w.contains(now)),
+        Phase::Progressing => match plan.steps.get(s.step) {
+            Some(Step::Analyze(d) | Step::Pause(Some(d))) => {
+                (now - s.step_started_at).to_std().unwrap_or_default() >= *d
+            }
+            Some(Step::Pause(None)) => false,
+            _ => true,
+        },
+        _ => true,
+    }
 }
 
 /// The first step at or after `first` that waits (an analysis or a pause), or the step count.
@@ -115,14 +137,15 @@ fn promoted(
     actual: &RouteState,
     when: &str,
     new: bool,
+    ready: bool,
 ) -> Option<(Phase, usize, String)> {
     if *actual != RouteState::all_canary() || plan.on_success != OnSuccess::Promote {
         return None;
     }
     let next = match s.phase {
         Phase::Promoting => true,
-        Phase::Pending => next_wait(plan, 0) == plan.steps.len(),
-        Phase::Progressing => next_wait(plan, s.step + 1) == plan.steps.len(),
+        Phase::Pending => ready && next_wait(plan, 0) == plan.steps.len(),
+        Phase::Progressing => ready && next_wait(plan, s.step + 1) == plan.steps.len(),
         _ => return None,
     };
     let reason = if next {

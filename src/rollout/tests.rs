@@ -694,7 +694,15 @@ fn reconcile_adopts_routes_one_write_ahead() {
     r.tick(verdicts(vec![]));
     let s = r.status.clone().expect("status");
     assert_eq!(s.step, 2);
-    let later = reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 3), t0()).expect("adopted");
+    // Not before step 2's analysis could have passed: the route is then someone else's.
+    assert_eq!(
+        reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 3), t0()),
+        None
+    );
+    let done = s.clone();
+    let after = t0() + chrono::Duration::seconds(61);
+    let later =
+        reconcile(&plan, &plan_ref, Some(&done), &route_at(&plan, 3), after).expect("adopted");
     assert_eq!((later.step, later.route.canary_weight), (3, 50));
     // Routes the plan never sets are left to the engine (drift).
     let odd = RouteState {
@@ -733,24 +741,31 @@ fn reconcile_never_adopts_a_hand_edit_beyond_the_next_write() {
     r.tick(verdicts(vec![]));
     let s = r.status.clone().expect("status");
     assert_eq!((s.phase, s.step), (Phase::Progressing, 1));
-    // Step 2 (20 %) is the next write; step 4 (50 %) lies behind another analysis.
-    let next = reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 2), t0()).expect("adopted");
+    // Step 2 (20 %) is the next write once step 1's analysis passed; step 4 (50 %) lies behind
+    // another analysis.
+    assert_eq!(
+        reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 2), t0()),
+        None,
+        "step 1's analysis cannot have passed yet"
+    );
+    let t1 = t0() + chrono::Duration::seconds(61);
+    let next = reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 2), t1).expect("adopted");
     assert_eq!(next.step, 2);
     assert_eq!(
-        reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 4), t0()),
+        reconcile(&plan, &plan_ref, Some(&s), &route_at(&plan, 4), t1),
         None,
         "a later step's route is drift, not a lost write"
     );
     // All on the canary mid-rollout is someone else's promotion, not tidegate's.
     assert_eq!(
-        reconcile(&plan, &plan_ref, Some(&s), &RouteState::all_canary(), t0()),
+        reconcile(&plan, &plan_ref, Some(&s), &RouteState::all_canary(), t1),
         None
     );
     // A paused rollout adopts nothing: its resume is delivered again.
     let mut paused = s.clone();
     paused.phase = Phase::Paused;
     assert_eq!(
-        reconcile(&plan, &plan_ref, Some(&paused), &route_at(&plan, 2), t0()),
+        reconcile(&plan, &plan_ref, Some(&paused), &route_at(&plan, 2), t1),
         None
     );
     // A plan without a status whose route is all on its canary (added again after its
