@@ -371,7 +371,7 @@ impl<'p> Machine<'p> {
             return;
         }
         self.status.read_back = obs.read_back.clone();
-        let ReadBack::Drifted { detail, .. } = &obs.read_back else {
+        let ReadBack::Drifted { actual, detail } = &obs.read_back else {
             return;
         };
         match self.status.phase {
@@ -382,6 +382,11 @@ impl<'p> Machine<'p> {
                 );
                 self.transition(Phase::Paused, reason, Some(Event::Drift));
                 self.held = Some("drift".into());
+            }
+            // While the stable subset is missing the rollback writes nothing: someone else's
+            // route (an operator's fix) is left alone and becomes the one to hold.
+            Phase::RollingBack if self.stable_missing => {
+                self.status.route = actual.clone();
             }
             Phase::RollingBack => {
                 // Keep pushing traffic to stable: a rollback is never given up.

@@ -325,6 +325,9 @@ fn new_release(
         status.controls = p.controls.clone();
         status.history = p.history.clone();
         status.phase = p.phase;
+        if all_on(p) == Some(plan.canary.as_str()) {
+            return already_released(plan, status, p, obs, now);
+        }
         let mut m = Machine::new(plan, status, now);
         let reason = format!(
             "new release {release} (revision {}): starting from the live route",
@@ -358,6 +361,41 @@ fn new_release(
         d.wake_at = Some(now);
     }
     d
+}
+
+/// The subset a finished rollout's route sends every managed request to, if one does.
+fn all_on(p: &Status) -> Option<&str> {
+    let r = p.release.as_ref()?;
+    if p.route == RouteState::all_canary() {
+        Some(&r.canary)
+    } else if p.route == RouteState::all_stable() {
+        Some(&r.stable)
+    } else {
+        None
+    }
+}
+
+/// A new release whose canary already has all the traffic (say a plan reverted to one that was
+/// promoted): done, with no write — starting at step 0 would send most requests back to an
+/// older subset.
+fn already_released(
+    plan: &Plan,
+    mut status: Status,
+    p: &Status,
+    obs: &Observation,
+    now: DateTime<Utc>,
+) -> Decision {
+    status.route = RouteState::all_canary();
+    status.step = plan.steps.len();
+    let mut m = Machine::new(plan, status, now);
+    let reason = format!(
+        "new release {}: all traffic is already on `{}`, so nothing is rolled out and no \
+         traffic moves (tidegate did not analyse this release)",
+        release_of(plan),
+        plan.canary
+    );
+    m.transition(Phase::Succeeded, reason, None);
+    m.run(obs, Some(p))
 }
 
 /// The previous revision is needed but unknown (a restart could not read it): keep the status,

@@ -435,6 +435,18 @@ fn an_abort_while_the_stable_subset_is_missing_waits_for_it() {
     life.after(30, still);
     assert_eq!(life.status().phase, Phase::RollingBack);
     assert_eq!(life.weight(), 10);
+    // An operator sends everything to the canary meanwhile: tidegate does not undo it.
+    life.effects.clear();
+    let mut fixed = round(Outcome::Pass);
+    fixed.missing_subsets.stable = true;
+    fixed.read_back = ReadBack::Drifted {
+        actual: RouteState::all_canary(),
+        detail: "edited by hand".into(),
+    };
+    life.after(30, fixed);
+    assert_eq!(life.status().phase, Phase::RollingBack);
+    assert_eq!(life.weight(), 100);
+    assert!(!life.moved_traffic(), "{:?}", life.effects);
     // The subset is back: the rollback writes and ends.
     life.after(30, round(Outcome::Pass));
     let s = life.status();
@@ -530,6 +542,23 @@ fn an_edit_that_continues_at_a_weight_step_runs_it() {
     let s = life.status();
     assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
     assert_eq!((s.step, s.route.canary_weight), (2, 20), "{}", s.reason);
+}
+
+#[test]
+fn a_new_release_whose_canary_already_has_all_traffic_moves_nothing() {
+    let mut life = Life::promoted();
+    // v2 has everything; a plan that names v2 as the canary of another stable (a revert to an
+    // older plan file, say) must not send 90 % to v3.
+    life.push(plan("v3", "v2", "", STEPS));
+    life.after(10, round(Outcome::Pass));
+    let s = life.status();
+    assert_eq!(s.phase, Phase::Succeeded, "{}", s.reason);
+    assert!(s.reason.contains("already on `v2`"), "{}", s.reason);
+    assert!(!life.moved_traffic(), "{:?}", life.effects);
+    // A release to another canary starts as usual.
+    life.push(plan("v2", "v3", "", STEPS));
+    life.after(10, round(Outcome::Pass));
+    assert_eq!(life.weight(), 10);
 }
 
 #[test]
