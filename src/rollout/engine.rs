@@ -578,8 +578,12 @@ impl<'p> Machine<'p> {
             }
             return;
         }
+        // No round in this call (a control, an edit, a restart): an outage goes on being one.
+        if obs.verdicts.is_empty() {
+            return;
+        }
         self.status.metrics_unreachable_since = None;
-        if obs.verdicts.is_empty() || self.measured_before_retry() {
+        if self.measured_before_retry() {
             return;
         }
         let outcome = round_outcome(&obs.verdicts);

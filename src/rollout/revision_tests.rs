@@ -498,11 +498,19 @@ fn unreachable_metrics_say_since_when_and_when_the_rollback_comes() {
         metrics_unreachable: true,
         ..Observation::default()
     };
-    life.after(30, down);
+    life.after(30, down.clone());
     let reason = &life.status().reason;
     assert!(
         reason.contains("unreachable since 2026-12-01T10:00:30Z; rollback at 2026-12-01T10:02:30Z"),
         "{reason}"
+    );
+    // A control in between (no analysis round in that call) does not restart the clock.
+    life.after(10, control(ControlAction::Pause));
+    life.after(10, down);
+    let reason = &life.status().reason;
+    assert!(
+        reason.contains("since 2026-12-01T10:00:30Z"),
+        "the outage's start stays: {reason}"
     );
 }
 
