@@ -184,7 +184,11 @@ fn valid(
         .release
         .clone()
         .or_else(|| guard.map(|(g, _)| release_of(g)));
-    if old.is_some_and(|o| o != release_of(plan)) {
+    // Managing other routes is a new release too: the running one is rolled back on the routes
+    // it manages (a dropped route would otherwise keep its canary share, unmanaged).
+    let routes_changed =
+        guard.is_some_and(|(g, r)| r.digest == p.plan.digest && g.routes != plan.routes);
+    if old.is_some_and(|o| o != release_of(plan)) || routes_changed {
         new_release(plan, plan_ref, guard, p, obs, now)
     } else {
         same_release(plan, plan_ref, p, obs, now)

@@ -570,6 +570,31 @@ fn a_new_release_whose_canary_already_has_all_traffic_moves_nothing() {
 }
 
 #[test]
+fn dropping_a_managed_route_rolls_the_running_release_back_first() {
+    let mut life = Life::new(plan("v1", "v2", "  routes: [primary, beta]\n", STEPS));
+    life.tick(round(Outcome::Pass));
+    assert_eq!(life.weight(), 10);
+    life.effects.clear();
+    life.push(plan("v1", "v2", "  routes: [primary]\n", STEPS));
+    life.after(10, round(Outcome::Pass));
+    let s = life.status();
+    assert!(
+        s.history
+            .iter()
+            .any(|t| t.to == Phase::RollingBack && t.reason.contains("rolling it back first")),
+        "{:?}",
+        s.history
+    );
+    assert!(
+        life.effects
+            .iter()
+            .any(|e| matches!(e, Effect::ClearManagedRoutes { route } if route.canary_weight == 0)),
+        "the old routes (beta included) go back to stable: {:?}",
+        life.effects
+    );
+}
+
+#[test]
 fn a_new_release_outside_its_window_moves_no_traffic() {
     let mut life = Life::promoted();
     // 10:00 UTC is outside 03:00–04:59. The daemon observed for the finished release (no
