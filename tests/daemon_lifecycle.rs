@@ -143,6 +143,28 @@ async fn releases_follow_each_other() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_new_release_preflight_refuses_keeps_the_running_one() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    // A typo in the canary's name: v33 is no subset. The healthy v2 canary is not rolled back
+    // for a release that cannot start.
+    push(&mut w, &plan("v1", "v33", "1h")).await;
+    w.run_for(60).await;
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
+    let pending = s.pending.as_ref().expect("the new release is named");
+    assert!(pending.why.contains("cannot start"), "{}", pending.why);
+    assert!(
+        pending.findings.iter().any(|f| f.contains("v33")),
+        "{:?}",
+        pending.findings
+    );
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn renaming_a_running_plan_hands_the_route_over_after_the_rollback() {
     let mut w = world(&plan("v1", "v2", "1h"));
     w.run_for(2).await;

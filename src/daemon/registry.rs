@@ -49,8 +49,8 @@ pub struct Entry {
     pub guard: Option<(Arc<Plan>, PlanRef)>,
     /// The plan is gone from Git; the entry stays until its routes are clean.
     pub removed: bool,
-    /// The plan's subsets its DestinationRule lacks (as last checked).
-    pub missing: MissingSubsets,
+    /// The subsets its DestinationRule defines (as last checked; `None`: not checked yet).
+    pub present: Option<BTreeSet<String>>,
     /// Unmanaged routes of the VirtualService that send to the canary (as last checked).
     pub canary_elsewhere: Vec<String>,
     /// Weight-0 destinations of other subsets the first write drops (as last checked).
@@ -86,7 +86,7 @@ impl Entry {
             deferred: None,
             guard: None,
             removed: false,
-            missing: MissingSubsets::default(),
+            present: None,
             canary_elsewhere: Vec::new(),
             dropping: Vec::new(),
             guard_sought: None,
@@ -132,6 +132,17 @@ impl Entry {
         match &self.status {
             Some(s) => self.plan_for(&s.plan.digest),
             None => self.plan_for(&self.plan_ref.digest),
+        }
+    }
+
+    /// Which of `plan`'s subsets the DestinationRule lacks, as last checked.
+    pub fn missing_for(&self, plan: &Plan) -> MissingSubsets {
+        match &self.present {
+            None => MissingSubsets::default(),
+            Some(present) => MissingSubsets {
+                stable: !present.contains(&plan.stable),
+                canary: !present.contains(&plan.canary),
+            },
         }
     }
 
@@ -466,7 +477,7 @@ impl Registry {
                     Ok(p) if !prev.removed => Some((p.clone(), prev.plan_ref.clone())),
                     _ => prev.guard.clone(),
                 };
-                entry.missing = prev.missing;
+                entry.present = prev.present.clone();
                 entry.canary_elsewhere = prev.canary_elsewhere.clone();
                 entry.status = prev.status.clone();
                 entry.controls = prev.controls.clone();

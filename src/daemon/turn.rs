@@ -4,7 +4,7 @@
 //! scheduler. Inputs (controls, an analysis round) are consumed only by a decision that was
 //! carried out, so a failed turn loses nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,9 +17,7 @@ use crate::analysis::subset::{SubsetLabels, find_destination_rule};
 use crate::mesh::{Mesh, MeshObjects, Target, preflight};
 use crate::metrics::{MetricsSource, run_tick};
 use crate::plan::{Plan, RolloutId};
-use crate::rollout::{
-    self, Decision, Effect, Fault, MissingSubsets, Observation, Phase, ReadBack, Status,
-};
+use crate::rollout::{self, Decision, Effect, Fault, Observation, Phase, ReadBack, Status};
 use crate::transient::Transient;
 
 /// A turn that handled at least this many rollouts gives the heap's free pages back to the
@@ -249,8 +247,8 @@ where
                     if checked.subsets.is_some() {
                         entry.subsets = checked.subsets;
                     }
-                    if let Some(missing) = checked.missing {
-                        entry.missing = missing;
+                    if let Some(present) = checked.present {
+                        entry.present = Some(present);
                     }
                     entry.canary_elsewhere = checked.canary_elsewhere;
                     entry.dropping = checked.dropping;
@@ -567,7 +565,8 @@ where
             metrics_unreachable: entry.round.as_ref().is_some_and(|r| r.unreachable()),
             outside_window: plan.window.as_ref().is_some_and(|w| !w.contains(now)),
             preflight_errors: entry.preflight_errors.clone(),
-            missing_subsets: entry.missing,
+            // For the plan being run: while a new revision waits, its subsets are not this one's.
+            missing_subsets: entry.missing_for(plan),
             canary_elsewhere: entry.canary_elsewhere.clone(),
             dropping: entry.dropping.clone(),
             ..Observation::default()
@@ -713,7 +712,8 @@ struct Checked {
     errors: Vec<String>,
     subsets: Option<SubsetLabels>,
     /// `None` when the objects could not be read (the last answer stands).
-    missing: Option<MissingSubsets>,
+    /// The subsets the DestinationRule defines (none when it is gone).
+    present: Option<BTreeSet<String>>,
     canary_elsewhere: Vec<String>,
     dropping: Vec<String>,
 }
@@ -723,15 +723,10 @@ struct Checked {
 fn observe_objects(values: &[serde_json::Value], plan: &Plan, target: &Target) -> Checked {
     let rule = find_destination_rule(values, &plan.destination_rule, &plan.id.namespace);
     let subsets = rule.and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
-    let has = |name: &str| {
-        subsets
-            .as_ref()
-            .is_some_and(|s| s.subsets.contains_key(name))
-    };
-    let missing = MissingSubsets {
-        stable: !has(&plan.stable),
-        canary: !has(&plan.canary),
-    };
+    let present: BTreeSet<String> = subsets
+        .as_ref()
+        .map(|s| s.subsets.keys().cloned().collect())
+        .unwrap_or_default();
     let vs = find_virtual_service(values, target);
     let canary_elsewhere = vs
         .map(|vs| {
@@ -747,7 +742,7 @@ fn observe_objects(values: &[serde_json::Value], plan: &Plan, target: &Target) -
     Checked {
         errors: Vec::new(),
         subsets,
-        missing: Some(missing),
+        present: Some(present),
         canary_elsewhere,
         dropping,
     }

@@ -354,6 +354,16 @@ fn new_release(
     let Some((old_plan, old_ref)) = guard else {
         return stuck(p, plan_ref, &why, now);
     };
+    // A new release that preflight refuses (say a typo in the canary's name) cannot start:
+    // the running one is kept and guarded, not rolled back for it.
+    if !obs.preflight_errors.is_empty() && matches!(p.phase, Phase::Progressing | Phase::Paused) {
+        let why = format!(
+            "new release {release} cannot start: preflight found {} error(s) in it",
+            obs.preflight_errors.len()
+        );
+        let pending = pending(p, &plan_ref.revision, &why, &obs.preflight_errors, now);
+        return held((old_plan, old_ref), p, pending, obs, now);
+    }
     let pending = pending(p, &plan_ref.revision, &why, &[], now);
     let mut obs = obs.clone();
     if matches!(p.phase, Phase::Progressing | Phase::Paused) {
