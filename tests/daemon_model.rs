@@ -440,6 +440,24 @@ fn an_unanalysable_rollout_waits_an_interval() {
     rt.block_on(run_case(events)).expect("the rules hold");
 }
 
+/// Found by the model: a new release that could not start, then a typo or a removal, made the
+/// never-run revision the guard; the running rollout lost its guard and became Invalid with
+/// tidegate's routes still in place.
+#[test]
+fn the_guard_is_the_revision_that_runs() {
+    for events in [
+        vec![Ev::NewRelease, Ev::Typo],
+        vec![Ev::NewRelease, Ev::Remove, Ev::Typo],
+    ] {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(run_case(events)).expect("the rules hold");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
 

@@ -14,9 +14,7 @@ use crate::mesh::{Target as MeshTarget, preflight};
 use std::sync::Arc;
 
 use crate::plan::{self, Plan, RolloutId};
-use crate::rollout::{
-    ControlRequest, MissingSubsets, Newest, Phase, PlanRef, RefusedControl, Revisions, Status,
-};
+use crate::rollout::{ControlRequest, Newest, Phase, PlanRef, RefusedControl, Revisions, Status};
 
 /// One rollout known to the daemon.
 #[derive(Debug, Clone)]
@@ -135,20 +133,16 @@ impl Entry {
         }
     }
 
-    /// Which of `plan`'s subsets the DestinationRule lacks, as last checked.
-    pub fn missing_for(&self, plan: &Plan) -> MissingSubsets {
-        match &self.present {
-            None => MissingSubsets::default(),
-            Some(present) => MissingSubsets {
-                stable: !present.contains(&plan.stable),
-                canary: !present.contains(&plan.canary),
-            },
-        }
-    }
-
     /// Turn the entry into the record of a removed plan (its last valid revision kept).
     fn into_removed(mut self, now: DateTime<Utc>) -> Entry {
-        if let Ok(plan) = &self.plan {
+        // The revision the status runs guards the rollback (see `insert`).
+        let ran = self
+            .status
+            .as_ref()
+            .is_none_or(|s| s.plan.digest == self.plan_ref.digest);
+        if let Ok(plan) = &self.plan
+            && (ran || self.guard.is_none())
+        {
             self.guard = Some((plan.clone(), self.plan_ref.clone()));
         }
         self.plan = Err(vec!["the plan was removed".into()]);
@@ -473,8 +467,17 @@ impl Registry {
         }
         match previous {
             Some(prev) => {
+                // The guard is the revision the status runs: the previous valid revision when it
+                // ran (or nothing ran yet); one that never ran (a new release that could not
+                // start) keeps the older guard, which still holds the traffic.
+                let ran = prev
+                    .status
+                    .as_ref()
+                    .is_none_or(|s| s.plan.digest == prev.plan_ref.digest);
                 entry.guard = match &prev.plan {
-                    Ok(p) if !prev.removed => Some((p.clone(), prev.plan_ref.clone())),
+                    Ok(p) if !prev.removed && (ran || prev.guard.is_none()) => {
+                        Some((p.clone(), prev.plan_ref.clone()))
+                    }
                     _ => prev.guard.clone(),
                 };
                 entry.present = prev.present.clone();

@@ -565,8 +565,7 @@ where
             metrics_unreachable: entry.round.as_ref().is_some_and(|r| r.unreachable()),
             outside_window: plan.window.as_ref().is_some_and(|w| !w.contains(now)),
             preflight_errors: entry.preflight_errors.clone(),
-            // For the plan being run: while a new revision waits, its subsets are not this one's.
-            missing_subsets: entry.missing_for(plan),
+            present_subsets: entry.present.clone(),
             canary_elsewhere: entry.canary_elsewhere.clone(),
             dropping: entry.dropping.clone(),
             ..Observation::default()

@@ -282,7 +282,7 @@ impl<'p> Machine<'p> {
 
     /// Decide: the observation in the engine's order of evaluation.
     pub(super) fn run(mut self, obs: &Observation, prev: Option<&Status>) -> Decision {
-        self.stable_missing = obs.missing_subsets.stable;
+        self.stable_missing = self.missing(obs).stable;
         if let Some(why) = &obs.held_by {
             self.hold(why.clone());
         }
@@ -529,6 +529,17 @@ impl<'p> Machine<'p> {
         }
         self.set_route(RouteState::all_stable(), true);
         self.transition(Phase::RollingBack, reason, Some(Event::RollingBack));
+    }
+
+    /// Which of this plan's subsets the DestinationRule lacks.
+    fn missing(&self, obs: &Observation) -> MissingSubsets {
+        match &obs.present_subsets {
+            Some(present) => MissingSubsets {
+                stable: !present.contains(&self.plan.stable),
+                canary: !present.contains(&self.plan.canary),
+            },
+            None => obs.missing_subsets,
+        }
     }
 
     fn waiting_for_stable(&self) -> String {
@@ -845,9 +856,14 @@ impl<'p> Machine<'p> {
             self.rollback(Phase::RolledBack, why.clone());
             return;
         }
-        let missing = obs.missing_subsets;
+        let missing = self.missing(obs);
         let (stable, canary) = (&self.plan.stable, &self.plan.canary);
-        if missing.stable {
+        if missing.stable && missing.canary {
+            self.hold(format!(
+                "the DestinationRule has neither subset `{stable}` (the stable) nor `{canary}` \
+                 (the canary), or is gone; traffic stays where it is until they are restored"
+            ));
+        } else if missing.stable {
             self.hold(format!(
                 "the DestinationRule has no subset `{stable}` (the stable); traffic stays where \
                  it is until it is restored"

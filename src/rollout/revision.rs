@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use super::engine::{Machine, short};
 use super::reconcile::route_at;
 use super::status::{PendingRevision, PlanRef, Release, Status};
-use super::types::{Decision, Effect, Event, Observation, Phase, RouteState};
+use super::types::{Decision, Effect, Event, Observation, Phase, ReadBack, RouteState};
 use crate::plan::{Plan, RolloutId, Step};
 
 /// The newest revision of a rollout's plan, as Git has it now.
@@ -251,7 +251,7 @@ fn same_release(
                 Some(Step::Pause(None)) => Phase::Paused,
                 _ => p.phase,
             };
-            let reason = match plan.steps.get(index) {
+            let mut reason = match plan.steps.get(index) {
                 Some(step) => format!(
                     "plan revision {rev}: continuing at step {index} ({step}) from the live \
                      route; now {route}"
@@ -260,6 +260,12 @@ fn same_release(
                     format!("plan revision {rev}: every step is behind the live route ({route})")
                 }
             };
+            if let ReadBack::Drifted { actual, .. } = &p.read_back {
+                reason.push_str(&format!(
+                    " as tidegate set it; the VirtualService says {actual} (changed outside \
+                     tidegate): `resume` re-applies tidegate's route"
+                ));
+            }
             // The route first, so the transition records the weight it leaves in place.
             if route != p.route {
                 let clear = route.header_route.is_none() && p.route.header_route.is_some()

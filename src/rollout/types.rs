@@ -184,6 +184,10 @@ pub struct Observation {
     pub roll_back: Option<String>,
     /// The plan's subsets the DestinationRule lacks now.
     pub missing_subsets: MissingSubsets,
+    /// The subsets the DestinationRule defines, as last checked (`None`: not known). When
+    /// known, the engine judges the plan it runs against them itself (the observation may have
+    /// been made for another revision); `missing_subsets` is used otherwise.
+    pub present_subsets: Option<std::collections::BTreeSet<String>>,
     /// Routes the plan does not manage that still send to the canary (labels, e.g. `"beta"`).
     pub canary_elsewhere: Vec<String>,
     /// Destinations of other subsets at weight 0 that the first write drops (`route → subset`).
