@@ -165,6 +165,26 @@ async fn a_new_release_preflight_refuses_keeps_the_running_one() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_plan_moved_to_another_file_in_two_commits_keeps_running() {
+    let mut w = world(&plan("v1", "v2", "1h"));
+    w.run_for(2).await;
+    assert_eq!(w.mesh.weight(NS, "v2"), 10);
+    // First the copy (ignored: the rollout is defined already), then the old file goes.
+    w.repo
+        .write_plan("rollouts/all.yaml", &plan("v1", "v2", "1h"));
+    w.state.fetch_now.notify_one();
+    w.run_for(2).await;
+    w.repo.remove_plan("rollouts/orders.yaml");
+    w.state.fetch_now.notify_one();
+    w.run_for(30).await;
+    let s = status(&w).await;
+    assert_eq!(s.phase, Phase::Progressing, "{}", s.reason);
+    assert_eq!(s.plan.path, "rollouts/all.yaml");
+    assert_eq!(w.mesh.weight(NS, "v2"), 10, "never rolled back");
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn renaming_a_running_plan_hands_the_route_over_after_the_rollback() {
     let mut w = world(&plan("v1", "v2", "1h"));
     w.run_for(2).await;

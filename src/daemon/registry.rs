@@ -238,6 +238,9 @@ pub struct Registry {
     by_path: BTreeMap<String, BTreeSet<RolloutId>>,
     /// Statuses read from Git for rollouts whose plan is not (yet) known.
     orphans: BTreeMap<RolloutId, Status>,
+    /// Files with a definition ignored because another file defines the rollout: read again
+    /// when that file gives it up (a plan moved to another file in two commits).
+    shadowed: BTreeMap<String, PlanFile>,
 }
 
 impl Registry {
@@ -450,7 +453,9 @@ impl Registry {
             .collect()
     }
 
-    fn insert(&mut self, mut entry: Entry, previous: Option<Entry>, applied: &mut Applied) {
+    /// Put a new definition in (taking `previous` over); `false` when another file already
+    /// defines the rollout (this one is ignored, and reported).
+    fn insert(&mut self, mut entry: Entry, previous: Option<Entry>, applied: &mut Applied) -> bool {
         let previous = match previous {
             Some(p) => Some(p),
             None if self.entries.get(&entry.id).is_some_and(|e| e.removed) => self.take(&entry.id),
@@ -463,7 +468,7 @@ impl Registry {
                 "{}: rollout {} is already defined in {}; this definition is ignored",
                 entry.path, entry.id, existing.path
             ));
-            return;
+            return false;
         }
         match previous {
             Some(prev) => {
@@ -510,6 +515,7 @@ impl Registry {
             .or_default()
             .insert(entry.id.clone());
         self.entries.insert(entry.id.clone(), entry);
+        true
     }
 
     /// Apply the plan files of a poll.
@@ -534,19 +540,62 @@ impl Registry {
                 self.keep_removed(e, now, &mut applied);
             }
         }
-        for file in &changes.changed {
-            let previous = self.take_file(&file.path);
-            let content = match &file.content {
-                PlanContent::Unreadable(reason) => FileContent {
-                    plans: Vec::new(),
-                    invalid: Vec::new(),
-                    unattributed: vec![reason.clone()],
-                },
-                PlanContent::Text(text) => split(plan::parse_str(&file.path, text)),
-            };
-            self.apply_file(file, content, previous, now, &mut applied);
+        for p in &changes.removed {
+            self.shadowed.remove(p);
         }
+        for file in &changes.changed {
+            self.read_file(file, now, &mut applied);
+        }
+        self.uncover(now, &mut applied);
         applied
+    }
+
+    fn read_file(&mut self, file: &PlanFile, now: DateTime<Utc>, applied: &mut Applied) {
+        let previous = self.take_file(&file.path);
+        let content = match &file.content {
+            PlanContent::Unreadable(reason) => FileContent {
+                plans: Vec::new(),
+                invalid: Vec::new(),
+                unattributed: vec![reason.clone()],
+            },
+            PlanContent::Text(text) => split(plan::parse_str(&file.path, text)),
+        };
+        self.apply_file(file, content, previous, now, applied);
+    }
+
+    /// Read again the files whose definitions were ignored as duplicates when the file that
+    /// held a rollout no longer does (removed, or it dropped the rollout): the other definition
+    /// takes the rollout over, status and all, instead of the rollout being removed.
+    fn uncover(&mut self, now: DateTime<Utc>, applied: &mut Applied) {
+        let free: Vec<PlanFile> = self
+            .shadowed
+            .values()
+            .filter(|f| {
+                let PlanContent::Text(text) = &f.content else {
+                    return false;
+                };
+                let parsed = plan::parse_str(&f.path, text);
+                let ids = parsed
+                    .plans
+                    .iter()
+                    .map(|p| p.id.clone())
+                    .chain(parsed.invalid.into_iter().filter_map(|(id, _)| id));
+                let own = self.by_path.get(&f.path);
+                // An ignored definition whose rollout no live entry of another file holds now.
+                let taken_over = |id: &RolloutId| {
+                    self.entries
+                        .get(id)
+                        .is_some_and(|e| !e.removed && e.path != f.path)
+                };
+                ids.into_iter()
+                    .filter(|id| own.is_none_or(|o| !o.contains(id)))
+                    .any(|id| !taken_over(&id))
+            })
+            .cloned()
+            .collect();
+        for file in free {
+            self.read_file(&file, now, applied);
+        }
     }
 
     /// The live entries of `path`, taken out (removed ones stay until the engine lets go; a
@@ -576,16 +625,22 @@ impl Registry {
             revision: file.revision.clone(),
             digest,
         };
+        let mut ignored = false;
         for p in content.plans {
             let prev = previous.remove(&p.id);
             let r = plan_ref(p.digest());
             let entry = Entry::new(p.id.clone(), &file.path, Ok(Arc::new(p)), r, now);
-            self.insert(entry, prev, applied);
+            ignored |= !self.insert(entry, prev, applied);
         }
         for (id, messages) in content.invalid {
             let prev = previous.remove(&id);
             let entry = Entry::new(id, &file.path, Err(messages), plan_ref(String::new()), now);
-            self.insert(entry, prev, applied);
+            ignored |= !self.insert(entry, prev, applied);
+        }
+        if ignored {
+            self.shadowed.insert(file.path.clone(), file.clone());
+        } else {
+            self.shadowed.remove(&file.path);
         }
         let broken = content.unattributed;
         applied.unattached.extend(broken.iter().cloned());
