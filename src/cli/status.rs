@@ -158,6 +158,8 @@ fn canary_cell(s: &Status) -> String {
                 s.route.canary_weight, actual.canary_weight
             )
         }
+        // The route could not be read or written (say the VirtualService is gone).
+        _ if s.fault.is_some() => format!("{}% (live unknown)", s.route.canary_weight),
         _ => format!("{}%", s.route.canary_weight),
     }
 }

@@ -695,6 +695,9 @@ impl<'p> Machine<'p> {
             }
             Phase::RollingBack if !self.awaiting_route => {
                 let to = self.status.rollback_to.unwrap_or(Phase::RolledBack);
+                // The wait for the stable subset is over.
+                let waited = format!("; {}", self.waiting_for_stable());
+                self.status.reason = self.status.reason.replace(&waited, "");
                 let reason = if obs.canary_elsewhere.is_empty() {
                     format!("all traffic back on stable; {}", self.status.reason)
                 } else {

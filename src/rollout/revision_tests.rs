@@ -451,6 +451,7 @@ fn an_abort_while_the_stable_subset_is_missing_waits_for_it() {
     life.after(30, round(Outcome::Pass));
     let s = life.status();
     assert_eq!(s.phase, Phase::Aborted, "{}", s.reason);
+    assert!(!s.reason.contains("keeps its traffic"), "{}", s.reason);
     assert_eq!(s.route, RouteState::all_stable());
     assert!(life.moved_traffic());
 }
