@@ -476,6 +476,16 @@ fn removed(
     let mut obs = obs.clone();
     obs.roll_back = Some(format!("{why}; rolling back before tidegate lets go of it"));
     let mut d = held(guard, p, pending, &obs, now);
+    // The rollback's own notification says it; "keeps being analysed" would not be true.
+    d.effects.retain(|e| {
+        !matches!(
+            e,
+            Effect::Notify {
+                event: Event::Invalid,
+                ..
+            }
+        )
+    });
     if d.status.phase.is_terminal() {
         d.effects.push(Effect::Forget);
     }

@@ -357,6 +357,12 @@ fn removing_a_running_plan_rolls_back_then_lets_go() {
     assert!(life.effects.iter().any(
         |e| matches!(e, Effect::ClearManagedRoutes { route } if *route == RouteState::all_stable())
     ));
+    assert_eq!(
+        life.notified(Event::Invalid),
+        0,
+        "a removal is no invalid revision"
+    );
+    assert_eq!(life.notified(Event::RollingBack), 1);
     let mut last = life.decide(&Observation {
         read_back: ReadBack::Verified,
         ..Observation::default()
