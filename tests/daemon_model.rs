@@ -336,7 +336,7 @@ fn check(w: &World, m: &Model, status: Option<&Status>, ev: &Ev) -> Result<(), T
 
 async fn restart(w: World) -> World {
     let (mesh, metrics, repo, recorder) = w.stop().await;
-    repo.store_statuses(recorder.latest_all());
+    repo.keep_statuses(&recorder);
     let w = World::start(mesh, metrics, repo.reopen());
     // The new world's recorder starts empty; the old answers were collected before.
     w
@@ -448,6 +448,7 @@ fn the_guard_is_the_revision_that_runs() {
     for events in [
         vec![Ev::NewRelease, Ev::Typo],
         vec![Ev::NewRelease, Ev::Remove, Ev::Typo],
+        vec![Ev::NewRelease, Ev::Restart, Ev::Restart, Ev::Typo],
     ] {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()

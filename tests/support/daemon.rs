@@ -559,6 +559,25 @@ impl FakeRepo {
         lock(&self.state).statuses = statuses;
     }
 
+    /// What a daemon's status writer leaves on the status branch: the statuses already there,
+    /// updated by what `recorder` saw submitted and removed (a daemon that changed nothing
+    /// leaves the branch as it was).
+    pub fn keep_statuses(&self, recorder: &Recorder) {
+        let mut st = lock(&self.state);
+        let mut by: BTreeMap<String, Status> = st
+            .statuses
+            .drain(..)
+            .map(|s| (s.rollout.to_string(), s))
+            .collect();
+        for s in recorder.latest_all() {
+            by.insert(s.rollout.to_string(), s);
+        }
+        for id in lock(&recorder.removed).iter() {
+            by.remove(&id.to_string());
+        }
+        st.statuses = by.into_values().collect();
+    }
+
     pub fn polls(&self) -> usize {
         lock(&self.state).polls
     }
