@@ -288,7 +288,7 @@ fn gather(
         };
         let list = at(&doc.value, &["spec", "metrics"]).and_then(Value::as_array);
         for (j, metric) in list.into_iter().flatten().enumerate() {
-            let mfield = format!("{field}[{i}] ({}: spec.metrics[{j}])", doc.file);
+            let mfield = format!("{field}[{i}] → {}: spec.metrics[{j}]", doc.file);
             let name = str_at(metric, &["name"]);
             if analysis
                 .metrics

@@ -170,11 +170,45 @@ fn template_query(
     query(
         text,
         notes,
-        &format!("{field}.templateRef ({}: spec.query)", doc.file),
+        &format!("{field}.templateRef → {}: spec.query", doc.file),
     )
 }
 
 /// The analysis interval of a metric, in seconds.
 pub(crate) fn interval(metric: &Value) -> Option<u64> {
     metric.get("interval").and_then(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_conditions_become_bounds() {
+        assert_eq!(condition("result[0] >= 0.95"), Some(("min", 0.95)));
+        assert_eq!(condition(" result[0] < 0.1 "), Some(("max", 0.1)));
+        assert_eq!(condition("result <= 3"), Some(("max", 3.0)));
+        assert_eq!(condition("result[0] >= 0.9 && result[0] < 1"), None);
+        assert_eq!(condition("len(result) == 0"), None);
+    }
+
+    #[test]
+    fn queries_keep_tidegate_variables_and_refuse_others() {
+        let mut notes = Notes {
+            file: "f.yaml",
+            findings: Vec::new(),
+        };
+        let q = query(
+            "rate(x{app=\"{{target}}\"}[{{ interval }}])",
+            &mut notes,
+            "q",
+        );
+        assert_eq!(
+            q.as_deref(),
+            Some("rate(x{app=\"{{ service }}\"}[{{ interval }}])")
+        );
+        assert_eq!(query("x{a=\"{{ args.svc }}\"}", &mut notes, "q"), None);
+        assert_eq!(notes.findings.len(), 1);
+        assert!(notes.findings[0].message.contains("{{ args.svc }}"));
+    }
 }
