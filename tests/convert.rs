@@ -475,3 +475,68 @@ fn the_command_writes_one_plan_per_rollout_and_exits_1_when_a_source_produced_no
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(report["rollouts"][0]["plan"], serde_json::Value::Null);
 }
+
+#[test]
+fn literal_argo_args_fill_template_queries() {
+    let text = ARGO.replace("{{ service }}", "{{args.service-name}}").replace(
+        "templates: [{templateName: success-rate}]",
+        "templates: [{templateName: success-rate}]\n          args: [{name: service-name, value: shop}]",
+    );
+    let report = run(&[("shop.yaml", &text)]);
+    let plan = plan_of(&report.rollouts[0]);
+    let MetricSource::Query(q) = &plan.analysis.metrics[0].source else {
+        panic!("a query: {:?}", plan.analysis.metrics[0]);
+    };
+    assert!(q.contains("destination_service_name=\"shop\""), "{q}");
+}
+
+#[test]
+fn a_flagger_canary_given_with_its_metric_template_gets_the_query_with_its_variables() {
+    let (canary, canary_text) = fixture("flagger__test-canary.sh__canary-ab-testing.yaml");
+    let (template, template_text) = fixture("flagger__test-canary.sh__latency-metrictemplate.yaml");
+    let report = run(&[(&canary, &canary_text), (&template, &template_text)]);
+    let r = &report.rollouts[0];
+    assert!(!has(r, "templateRef", ""), "{:#?}", r.findings);
+    let latency = &r.spec["analysis"]["metrics"][1];
+    assert_eq!(latency["max"], json!(500.0));
+    let query = latency["query"].as_str().expect("a query");
+    assert!(query.contains("reporter=\"destination\""), "{query}");
+    assert!(!query.contains("variables."), "{query}");
+    assert_eq!(
+        r.spec["steps"][0]["setHeaderRoute"]["headers"]["cookie"],
+        json!({"regex": "^(.*?;)?(type=insider)(;.*)?$"})
+    );
+}
+
+#[test]
+fn the_convert_module_is_pure() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/convert");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).expect("src/convert") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read source");
+        let production = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for name in [
+            "tokio::",
+            "kube::",
+            "reqwest::",
+            "git2::",
+            "std::fs",
+            "std::net",
+            "anyhow",
+        ] {
+            assert!(
+                !production.contains(name),
+                "{} names {name}",
+                path.display()
+            );
+        }
+        assert!(
+            text.starts_with("//!"),
+            "{} starts without a module comment",
+            path.display()
+        );
+        files += 1;
+    }
+    assert!(files >= 4, "src/convert has its modules");
+}

@@ -42,9 +42,15 @@ pub(crate) fn convert<'a>(
     };
     routing(canary, docs, &mut draft);
     let mut analysis = Analysis::default();
-    if let Some(list) = at(canary, &["analysis", "templates"]) {
-        let field = format!("{CANARY}.analysis.templates");
-        gather(list, &field, templates, &mut analysis, &mut draft.notes);
+    if let Some(background) = canary.get("analysis") {
+        let field = format!("{CANARY}.analysis");
+        gather(
+            background,
+            &field,
+            templates,
+            &mut analysis,
+            &mut draft.notes,
+        );
     }
     let steps = steps(canary, templates, &mut analysis, &mut draft.notes);
     draft.spec.insert("steps".into(), Value::Array(steps));
@@ -194,8 +200,8 @@ fn steps(
             "pause" => Some(pause(body)),
             "analysis" => {
                 gather(
-                    body.get("templates").unwrap_or(&Value::Null),
-                    &format!("{field}.analysis.templates"),
+                    body,
+                    &format!("{field}.analysis"),
                     templates,
                     analysis,
                     notes,
@@ -269,26 +275,42 @@ fn mirror_route(body: &Value, field: &str, notes: &mut Notes<'_>) -> Option<Valu
     body.get("match").map(|_| json!({"setMirror": percentage}))
 }
 
-/// Metrics of the templates named in `list`, added to `analysis` once each.
+/// Literal `args` values (`{name, value}`) as query variables `args.<name>`.
+fn args(list: Option<&Value>) -> metrics::Vars {
+    let list = list.and_then(Value::as_array).into_iter().flatten();
+    list.filter_map(|a| {
+        Some((
+            format!("args.{}", str_at(a, &["name"])?),
+            str_at(a, &["value"])?.to_owned(),
+        ))
+    })
+    .collect()
+}
+
+/// Metrics of the templates named in `step.templates` (an analysis step or the background
+/// analysis), with its `args` filled in, added to `analysis` once each.
 fn gather(
-    list: &Value,
+    step: &Value,
     field: &str,
     templates: &Templates<'_>,
     analysis: &mut Analysis,
     notes: &mut Notes<'_>,
 ) {
-    for (i, entry) in list.as_array().into_iter().flatten().enumerate() {
+    let list = step.get("templates").and_then(Value::as_array);
+    for (i, entry) in list.into_iter().flatten().enumerate() {
         let name = str_at(entry, &["templateName"]).unwrap_or_default();
         let Some(doc) = Templates::find(&templates.argo, name) else {
             notes.add(
-                format!("{field}[{i}]"),
+                format!("{field}.templates[{i}]"),
                 format!("AnalysisTemplate {name} is not in the given files: give it too"),
             );
             continue;
         };
+        let mut vars = args(at(&doc.value, &["spec", "args"]));
+        vars.extend(args(step.get("args")));
         let list = at(&doc.value, &["spec", "metrics"]).and_then(Value::as_array);
         for (j, metric) in list.into_iter().flatten().enumerate() {
-            let mfield = format!("{field}[{i}] → {}: spec.metrics[{j}]", doc.file);
+            let mfield = format!("{field}.templates[{i}] → {}: spec.metrics[{j}]", doc.file);
             let name = str_at(metric, &["name"]);
             if analysis
                 .metrics
@@ -297,7 +319,7 @@ fn gather(
             {
                 continue;
             }
-            let Some(converted) = metrics::argo(metric, notes, &mfield) else {
+            let Some(converted) = metrics::argo(metric, &vars, notes, &mfield) else {
                 continue;
             };
             analysis.interval = analysis.interval.or_else(|| metrics::interval(metric));

@@ -1,6 +1,8 @@
 //! Metrics: Flagger's built-in checks to tidegate's templates, Prometheus queries of Flagger
 //! `MetricTemplate`s and Argo `AnalysisTemplate`s to custom queries with their thresholds.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 
 use super::{Notes, Templates, at, seconds, str_at};
@@ -8,9 +10,13 @@ use super::{Notes, Templates, at, seconds, str_at};
 /// Variables tidegate's custom queries accept (see docs/plan-reference.md).
 const ALLOWED: [&str; 3] = ["service", "namespace", "interval"];
 
-/// The query with Flagger's variables renamed (`{{ target }}` is the service), or `None` with a
-/// finding when it uses a variable tidegate cannot fill.
-pub(crate) fn query(text: &str, notes: &mut Notes<'_>, field: &str) -> Option<String> {
+/// Literal values of template variables (`args.service-name`, `variables.reporter`) given by
+/// the source.
+pub(crate) type Vars = BTreeMap<String, String>;
+
+/// The query with the source's literal variables filled in and Flagger's renamed (`{{ target }}`
+/// is the service), or `None` with a finding when it uses a variable tidegate cannot fill.
+pub(crate) fn query(text: &str, vars: &Vars, notes: &mut Notes<'_>, field: &str) -> Option<String> {
     let mut out = String::new();
     let mut rest = text.trim();
     while let Some(start) = rest.find("{{") {
@@ -19,6 +25,12 @@ pub(crate) fn query(text: &str, notes: &mut Notes<'_>, field: &str) -> Option<St
         };
         let var = rest[start + 2..start + len].trim();
         let var = if var == "target" { "service" } else { var };
+        out.push_str(&rest[..start]);
+        rest = &rest[start + len + 2..];
+        if let Some(value) = vars.get(var) {
+            out.push_str(value);
+            continue;
+        }
         if !ALLOWED.contains(&var) {
             notes.add(
                 field,
@@ -29,9 +41,7 @@ pub(crate) fn query(text: &str, notes: &mut Notes<'_>, field: &str) -> Option<St
             );
             return None;
         }
-        out.push_str(&rest[..start]);
         out.push_str(&format!("{{{{ {var} }}}}"));
-        rest = &rest[start + len + 2..];
     }
     out.push_str(rest);
     Some(out)
@@ -53,7 +63,12 @@ pub(crate) fn condition(text: &str) -> Option<(&'static str, f64)> {
 }
 
 /// One metric of an Argo `AnalysisTemplate`, as a plan metric.
-pub(crate) fn argo(metric: &Value, notes: &mut Notes<'_>, field: &str) -> Option<Value> {
+pub(crate) fn argo(
+    metric: &Value,
+    vars: &Vars,
+    notes: &mut Notes<'_>,
+    field: &str,
+) -> Option<Value> {
     let name = str_at(metric, &["name"]).unwrap_or("metric");
     let Some(text) = str_at(metric, &["provider", "prometheus", "query"]) else {
         notes.add(
@@ -64,7 +79,12 @@ pub(crate) fn argo(metric: &Value, notes: &mut Notes<'_>, field: &str) -> Option
         );
         return None;
     };
-    let query = query(text, notes, &format!("{field}.provider.prometheus.query"))?;
+    let query = query(
+        text,
+        vars,
+        notes,
+        &format!("{field}.provider.prometheus.query"),
+    )?;
     let mut out = Map::new();
     out.insert("name".into(), json!(name));
     out.insert("query".into(), json!(query));
@@ -109,14 +129,15 @@ pub(crate) fn flagger(
     let mut out = Map::new();
     out.insert("name".into(), json!(name));
     if let Some(tref) = str_at(metric, &["templateRef", "name"]) {
-        let q = template_query(tref, templates, notes, field)?;
+        let vars = metric
+            .get("templateVariables")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((format!("variables.{k}"), v.as_str()?.to_owned())))
+            .collect();
+        let q = template_query(tref, &vars, templates, notes, field)?;
         out.insert("query".into(), json!(q));
-        if metric.get("templateVariables").is_some() {
-            notes.add(
-                format!("{field}.templateVariables"),
-                "template variables have no equivalent",
-            );
-        }
     } else {
         match name {
             "request-success-rate" => out.insert("template".into(), json!("istio-success-rate")),
@@ -147,6 +168,7 @@ pub(crate) fn flagger(
 
 fn template_query(
     name: &str,
+    vars: &Vars,
     templates: &Templates<'_>,
     notes: &mut Notes<'_>,
     field: &str,
@@ -169,6 +191,7 @@ fn template_query(
     let text = str_at(&doc.value, &["spec", "query"]).unwrap_or("");
     query(
         text,
+        vars,
         notes,
         &format!("{field}.templateRef → {}: spec.query", doc.file),
     )
@@ -198,16 +221,15 @@ mod tests {
             file: "f.yaml",
             findings: Vec::new(),
         };
-        let q = query(
-            "rate(x{app=\"{{target}}\"}[{{ interval }}])",
-            &mut notes,
-            "q",
-        );
+        let vars = Vars::from([("args.ns".to_string(), "prod".to_string())]);
+        let text = "rate(x{app=\"{{target}}\",ns=\"{{args.ns}}\"}[{{ interval }}])";
+        let q = query(text, &vars, &mut notes, "q");
+        let want = "rate(x{app=\"{{ service }}\",ns=\"prod\"}[{{ interval }}])";
+        assert_eq!(q.as_deref(), Some(want));
         assert_eq!(
-            q.as_deref(),
-            Some("rate(x{app=\"{{ service }}\"}[{{ interval }}])")
+            query("x{a=\"{{ args.svc }}\"}", &vars, &mut notes, "q"),
+            None
         );
-        assert_eq!(query("x{a=\"{{ args.svc }}\"}", &mut notes, "q"), None);
         assert_eq!(notes.findings.len(), 1);
         assert!(notes.findings[0].message.contains("{{ args.svc }}"));
     }
