@@ -540,3 +540,28 @@ fn the_convert_module_is_pure() {
     }
     assert!(files >= 4, "src/convert has its modules");
 }
+
+#[test]
+fn fields_without_a_place_in_a_plan_are_named() {
+    let text = ARGO
+        .replace(
+            "          destinationRule:",
+            "          mirrorRoutes: [x]\n          destinationRule:",
+        )
+        .replace(
+            "          templates: [{templateName: success-rate}]",
+            "          templates: [{templateName: success-rate}]\n          dryRun: [{metricName: errors}]",
+        )
+        .replace("      steps:", "      maxSurge: 1\n      steps:");
+    let report = run(&[("shop.yaml", &text)]);
+    let r = &report.rollouts[0];
+    plan_of(r);
+    assert!(has(r, "trafficRouting.istio.mirrorRoutes", "no equivalent"));
+    assert!(has(r, "steps[2].analysis.dryRun", "no equivalent"));
+    assert!(has(r, "spec.strategy.canary.maxSurge", "no equivalent"));
+    let blue_green = FLAGGER.replace("stepWeights: [5, 20, 50]", "iterations: 4");
+    let report = run(&[("podinfo.yaml", &blue_green)]);
+    let r = &report.rollouts[0];
+    assert_eq!(r.spec["steps"], json!([{"analyze": "2m"}]));
+    assert!(has(r, "spec.analysis.iterations", "blue/green"));
+}

@@ -4,6 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Converted, Doc, Draft, Notes, Templates, at, duration, finish, metrics, seconds, str_at,
+    unknown_keys,
 };
 
 const CANARY: &str = "spec.strategy.canary";
@@ -71,15 +72,20 @@ pub(crate) fn convert<'a>(
             .spec
             .insert("progressDeadline".into(), json!(duration(secs)));
     }
-    for (key, _) in canary.as_object().into_iter().flatten() {
-        if !["steps", "trafficRouting", "analysis"].contains(&key.as_str()) {
-            draft.notes.add(
-                format!("{CANARY}.{key}"),
-                format!("`{key}` has no equivalent in a plan"),
-            );
-        }
-    }
+    unsupported(canary, &mut draft.notes);
     finish(draft)
+}
+
+/// Fields of the canary strategy and its Istio routing that a plan has no place for.
+fn unsupported(canary: &Value, notes: &mut Notes<'_>) {
+    let known = ["steps", "trafficRouting", "analysis"];
+    unknown_keys(Some(canary), &known, CANARY, notes);
+    let field = format!("{CANARY}.trafficRouting");
+    let routing = canary.get("trafficRouting");
+    unknown_keys(routing, &["istio", "managedRoutes"], &field, notes);
+    let istio = routing.and_then(|r| r.get("istio"));
+    let known = ["virtualService", "virtualServices", "destinationRule"];
+    unknown_keys(istio, &known, &format!("{field}.istio"), notes);
 }
 
 /// Everything under `spec` but the strategy: the workload, which tidegate does not manage.
@@ -296,6 +302,7 @@ fn gather(
     analysis: &mut Analysis,
     notes: &mut Notes<'_>,
 ) {
+    unknown_keys(Some(step), &["templates", "args"], field, notes);
     let list = step.get("templates").and_then(Value::as_array);
     for (i, entry) in list.into_iter().flatten().enumerate() {
         let name = str_at(entry, &["templateName"]).unwrap_or_default();

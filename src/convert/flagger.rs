@@ -137,6 +137,14 @@ fn steps(analysis: &Value, interval: u64, notes: &mut Notes<'_>) -> Vec<Value> {
         if let Some(route) = analysis.get("match").and_then(|m| header_route(m, notes)) {
             out.push(route);
         }
+        if analysis.get("match").is_none() && analysis.get("mirror") != Some(&json!(true)) {
+            notes.add(
+                "spec.analysis.iterations",
+                "blue/green: during the analysis the canary gets only the traffic your load \
+                 tests send it; a plan analyses it at weight 0, so give it traffic (a header \
+                 route or a weight step)",
+            );
+        }
         out.push(json!({"analyze": duration(interval * iterations)}));
         return out;
     }

@@ -186,6 +186,17 @@ pub(crate) fn duration(secs: u64) -> String {
     }
 }
 
+/// A finding for every key of the object `v` (at `field`) not in `known`.
+pub(crate) fn unknown_keys(v: Option<&Value>, known: &[&str], field: &str, notes: &mut Notes<'_>) {
+    let keys = v.and_then(Value::as_object).into_iter().flatten();
+    for (key, _) in keys.filter(|(k, _)| !known.contains(&k.as_str())) {
+        notes.add(
+            format!("{field}.{key}"),
+            format!("`{key}` has no equivalent in a plan"),
+        );
+    }
+}
+
 /// Collects findings for one source rollout.
 pub(crate) struct Notes<'a> {
     pub file: &'a str,
