@@ -565,3 +565,26 @@ fn fields_without_a_place_in_a_plan_are_named() {
     assert_eq!(r.spec["steps"], json!([{"analyze": "2m"}]));
     assert!(has(r, "spec.analysis.iterations", "blue/green"));
 }
+
+#[test]
+fn converted_fixture_plans_lint_clean_against_the_fixtures_manifests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "argo-rollouts__istio-subset-split.yaml",
+        "argo-rollouts__istio-subset-split-single-route.yaml",
+    ] {
+        let (file, text) = fixture(name);
+        let report = run(&[(&file, &text)]);
+        let plan = report.rollouts[0].plan.as_deref().expect("a plan");
+        let plan_path = dir.path().join(format!("{name}.plan.yaml"));
+        std::fs::write(&plan_path, plan).expect("write plan");
+        let lint =
+            tidegate::cli::lint::lint(&[file.clone().into(), plan_path], "default").expect("lint");
+        assert_eq!(lint.plans.len(), 1, "{name}");
+        assert_eq!(
+            lint.errors, 0,
+            "{name}: {:#?} {:#?}",
+            lint.findings, lint.plan_findings
+        );
+    }
+}
