@@ -45,8 +45,7 @@ pub struct Converted {
     /// The plan text (with its source comment), when the source could be converted and the plan
     /// passed tidegate's validation.
     pub plan: Option<String>,
-    /// The plan's `spec` as translated, also when no plan was emitted.
-    #[serde(skip)]
+    /// The plan's `spec` as translated, also when no plan was emitted (in the `-o json` report).
     pub spec: Value,
     pub findings: Vec<Finding>,
 }
