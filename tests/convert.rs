@@ -329,8 +329,8 @@ fn an_argo_subset_rollout_converts_exactly() {
     assert_eq!((plan.stable.as_str(), plan.canary.as_str()), ("v1", "v2"));
     assert_eq!(plan.analysis.interval, Duration::from_secs(60));
     assert_eq!(
-        plan.analysis.failure_limit, 3,
-        "Argo's failureLimit counts the failures allowed"
+        plan.analysis.failure_limit, 1,
+        "Argo's failureLimit counts the failures allowed (2 + 1), and `errors` allows none (0 + 1)"
     );
     let metrics: Vec<_> = plan
         .analysis

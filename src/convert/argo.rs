@@ -330,9 +330,13 @@ fn gather(
                 continue;
             };
             analysis.interval = analysis.interval.or_else(|| metrics::interval(metric));
-            if let Some(limit) = metric.get("failureLimit").and_then(Value::as_u64) {
-                analysis.failure_limit = Some(limit + 1);
-            }
+            // Argo fails a metric once it failed more than `failureLimit` times (default 0).
+            let limit = metric
+                .get("failureLimit")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                + 1;
+            analysis.failure_limit = Some(analysis.failure_limit.map_or(limit, |l| l.min(limit)));
             analysis.metrics.push(converted);
         }
     }
