@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod convert;
 pub mod daemon;
 pub mod git;
 #[cfg(feature = "lab")]

@@ -9,6 +9,7 @@ pub mod backtest;
 use crate::control::ControlAction;
 
 pub mod control_cmd;
+pub mod convert;
 mod files;
 #[cfg(feature = "lab")]
 pub mod lab;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Replay a plan's analysis over past Prometheus data through the engine (`--aa`: stable
     /// against itself) and say what the rollout would have done.
     Backtest(backtest::BacktestArgs),
+    /// Convert Flagger Canaries and Argo Rollouts (with their templates) to plans, listing what
+    /// cannot be carried over.
+    Convert(convert::ConvertArgs),
     /// Print every rollout's status from the Git status files.
     Status(status::StatusArgs),
     /// Commit and push `Tidegate: pause NAME`: hold the rollout at its current step.
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preview(args) => preview::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Backtest(args) => backtest::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Status(args) => status::run(args),
         Command::Pause(args) => control_cmd::run(ControlAction::Pause, args),
         Command::Resume(args) => control_cmd::run(ControlAction::Resume, args),

@@ -1,0 +1,343 @@
+//! Argo Rollouts `Rollout` (canary strategy with Istio traffic routing) to a plan.
+
+use serde_json::{Map, Value, json};
+
+use super::{
+    Converted, Doc, Draft, Notes, Templates, at, duration, finish, metrics, seconds, str_at,
+    unknown_keys,
+};
+
+const CANARY: &str = "spec.strategy.canary";
+
+/// Metrics, interval and failure limit gathered from the analysis templates a Rollout names.
+#[derive(Default)]
+struct Analysis {
+    metrics: Vec<Value>,
+    interval: Option<u64>,
+    failure_limit: Option<u64>,
+}
+
+pub(crate) fn convert<'a>(
+    doc: &'a Doc<'a>,
+    docs: &[Doc<'_>],
+    templates: &Templates<'_>,
+) -> Converted {
+    let mut draft = Draft {
+        doc,
+        kind: "Rollout",
+        spec: Map::new(),
+        blocked: false,
+        notes: Notes {
+            file: doc.file,
+            findings: Vec::new(),
+        },
+    };
+    workload(&doc.value, &mut draft.notes);
+    let Some(canary) = at(&doc.value, &["spec", "strategy", "canary"]) else {
+        draft.notes.add(
+            "spec.strategy",
+            "only the canary strategy can be carried over",
+        );
+        draft.blocked = true;
+        return finish(draft);
+    };
+    routing(canary, docs, &mut draft);
+    let mut analysis = Analysis::default();
+    if let Some(background) = canary.get("analysis") {
+        let field = format!("{CANARY}.analysis");
+        gather(
+            background,
+            &field,
+            templates,
+            &mut analysis,
+            &mut draft.notes,
+        );
+    }
+    let steps = steps(canary, templates, &mut analysis, &mut draft.notes);
+    draft.spec.insert("steps".into(), Value::Array(steps));
+    if !analysis.metrics.is_empty() {
+        let mut a = Map::new();
+        a.insert(
+            "interval".into(),
+            json!(duration(analysis.interval.unwrap_or(30))),
+        );
+        if let Some(limit) = analysis.failure_limit {
+            a.insert("failureLimit".into(), json!(limit));
+        }
+        a.insert("metrics".into(), Value::Array(analysis.metrics));
+        draft.spec.insert("analysis".into(), Value::Object(a));
+    }
+    if let Some(secs) = at(&doc.value, &["spec", "progressDeadlineSeconds"]).and_then(seconds) {
+        draft
+            .spec
+            .insert("progressDeadline".into(), json!(duration(secs)));
+    }
+    unsupported(canary, &mut draft.notes);
+    finish(draft)
+}
+
+/// Fields of the canary strategy and its Istio routing that a plan has no place for.
+fn unsupported(canary: &Value, notes: &mut Notes<'_>) {
+    let known = ["steps", "trafficRouting", "analysis"];
+    unknown_keys(Some(canary), &known, CANARY, notes);
+    let field = format!("{CANARY}.trafficRouting");
+    let routing = canary.get("trafficRouting");
+    unknown_keys(routing, &["istio", "managedRoutes"], &field, notes);
+    let istio = routing.and_then(|r| r.get("istio"));
+    let known = ["virtualService", "virtualServices", "destinationRule"];
+    unknown_keys(istio, &known, &format!("{field}.istio"), notes);
+}
+
+/// Everything under `spec` but the strategy: the workload, which tidegate does not manage.
+fn workload(rollout: &Value, notes: &mut Notes<'_>) {
+    for (key, _) in rollout
+        .get("spec")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if key != "strategy" && key != "progressDeadlineSeconds" {
+            notes.add(
+                format!("spec.{key}"),
+                "workload management: tidegate does not deploy pods; deploy the canary \
+                 (its own subset's pods) yourself",
+            );
+        }
+    }
+}
+
+/// VirtualService, routes, DestinationRule and subsets; blocks host-level splitting.
+fn routing(canary: &Value, docs: &[Doc<'_>], draft: &mut Draft<'_>) {
+    let Some(istio) = at(canary, &["trafficRouting", "istio"]) else {
+        draft.notes.add(
+            format!("{CANARY}.trafficRouting"),
+            "only Istio traffic routing can be carried over",
+        );
+        draft.blocked = true;
+        return;
+    };
+    let field = format!("{CANARY}.trafficRouting.istio");
+    let Some(dr) = istio.get("destinationRule") else {
+        let stable = str_at(canary, &["stableService"]).unwrap_or("?");
+        let canary_svc = str_at(canary, &["canaryService"]).unwrap_or("?");
+        draft.notes.add(
+            field,
+            format!(
+                "host-level splitting is not supported yet (issue 13): the Rollout splits between \
+                 the Services {stable} and {canary_svc}, tidegate plans split by DestinationRule subset"
+            ),
+        );
+        draft.blocked = true;
+        return;
+    };
+    virtual_service(istio, &field, draft);
+    let dr_name = str_at(dr, &["name"]).unwrap_or_default();
+    let host = docs
+        .iter()
+        .filter(|d| str_at(&d.value, &["kind"]) == Some("DestinationRule"))
+        .find(|d| str_at(&d.value, &["metadata", "name"]) == Some(dr_name))
+        .and_then(|d| str_at(&d.value, &["spec", "host"]));
+    let service = host.unwrap_or_else(|| {
+        draft.notes.add(
+            format!("{field}.destinationRule.name"),
+            format!("DestinationRule {dr_name} is not in the given files: `service` set to its name; check it"),
+        );
+        dr_name
+    });
+    let spec = &mut draft.spec;
+    spec.insert("service".into(), json!(service));
+    spec.insert("destinationRule".into(), json!(dr_name));
+    spec.insert(
+        "stable".into(),
+        json!(str_at(dr, &["stableSubsetName"]).unwrap_or("stable")),
+    );
+    spec.insert(
+        "canary".into(),
+        json!(str_at(dr, &["canarySubsetName"]).unwrap_or("canary")),
+    );
+}
+
+fn virtual_service(istio: &Value, field: &str, draft: &mut Draft<'_>) {
+    let vs = match (istio.get("virtualService"), istio.get("virtualServices")) {
+        (Some(vs), _) => Some(vs),
+        (None, Some(Value::Array(list))) => {
+            if list.len() > 1 {
+                draft.notes.add(
+                    format!("{field}.virtualServices"),
+                    "a plan manages one VirtualService: only the first is carried over",
+                );
+            }
+            list.first()
+        }
+        _ => None,
+    };
+    let Some(vs) = vs else { return };
+    if let Some(name) = str_at(vs, &["name"]) {
+        let name = name.split('.').next().unwrap_or(name);
+        draft.spec.insert("virtualService".into(), json!(name));
+    }
+    if let Some(routes) = vs.get("routes").filter(|r| r.is_array()) {
+        draft.spec.insert("routes".into(), routes.clone());
+    }
+    if vs.get("tlsRoutes").is_some() || vs.get("tcpRoutes").is_some() {
+        draft.notes.add(
+            format!("{field}.virtualService"),
+            "only http routes can be carried over",
+        );
+    }
+}
+
+fn steps(
+    canary: &Value,
+    templates: &Templates<'_>,
+    analysis: &mut Analysis,
+    notes: &mut Notes<'_>,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let list = canary.get("steps").and_then(Value::as_array);
+    for (i, step) in list.into_iter().flatten().enumerate() {
+        let field = format!("{CANARY}.steps[{i}]");
+        let Some((key, body)) = step.as_object().and_then(|m| m.iter().next()) else {
+            notes.add(field, "not a step");
+            continue;
+        };
+        let converted = match key.as_str() {
+            "setWeight" => body.as_u64().map(|w| json!({"setWeight": w})),
+            "pause" => Some(pause(body)),
+            "analysis" => {
+                gather(
+                    body,
+                    &format!("{field}.analysis"),
+                    templates,
+                    analysis,
+                    notes,
+                );
+                Some(json!({"analyze": "ANALYZE"}))
+            }
+            "setHeaderRoute" => header_route(body, &field, notes),
+            "setMirrorRoute" => mirror_route(body, &field, notes),
+            _ => None,
+        };
+        match converted {
+            Some(step) => out.push(step),
+            None => notes.add(
+                format!("{field}.{key}"),
+                format!("step `{key}` has no equivalent: left out"),
+            ),
+        }
+    }
+    let interval = json!(duration(analysis.interval.unwrap_or(30)));
+    for step in &mut out {
+        if let Some(a) = step.get_mut("analyze") {
+            *a = interval.clone();
+        }
+    }
+    out
+}
+
+fn pause(body: &Value) -> Value {
+    match body.get("duration").and_then(seconds) {
+        Some(secs) => json!({"pause": duration(secs)}),
+        None => json!({"pause": {}}),
+    }
+}
+
+fn header_route(body: &Value, field: &str, notes: &mut Notes<'_>) -> Option<Value> {
+    let matches = body.get("match").and_then(Value::as_array)?;
+    let mut headers = Map::new();
+    for (i, m) in matches.iter().enumerate() {
+        let name = str_at(m, &["headerName"]);
+        let value = m.get("headerValue").and_then(Value::as_object);
+        match (name, value) {
+            (Some(name), Some(value)) => {
+                headers.insert(name.to_owned(), Value::Object(value.clone()));
+            }
+            _ => notes.add(
+                format!("{field}.setHeaderRoute.match[{i}]"),
+                "not a header match: left out",
+            ),
+        }
+    }
+    if matches.len() > 1 {
+        notes.add(
+            format!("{field}.setHeaderRoute.match"),
+            "Argo sends requests matching any entry; a plan's setHeaderRoute needs all headers to match",
+        );
+    }
+    (!headers.is_empty()).then(|| json!({"setHeaderRoute": {"headers": headers}}))
+}
+
+fn mirror_route(body: &Value, field: &str, notes: &mut Notes<'_>) -> Option<Value> {
+    if body.get("match").is_some() {
+        notes.add(
+            format!("{field}.setMirrorRoute.match"),
+            "a plan mirrors all of the stable traffic's share: the match is not carried over",
+        );
+    }
+    let percentage = body
+        .get("percentage")
+        .and_then(Value::as_u64)
+        .unwrap_or(100);
+    body.get("match").map(|_| json!({"setMirror": percentage}))
+}
+
+/// Literal `args` values (`{name, value}`) as query variables `args.<name>`.
+fn args(list: Option<&Value>) -> metrics::Vars {
+    let list = list.and_then(Value::as_array).into_iter().flatten();
+    list.filter_map(|a| {
+        Some((
+            format!("args.{}", str_at(a, &["name"])?),
+            str_at(a, &["value"])?.to_owned(),
+        ))
+    })
+    .collect()
+}
+
+/// Metrics of the templates named in `step.templates` (an analysis step or the background
+/// analysis), with its `args` filled in, added to `analysis` once each.
+fn gather(
+    step: &Value,
+    field: &str,
+    templates: &Templates<'_>,
+    analysis: &mut Analysis,
+    notes: &mut Notes<'_>,
+) {
+    unknown_keys(Some(step), &["templates", "args"], field, notes);
+    let list = step.get("templates").and_then(Value::as_array);
+    for (i, entry) in list.into_iter().flatten().enumerate() {
+        let name = str_at(entry, &["templateName"]).unwrap_or_default();
+        let Some(doc) = Templates::find(&templates.argo, name) else {
+            notes.add(
+                format!("{field}.templates[{i}]"),
+                format!("AnalysisTemplate {name} is not in the given files: give it too"),
+            );
+            continue;
+        };
+        let mut vars = args(at(&doc.value, &["spec", "args"]));
+        vars.extend(args(step.get("args")));
+        let list = at(&doc.value, &["spec", "metrics"]).and_then(Value::as_array);
+        for (j, metric) in list.into_iter().flatten().enumerate() {
+            let mfield = format!("{field}.templates[{i}] → {}: spec.metrics[{j}]", doc.file);
+            let name = str_at(metric, &["name"]);
+            if analysis
+                .metrics
+                .iter()
+                .any(|m| str_at(m, &["name"]) == name)
+            {
+                continue;
+            }
+            let Some(converted) = metrics::argo(metric, &vars, notes, &mfield) else {
+                continue;
+            };
+            analysis.interval = analysis.interval.or_else(|| metrics::interval(metric));
+            // Argo fails a metric once it failed more than `failureLimit` times (default 0).
+            let limit = metric
+                .get("failureLimit")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                + 1;
+            analysis.failure_limit = Some(analysis.failure_limit.map_or(limit, |l| l.min(limit)));
+            analysis.metrics.push(converted);
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! `tidegate convert` against the peer fixtures (Flagger and Argo Rollouts files in
+//! `../shared/fixtures/peers`) and hand-written sources converted exactly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use tidegate::convert::{self, Converted, Report};
+use tidegate::plan::{self, HeaderRoute, MetricSource, Plan, Step, StringMatch};
+
+fn run(files: &[(&str, &str)]) -> Report {
+    let inputs: Vec<(String, String)> = files
+        .iter()
+        .map(|(f, t)| (f.to_string(), t.to_string()))
+        .collect();
+    convert::convert(&inputs).expect("the sources are YAML")
+}
+
+fn fixture(name: &str) -> (String, String) {
+    let path = common::fixture(&format!("peers/{name}"));
+    let text = std::fs::read_to_string(&path).expect("read fixture");
+    (path.display().to_string(), text)
+}
+
+/// The one plan of a converted rollout, through tidegate's own validation.
+fn plan_of(r: &Converted) -> Plan {
+    let text = r
+        .plan
+        .as_deref()
+        .unwrap_or_else(|| panic!("no plan: {:#?}", r.findings));
+    let parsed = plan::parse_str("converted.yaml", text);
+    assert!(parsed.findings.is_empty(), "{:#?}", parsed.findings);
+    assert_eq!(parsed.plans.len(), 1);
+    parsed.plans.into_iter().next().expect("one plan")
+}
+
+fn has(r: &Converted, field: &str, message: &str) -> bool {
+    r.findings
+        .iter()
+        .any(|f| f.field.contains(field) && f.message.contains(message))
+}
+
+const HOST: &str = "host-level splitting is not supported yet (issue 13)";
+
+/// Per fixture: whether it converts, and findings (field, message part) it must report.
+type Expectation = (&'static str, bool, &'static [(&'static str, &'static str)]);
+
+const HOST_ARGO: (&str, &str) = ("trafficRouting.istio", HOST);
+const HOST_FLAGGER: (&str, &str) = ("spec.service", HOST);
+const TEMPLATE: (&str, &str) = ("spec.template", "workload management");
+
+const EXPECTED: &[Expectation] = &[
+    (
+        "argo-rollouts__istio-host-split-experiment-step.yaml",
+        false,
+        &[
+            HOST_ARGO,
+            TEMPLATE,
+            ("steps[1].experiment", "no equivalent"),
+        ],
+    ),
+    (
+        "argo-rollouts__istio-host-split.yaml",
+        false,
+        &[HOST_ARGO, TEMPLATE],
+    ),
+    (
+        "argo-rollouts__istio-hr-host.yaml",
+        false,
+        &[
+            HOST_ARGO,
+            ("spec.replicas", "workload management"),
+            ("steps[6].setHeaderRoute", "no equivalent"),
+        ],
+    ),
+    (
+        "argo-rollouts__istio-mirror.yaml",
+        false,
+        &[
+            HOST_ARGO,
+            ("steps[0].setCanaryScale", "no equivalent"),
+            ("steps[1].setMirrorRoute.match", "mirrors all"),
+        ],
+    ),
+    (
+        "argo-rollouts__istio-rollout-abort-delete-all-canary-pods.yaml",
+        false,
+        &[HOST_ARGO, ("steps[3].setCanaryScale", "no equivalent")],
+    ),
+    (
+        "argo-rollouts__istio-subset-split-single-route.yaml",
+        true,
+        &[TEMPLATE],
+    ),
+    ("argo-rollouts__istio-subset-split.yaml", true, &[TEMPLATE]),
+    (
+        "argo-rollouts__rollout-analysis-step.yaml",
+        false,
+        &[
+            ("canary.trafficRouting", "only Istio"),
+            (
+                "steps[1].analysis.templates[0]",
+                "random-fail is not in the given files",
+            ),
+        ],
+    ),
+    (
+        "argo-rollouts__rollout.yaml",
+        false,
+        &[
+            HOST_ARGO,
+            ("spec.revisionHistoryLimit", "workload management"),
+        ],
+    ),
+    (
+        "argo-rollouts__valid-istio-v1beta1-mulitiple-virtualsvcs.yml",
+        false,
+        &[HOST_ARGO, ("steps[1].experiment", "no equivalent")],
+    ),
+    (
+        "flagger__istio-abtest.yaml",
+        false,
+        &[
+            HOST_FLAGGER,
+            ("spec.targetRef", "workload management"),
+            ("spec.analysis.match[1]", "one entry only"),
+            ("webhooks[0]", "conformance-test"),
+        ],
+    ),
+    (
+        "flagger__istio-canary.yaml",
+        false,
+        &[
+            HOST_FLAGGER,
+            ("spec.autoscalerRef", "workload management"),
+            ("spec.service.gateways", "Flagger generates"),
+            ("webhooks[1]", "load-test"),
+        ],
+    ),
+    (
+        "flagger__istio-progressive-delivery.md__canary-mirroring.yaml",
+        false,
+        &[HOST_FLAGGER, ("webhooks[0]", "acceptance-test")],
+    ),
+    (
+        "flagger__linkerd-canary-steps.yaml",
+        false,
+        &[HOST_FLAGGER, ("spec.provider", "linkerd")],
+    ),
+    (
+        "flagger__test-canary.sh__canary-ab-testing.yaml",
+        false,
+        &[
+            HOST_FLAGGER,
+            (
+                "metrics[1].templateRef",
+                "MetricTemplate latency is not in the given files",
+            ),
+            ("webhooks[1]", "confirm-promotion"),
+        ],
+    ),
+    (
+        "flagger__test-canary.sh__canary-progressive.yaml",
+        false,
+        &[HOST_FLAGGER, ("spec.service.apex", "Flagger generates")],
+    ),
+    (
+        "flagger__test-delegation.sh__canary.yaml",
+        false,
+        &[
+            HOST_FLAGGER,
+            ("spec.service.delegation", "Flagger generates"),
+        ],
+    ),
+];
+
+#[test]
+fn every_peer_fixture_converts_or_names_what_it_cannot_carry_over() {
+    let dir = common::fixture("peers");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("read fixtures") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if !name.starts_with("argo-rollouts__") && !name.starts_with("flagger__") {
+            continue;
+        }
+        let (file, text) = fixture(&name);
+        let report = run(&[(&file, &text)]);
+        if name.contains("analysistemplate") || name.contains("metrictemplate") {
+            assert!(report.rollouts.is_empty(), "{name}");
+            assert!(
+                report.findings[0]
+                    .message
+                    .contains("no Flagger Canary or Argo Rollouts Rollout"),
+                "{name}"
+            );
+            seen += 1;
+            continue;
+        }
+        let (_, converts, wanted) = EXPECTED
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .unwrap_or_else(|| panic!("no expectation for the fixture {name}"));
+        assert_eq!(report.rollouts.len(), 1, "{name}");
+        let r = &report.rollouts[0];
+        assert_eq!(r.plan.is_some(), *converts, "{name}: {:#?}", r.findings);
+        if *converts {
+            plan_of(r);
+        }
+        for (field, message) in wanted.iter() {
+            assert!(
+                has(r, field, message),
+                "{name}: no finding {field}: {message} in {:#?}",
+                r.findings
+            );
+        }
+        assert!(r.findings.iter().all(|f| f.file == file), "{name}");
+        seen += 1;
+    }
+    assert_eq!(seen, 19, "every peer fixture is checked");
+}
+
+#[test]
+fn the_subset_fixture_keeps_its_istio_names_and_steps() {
+    let (file, text) = fixture("argo-rollouts__istio-subset-split.yaml");
+    let report = run(&[(&file, &text)]);
+    let r = &report.rollouts[0];
+    assert!(r.plan.as_deref().is_some_and(|p| p.starts_with(&format!(
+        "# converted by `tidegate convert` from {file} (Rollout"
+    ))));
+    let plan = plan_of(r);
+    assert_eq!(plan.service, "istio-subset-split");
+    assert_eq!(plan.virtual_service, "istio-subset-split-vsvc");
+    assert_eq!(plan.destination_rule, "istio-subset-split-destrule");
+    assert_eq!(plan.routes, vec!["primary".to_string()]);
+    assert_eq!(
+        (plan.stable.as_str(), plan.canary.as_str()),
+        ("stable", "canary")
+    );
+    assert_eq!(plan.steps, vec![Step::SetWeight(10), Step::Pause(None)]);
+    assert!(report.complete());
+}
+
+const ARGO: &str = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-rate}
+spec:
+  metrics:
+  - name: success-rate
+    interval: 1m
+    failureLimit: 2
+    successCondition: result[0] >= 0.95
+    provider:
+      prometheus:
+        address: http://prometheus:9090
+        query: sum(rate(istio_requests_total{destination_service_name="{{ service }}",response_code!~"5.*"}[5m]))
+  - name: errors
+    successCondition: result[0] < 0.1
+    provider:
+      prometheus:
+        query: sum(rate(errors_total[5m]))
+  - name: datadog
+    successCondition: result < 1
+    provider:
+      datadog: {query: "avg:errors"}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: shop, namespace: prod}
+spec:
+  replicas: 3
+  strategy:
+    canary:
+      trafficRouting:
+        istio:
+          virtualService: {name: shop-vs, routes: [primary]}
+          destinationRule: {name: shop-dr, stableSubsetName: v1, canarySubsetName: v2}
+      steps:
+      - setWeight: 10
+      - pause: {duration: 1m}
+      - analysis:
+          templates: [{templateName: success-rate}]
+      - setHeaderRoute:
+          name: beta
+          match: [{headerName: x-beta, headerValue: {exact: "yes"}}]
+      - setMirrorRoute:
+          name: mirror
+          percentage: 30
+          match: [{method: {exact: GET}}]
+      - setWeight: 50
+      - pause: {}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: shop-dr}
+spec:
+  host: shop.prod.svc.cluster.local
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"#;
+
+#[test]
+fn an_argo_subset_rollout_converts_exactly() {
+    let report = run(&[("shop.yaml", ARGO)]);
+    let r = &report.rollouts[0];
+    let plan = plan_of(r);
+    let header = HeaderRoute {
+        headers: BTreeMap::from([("x-beta".to_string(), StringMatch::Exact("yes".into()))]),
+    };
+    assert_eq!(
+        plan.steps,
+        vec![
+            Step::SetWeight(10),
+            Step::Pause(Some(Duration::from_secs(60))),
+            Step::Analyze(Duration::from_secs(60)),
+            Step::SetHeaderRoute(header),
+            Step::SetMirror(30),
+            Step::SetWeight(50),
+            Step::Pause(None),
+        ]
+    );
+    assert_eq!(plan.id.namespace, "prod");
+    assert_eq!(plan.service, "shop.prod.svc.cluster.local");
+    assert_eq!((plan.stable.as_str(), plan.canary.as_str()), ("v1", "v2"));
+    assert_eq!(plan.analysis.interval, Duration::from_secs(60));
+    assert_eq!(
+        plan.analysis.failure_limit, 1,
+        "Argo's failureLimit counts the failures allowed (2 + 1), and `errors` allows none (0 + 1)"
+    );
+    let metrics: Vec<_> = plan
+        .analysis
+        .metrics
+        .iter()
+        .map(|m| (m.name.as_str(), m.min, m.max))
+        .collect();
+    assert_eq!(
+        metrics,
+        vec![
+            ("success-rate", Some(0.95), None),
+            ("errors", None, Some(0.1))
+        ]
+    );
+    assert!(
+        matches!(&plan.analysis.metrics[0].source, MetricSource::Query(q) if q.contains("{{ service }}"))
+    );
+    assert!(has(r, "spec.replicas", "workload management"));
+    assert!(has(r, "steps[4].setMirrorRoute.match", "mirrors all"));
+    assert!(has(r, "spec.metrics[2].provider", "only Prometheus"));
+}
+
+#[test]
+fn argo_variables_and_conditions_tidegate_cannot_express_are_findings() {
+    let text = ARGO
+        .replace("result[0] < 0.1", "result[0] < 0.1 && result[0] > 0")
+        .replace("{{ service }}", "{{args.service-name}}");
+    let report = run(&[("shop.yaml", &text)]);
+    let r = &report.rollouts[0];
+    assert!(has(
+        r,
+        "shop.yaml: spec.metrics[0].provider.prometheus.query",
+        "{{ args.service-name }}"
+    ));
+    assert!(has(
+        r,
+        "spec.metrics[1].successCondition",
+        "is not `result[0] >= N`"
+    ));
+    let plan = plan_of(r);
+    assert!(
+        plan.analysis.metrics.is_empty(),
+        "{:?}",
+        plan.analysis.metrics
+    );
+}
+
+const FLAGGER: &str = r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {name: podinfo, port: 80}
+  analysis:
+    interval: 30s
+    threshold: 3
+    stepWeights: [5, 20, 50]
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+    - name: request-duration
+      thresholdRange: {max: 500}
+"#;
+
+#[test]
+fn flagger_step_weights_and_built_in_metrics_translate_but_host_splitting_blocks_the_plan() {
+    let report = run(&[("podinfo.yaml", FLAGGER)]);
+    let r = &report.rollouts[0];
+    assert!(r.plan.is_none());
+    assert!(has(r, "spec.service", HOST));
+    assert!(!report.complete());
+    assert_eq!(
+        r.spec["steps"],
+        json!([{"setWeight": 5}, {"analyze": "30s"}, {"setWeight": 20}, {"analyze": "30s"},
+               {"setWeight": 50}, {"analyze": "30s"}])
+    );
+    assert_eq!(r.spec["analysis"]["failureLimit"], json!(3));
+    assert_eq!(
+        r.spec["analysis"]["metrics"],
+        json!([{"name": "request-success-rate", "template": "istio-success-rate", "min": 99.0},
+               {"name": "request-duration", "template": "istio-latency-p99", "max": 500.0}])
+    );
+    assert_eq!(
+        (r.spec["service"].clone(), r.spec["virtualService"].clone()),
+        (json!("podinfo"), json!("podinfo"))
+    );
+}
+
+#[test]
+fn flagger_ab_testing_routes_by_header_and_metric_templates_become_queries() {
+    let text = FLAGGER
+        .replace("stepWeights: [5, 20, 50]", "iterations: 10\n    match: [{headers: {x-canary: {exact: insider}}}]")
+        .replace(
+            "    - name: request-duration\n      thresholdRange: {max: 500}",
+            "    - name: not-found\n      templateRef: {name: not-found-percentage}\n      thresholdRange: {max: 5}",
+        );
+    let template = r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {name: not-found-percentage}
+spec:
+  provider: {type: prometheus, address: http://prometheus:9090}
+  query: sum(rate(requests{code="404",app="{{ target }}",ns="{{ namespace }}"}[{{ interval }}]))
+"#;
+    let report = run(&[("podinfo.yaml", &text), ("templates.yaml", template)]);
+    let r = &report.rollouts[0];
+    assert_eq!(
+        r.spec["steps"],
+        json!([{"setHeaderRoute": {"headers": {"x-canary": {"exact": "insider"}}}}, {"analyze": "5m"}])
+    );
+    assert_eq!(
+        r.spec["analysis"]["metrics"][1],
+        json!({"name": "not-found", "max": 5.0,
+               "query": "sum(rate(requests{code=\"404\",app=\"{{ service }}\",ns=\"{{ namespace }}\"}[{{ interval }}]))"})
+    );
+}
+
+#[test]
+fn the_command_writes_one_plan_per_rollout_and_exits_1_when_a_source_produced_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (subset, _) = fixture("argo-rollouts__istio-subset-split.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["convert", &subset, "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run tidegate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(dir.path().join("default-istio-subset-split.yaml"))
+        .expect("plan written");
+    assert!(plan::parse_str("p.yaml", &written).findings.is_empty());
+    let (host, _) = fixture("argo-rollouts__rollout.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["convert", &host, "-o", "json"])
+        .output()
+        .expect("run tidegate");
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["rollouts"][0]["plan"], serde_json::Value::Null);
+}
+
+#[test]
+fn literal_argo_args_fill_template_queries() {
+    let text = ARGO.replace("{{ service }}", "{{args.service-name}}").replace(
+        "templates: [{templateName: success-rate}]",
+        "templates: [{templateName: success-rate}]\n          args: [{name: service-name, value: shop}]",
+    );
+    let report = run(&[("shop.yaml", &text)]);
+    let plan = plan_of(&report.rollouts[0]);
+    let MetricSource::Query(q) = &plan.analysis.metrics[0].source else {
+        panic!("a query: {:?}", plan.analysis.metrics[0]);
+    };
+    assert!(q.contains("destination_service_name=\"shop\""), "{q}");
+}
+
+#[test]
+fn a_flagger_canary_given_with_its_metric_template_gets_the_query_with_its_variables() {
+    let (canary, canary_text) = fixture("flagger__test-canary.sh__canary-ab-testing.yaml");
+    let (template, template_text) = fixture("flagger__test-canary.sh__latency-metrictemplate.yaml");
+    let report = run(&[(&canary, &canary_text), (&template, &template_text)]);
+    let r = &report.rollouts[0];
+    assert!(!has(r, "templateRef", ""), "{:#?}", r.findings);
+    let latency = &r.spec["analysis"]["metrics"][1];
+    assert_eq!(latency["max"], json!(500.0));
+    let query = latency["query"].as_str().expect("a query");
+    assert!(query.contains("reporter=\"destination\""), "{query}");
+    assert!(!query.contains("variables."), "{query}");
+    assert_eq!(
+        r.spec["steps"][0]["setHeaderRoute"]["headers"]["cookie"],
+        json!({"regex": "^(.*?;)?(type=insider)(;.*)?$"})
+    );
+}
+
+#[test]
+fn the_convert_module_is_pure() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/convert");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).expect("src/convert") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read source");
+        let production = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for name in [
+            "tokio::",
+            "kube::",
+            "reqwest::",
+            "git2::",
+            "std::fs",
+            "std::net",
+            "anyhow",
+        ] {
+            assert!(
+                !production.contains(name),
+                "{} names {name}",
+                path.display()
+            );
+        }
+        assert!(
+            text.starts_with("//!"),
+            "{} starts without a module comment",
+            path.display()
+        );
+        files += 1;
+    }
+    assert!(files >= 4, "src/convert has its modules");
+}
+
+#[test]
+fn fields_without_a_place_in_a_plan_are_named() {
+    let text = ARGO
+        .replace(
+            "          destinationRule:",
+            "          mirrorRoutes: [x]\n          destinationRule:",
+        )
+        .replace(
+            "          templates: [{templateName: success-rate}]",
+            "          templates: [{templateName: success-rate}]\n          dryRun: [{metricName: errors}]",
+        )
+        .replace("      steps:", "      maxSurge: 1\n      steps:");
+    let report = run(&[("shop.yaml", &text)]);
+    let r = &report.rollouts[0];
+    plan_of(r);
+    assert!(has(r, "trafficRouting.istio.mirrorRoutes", "no equivalent"));
+    assert!(has(r, "steps[2].analysis.dryRun", "no equivalent"));
+    assert!(has(r, "spec.strategy.canary.maxSurge", "no equivalent"));
+    let blue_green = FLAGGER.replace("stepWeights: [5, 20, 50]", "iterations: 4");
+    let report = run(&[("podinfo.yaml", &blue_green)]);
+    let r = &report.rollouts[0];
+    assert_eq!(r.spec["steps"], json!([{"analyze": "2m"}]));
+    assert!(has(r, "spec.analysis.iterations", "blue/green"));
+}
+
+#[test]
+fn converted_fixture_plans_lint_clean_against_the_fixtures_manifests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "argo-rollouts__istio-subset-split.yaml",
+        "argo-rollouts__istio-subset-split-single-route.yaml",
+    ] {
+        let (file, text) = fixture(name);
+        let report = run(&[(&file, &text)]);
+        let plan = report.rollouts[0].plan.as_deref().expect("a plan");
+        let plan_path = dir.path().join(format!("{name}.plan.yaml"));
+        std::fs::write(&plan_path, plan).expect("write plan");
+        let lint =
+            tidegate::cli::lint::lint(&[file.clone().into(), plan_path], "default").expect("lint");
+        assert_eq!(lint.plans.len(), 1, "{name}");
+        assert_eq!(
+            lint.errors, 0,
+            "{name}: {:#?} {:#?}",
+            lint.findings, lint.plan_findings
+        );
+    }
+}
