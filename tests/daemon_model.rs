@@ -268,6 +268,12 @@ fn check(w: &World, m: &Model, status: Option<&Status>, ev: &Ev) -> Result<(), T
             s.phase.is_terminal()
                 || s.phase == Phase::Pending
                 || s.release.as_ref().is_some_and(|r| r.stable == subset)
+                // Nothing written in this release yet (say paused before it started): traffic
+                // on a subset of neither its stable nor its canary is left from before it.
+                || (s.route == tidegate::rollout::RouteState::all_stable()
+                    && s.release
+                        .as_ref()
+                        .is_some_and(|r| r.stable != subset && r.canary != subset))
         })
     };
     for (subset, weight) in &split {
@@ -449,6 +455,13 @@ fn the_guard_is_the_revision_that_runs() {
         vec![Ev::NewRelease, Ev::Typo],
         vec![Ev::NewRelease, Ev::Remove, Ev::Typo],
         vec![Ev::NewRelease, Ev::Restart, Ev::Restart, Ev::Typo],
+        vec![
+            Ev::Control("promote"),
+            Ev::DropCanarySubset,
+            Ev::NewRelease,
+            Ev::NewRelease,
+            Ev::Control("pause"),
+        ],
     ] {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
