@@ -44,6 +44,28 @@ fn vs_versions(w: &World) -> usize {
         .len()
 }
 
+/// A daemon that has promoted v1 → v2 (SHORT steps), and the VirtualService's version count.
+fn promoted() -> (World, Daemon, usize) {
+    let w = world(
+        &["production", "tidegate"],
+        &[(FILE, plan("orders-svc", "v1", "v2", SHORT, "interval: 1s"))],
+    );
+    let d = w.start_daemon("solo", "");
+    wait_promoted(&w, &d);
+    let versions = vs_versions(&w);
+    (w, d, versions)
+}
+
+/// A daemon whose rollout of `text` waits at its `pause: {}` at 20 %.
+fn paused_at_twenty(text: String) -> (World, Daemon) {
+    let w = world(&["production", "tidegate"], &[(FILE, text)]);
+    let d = w.start_daemon("solo", "");
+    d.wait_for("the pause at 20 %", Duration::from_secs(60), || {
+        phase(&d, ID) == "Paused" && weight_of(&w.virtual_service(), "primary", "v2") == Some(20)
+    });
+    (w, d)
+}
+
 /// Wait until v1 → v2 is promoted: the primary route sends to v2 alone.
 fn wait_promoted(w: &World, d: &Daemon) {
     d.wait_for("v2 promoted", Duration::from_secs(60), || {
@@ -70,13 +92,7 @@ fn assert_no_write_for(w: &World, versions: usize, secs: u64, what: &str) {
 
 #[test]
 fn editing_a_finished_plan_moves_no_traffic() {
-    let w = world(
-        &["production", "tidegate"],
-        &[(FILE, plan("orders-svc", "v1", "v2", SHORT, "interval: 1s"))],
-    );
-    let d = w.start_daemon("solo", "");
-    wait_promoted(&w, &d);
-    let versions = vs_versions(&w);
+    let (w, d, versions) = promoted();
 
     let edit = plan("orders-svc", "v1", "v2", SHORT, "interval: 2s");
     let commit = push_file(&w.repos.clone, FILE, Some(&edit), "slower analysis");
@@ -97,11 +113,7 @@ fn editing_a_finished_plan_moves_no_traffic() {
 #[test]
 fn a_typo_mid_rollout_holds_the_rollout_and_abort_still_works() {
     let good = plan("orders-svc", "v1", "v2", PAUSED, "interval: 1s");
-    let w = world(&["production", "tidegate"], &[(FILE, good.clone())]);
-    let d = w.start_daemon("solo", "");
-    d.wait_for("the pause at 20 %", Duration::from_secs(60), || {
-        phase(&d, ID) == "Paused" && weight_of(&w.virtual_service(), "primary", "v2") == Some(20)
-    });
+    let (w, d) = paused_at_twenty(good.clone());
 
     // A bad indent: the file no longer parses. The rollout stays, held, at 20 %.
     let typo = good.replace("  stable: v1", " stable: v1");
@@ -182,13 +194,7 @@ fn destination_rule(subsets: &[&str]) -> Value {
 
 #[test]
 fn a_new_release_waits_for_its_subset_and_then_starts_from_the_live_route() {
-    let w = world(
-        &["production", "tidegate"],
-        &[(FILE, plan("orders-svc", "v1", "v2", SHORT, "interval: 1s"))],
-    );
-    let d = w.start_daemon("solo", "");
-    wait_promoted(&w, &d);
-    let versions = vs_versions(&w);
+    let (w, d, versions) = promoted();
 
     // v2 → v3, but the DestinationRule has no subset v3 yet: preflight holds the new release.
     let next = plan("orders-svc", "v2", "v3", SHORT, "interval: 1s");
@@ -241,14 +247,7 @@ fn a_new_release_waits_for_its_subset_and_then_starts_from_the_live_route() {
 
 #[test]
 fn a_second_plan_on_the_same_route_is_refused_visibly() {
-    let w = world(
-        &["production", "tidegate"],
-        &[(FILE, plan("orders-svc", "v1", "v2", PAUSED, "interval: 1s"))],
-    );
-    let d = w.start_daemon("solo", "");
-    d.wait_for("the pause at 20 %", Duration::from_secs(60), || {
-        phase(&d, ID) == "Paused" && weight_of(&w.virtual_service(), "primary", "v2") == Some(20)
-    });
+    let (w, d) = paused_at_twenty(plan("orders-svc", "v1", "v2", PAUSED, "interval: 1s"));
     let versions = vs_versions(&w);
 
     let copy = plan("orders-svc-copy", "v1", "v2", PAUSED, "interval: 1s");

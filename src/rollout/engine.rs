@@ -538,7 +538,7 @@ impl<'p> Machine<'p> {
                 stable: !present.contains(&self.plan.stable),
                 canary: !present.contains(&self.plan.canary),
             },
-            None => obs.missing_subsets,
+            None => MissingSubsets::default(),
         }
     }
 

@@ -34,6 +34,17 @@ fn round(outcome: Outcome) -> Observation {
     }
 }
 
+/// The DestinationRule's subsets (v1 to v3) without `missing`.
+fn present_without(missing: &str) -> Option<std::collections::BTreeSet<String>> {
+    Some(
+        ["v1", "v2", "v3"]
+            .into_iter()
+            .filter(|s| *s != missing)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 fn control(action: ControlAction) -> Observation {
     Observation {
         read_back: ReadBack::Verified,
@@ -142,7 +153,7 @@ impl Life {
             // The mesh is as it was: only the read-back confirms the change.
             d = self.decide(&Observation {
                 read_back: ReadBack::Verified,
-                missing_subsets: obs.missing_subsets,
+                present_subsets: obs.present_subsets.clone(),
                 canary_elsewhere: obs.canary_elsewhere.clone(),
                 ..Observation::default()
             });
@@ -396,7 +407,7 @@ fn removing_a_finished_plan_clears_leftover_routes() {
 fn a_canary_subset_that_disappears_is_rolled_back() {
     let mut life = Life::at_ten_percent();
     let mut obs = round(Outcome::Pass);
-    obs.missing_subsets.canary = true;
+    obs.present_subsets = present_without("v2");
     life.after(10, obs);
     let s = life.status();
     assert_eq!(s.phase, Phase::RolledBack);
@@ -411,7 +422,7 @@ fn a_canary_subset_that_disappears_is_rolled_back() {
 fn a_stable_subset_that_disappears_holds_and_refuses_promote() {
     let mut life = Life::at_ten_percent();
     let mut obs = control(ControlAction::Promote);
-    obs.missing_subsets.stable = true;
+    obs.present_subsets = present_without("v1");
     life.after(90, obs);
     let s = life.status();
     assert_eq!(s.phase, Phase::Progressing);
@@ -425,7 +436,7 @@ fn an_abort_while_the_stable_subset_is_missing_waits_for_it() {
     let mut life = Life::at_ten_percent();
     life.effects.clear();
     let mut obs = control(ControlAction::Abort);
-    obs.missing_subsets.stable = true;
+    obs.present_subsets = present_without("v1");
     life.after(10, obs);
     let s = life.status();
     assert_eq!(s.phase, Phase::RollingBack, "{}", s.reason);
@@ -437,14 +448,14 @@ fn an_abort_while_the_stable_subset_is_missing_waits_for_it() {
     assert!(!life.moved_traffic(), "{:?}", life.effects);
     // Still missing a round later: still waiting, still not claiming stable.
     let mut still = round(Outcome::Pass);
-    still.missing_subsets.stable = true;
+    still.present_subsets = present_without("v1");
     life.after(30, still);
     assert_eq!(life.status().phase, Phase::RollingBack);
     assert_eq!(life.weight(), 10);
     // An operator sends everything to the canary meanwhile: tidegate does not undo it.
     life.effects.clear();
     let mut fixed = round(Outcome::Pass);
-    fixed.missing_subsets.stable = true;
+    fixed.present_subsets = present_without("v1");
     fixed.read_back = ReadBack::Drifted {
         actual: RouteState::all_canary(),
         detail: "edited by hand".into(),

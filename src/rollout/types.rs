@@ -182,11 +182,9 @@ pub struct Observation {
     pub held_by: Option<String>,
     /// Roll back now, for this reason (the plan was removed).
     pub roll_back: Option<String>,
-    /// The plan's subsets the DestinationRule lacks now.
-    pub missing_subsets: MissingSubsets,
-    /// The subsets the DestinationRule defines, as last checked (`None`: not known). When
-    /// known, the engine judges the plan it runs against them itself (the observation may have
-    /// been made for another revision); `missing_subsets` is used otherwise.
+    /// The subsets the DestinationRule defines, as last checked (`None`: not known yet). The
+    /// engine judges the plan it runs against them itself: the observation may have been made
+    /// for another revision.
     pub present_subsets: Option<std::collections::BTreeSet<String>>,
     /// Routes the plan does not manage that still send to the canary (labels, e.g. `"beta"`).
     pub canary_elsewhere: Vec<String>,
