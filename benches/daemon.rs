@@ -749,6 +749,7 @@ async fn breach_to_rollback() {
                 ("v2".to_owned(), "v2".to_owned()),
             ]
             .into(),
+            by_host: false,
             rps: 100.0,
             header_share: 0.0,
         },

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tidegate::lab::run::{self, LabOptions, LabOutcome, Scenario};
+use tidegate::plan::Split;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -20,6 +21,10 @@ fn require_prometheus() {
 }
 
 fn lab(scenario: Scenario, kill_at_step: Option<usize>) -> LabOutcome {
+    lab_split(scenario, kill_at_step, Split::Subset)
+}
+
+fn lab_split(scenario: Scenario, kill_at_step: Option<usize>, split: Split) -> LabOutcome {
     require_prometheus();
     let _guard = ONE_AT_A_TIME
         .lock()
@@ -33,6 +38,7 @@ fn lab(scenario: Scenario, kill_at_step: Option<usize>) -> LabOutcome {
         verbose: true,
         kill_at_step,
         kill_delay: Duration::from_millis(300),
+        split,
         ..LabOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,4 +152,31 @@ fn a_canary_subset_deleted_mid_rollout_is_rolled_back() {
     assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
     assert_eq!(o.final_phase, "RolledBack");
     assert_eq!(o.weights_seen.last(), Some(&0));
+}
+
+/// The same loop with a plan that splits between two Services (Flagger's and Argo Rollouts'
+/// host-level model): promoted when healthy, rolled back when faulty, the live route read by
+/// host (`canary_weight` in the lab follows the canary Service).
+#[test]
+fn a_host_level_split_is_promoted_and_rolled_back_as_a_subset_split_is() {
+    let o = lab_split(Scenario::Healthy, None, Split::Host);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "Succeeded");
+    assert_eq!(o.weights_seen.last(), Some(&100));
+    assert!(
+        o.weights_seen.contains(&10) && o.weights_seen.contains(&50),
+        "{:?}",
+        o.weights_seen
+    );
+    let o = lab_split(Scenario::Faulty, None, Split::Host);
+    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
+    assert_eq!(o.final_phase, "RolledBack");
+    assert_eq!(o.weights_seen.last(), Some(&0));
+    assert!(
+        o.timeline
+            .iter()
+            .any(|l| l.contains("RolledBack") && l.contains(" Fail value=")),
+        "{}",
+        o.timeline.join("\n")
+    );
 }

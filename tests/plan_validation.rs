@@ -630,7 +630,14 @@ fn readme_and_lab_plans_use_the_statistical_judge() {
     let end = start + readme[start..].find("```").expect("end of block");
     for (name, text) in [
         ("README.md", readme[start..end].to_string()),
-        ("lab", tidegate::lab::run::lab_plan(false)),
+        (
+            "lab",
+            tidegate::lab::run::lab_plan(false, plan::Split::Subset),
+        ),
+        (
+            "lab (hosts)",
+            tidegate::lab::run::lab_plan(false, plan::Split::Host),
+        ),
     ] {
         let parsed = plan::parse_str(name, &text);
         assert!(parsed.findings.is_empty(), "{name}: {:?}", parsed.findings);

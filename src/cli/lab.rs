@@ -23,6 +23,12 @@ pub struct LabArgs {
     /// Canary error rate, 0..1 (the faulty scenario uses at least 0.05).
     #[arg(long, default_value_t = 0.0)]
     pub canary_error_rate: f64,
+    /// How the lab's plan splits traffic: `subset` (v1/v2 of orders-svc, a DestinationRule) or
+    /// `host` (the Services orders-svc-primary and orders-svc-canary, as Flagger and Argo
+    /// Rollouts' host-level mode do). The releases, plan-typo and mesh-break scenarios edit
+    /// subsets and need `subset`.
+    #[arg(long, value_enum, default_value_t = SplitArg::Subset)]
+    pub split: SplitArg,
     /// Give up on a scenario after this many seconds.
     #[arg(long, default_value_t = 180)]
     pub timeout: u64,
@@ -37,6 +43,22 @@ pub struct LabArgs {
     /// of the timeline as it happens.
     #[arg(short, long, value_enum, default_value_t = super::Format::Text, requires = "scenario")]
     pub output: super::Format,
+}
+
+/// `--split`: the plan's traffic model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitArg {
+    Subset,
+    Host,
+}
+
+impl From<SplitArg> for crate::plan::Split {
+    fn from(s: SplitArg) -> Self {
+        match s {
+            SplitArg::Subset => crate::plan::Split::Subset,
+            SplitArg::Host => crate::plan::Split::Host,
+        }
+    }
 }
 
 /// A scenario's outcome, for `-o json|yaml`.
@@ -207,6 +229,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
         verbose: args.output == super::Format::Text,
         kill_at_step: args.kill_at_step,
         kill_delay: Duration::from_millis(args.kill_delay_ms),
+        split: args.split.into(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

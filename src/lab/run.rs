@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::kube_emulator::{self, EmulatorConfig, EmulatorHandle};
 use super::{prometheus, remote, traffic};
+use crate::plan::Split;
 
 /// The unattended runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,12 +53,12 @@ impl Scenario {
         }
     }
 
-    /// The canary subset of the last release.
-    fn final_canary(self) -> &'static str {
-        if self == Scenario::Releases {
-            "v4"
-        } else {
-            "v2"
+    /// The canary subset (or host) of the last release.
+    fn final_canary(self, split: Split) -> &'static str {
+        match (self, split) {
+            (_, Split::Host) => HOST_CANARY,
+            (Scenario::Releases, _) => "v4",
+            _ => "v2",
         }
     }
 
@@ -109,6 +110,9 @@ pub struct LabOptions {
     pub kill_at_step: Option<usize>,
     /// ...and this much later (random points inside a step).
     pub kill_delay: Duration,
+    /// How the lab's plan splits: subsets v1/v2 of one Service, or the Services
+    /// orders-svc-primary/orders-svc-canary (the staged scenarios need subsets).
+    pub split: Split,
 }
 
 impl Default for LabOptions {
@@ -123,6 +127,7 @@ impl Default for LabOptions {
             verbose: true,
             kill_at_step: None,
             kill_delay: Duration::ZERO,
+            split: Split::Subset,
         }
     }
 }
@@ -152,6 +157,8 @@ pub enum LabError {
     },
     #[error("failed to run `tidegate {args}`: {message}")]
     Control { args: String, message: String },
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What a scenario ended with.
@@ -178,15 +185,28 @@ impl LabOutcome {
 const NAMESPACE: &str = "production";
 const NAME: &str = "orders-svc";
 const MANIFESTS: &str = include_str!("../../examples/orders-svc/manifests/orders-svc.yaml");
+/// The same service split by host: a VirtualService to orders-svc-primary and two Services.
+const HOST_MANIFESTS: &str = include_str!("hosts.yaml");
+/// The stable and canary Services of the host-level lab.
+const HOST_STABLE: &str = "orders-svc-primary";
+const HOST_CANARY: &str = "orders-svc-canary";
 
-/// The lab's plan: the reference rollout with intervals short enough to watch.
-pub fn lab_plan(with_pause: bool) -> String {
+/// The lab's plan: the reference rollout with intervals short enough to watch; split by subset
+/// or by host.
+pub fn lab_plan(with_pause: bool, split: Split) -> String {
     let pause = if with_pause {
         "    - pause: {}              # push `Tidegate: resume production/orders-svc`\n"
     } else {
         ""
     };
-    LAB_PLAN.replace("    # PAUSE\n", pause)
+    let plan = LAB_PLAN.replace("    # PAUSE\n", pause);
+    match split {
+        Split::Subset => plan,
+        Split::Host => plan.replace(
+            "  stable: v1\n  canary: v2\n",
+            &format!("  stable: {{host: {HOST_STABLE}}}\n  canary: {{host: {HOST_CANARY}}}\n"),
+        ),
+    }
 }
 
 const LAB_PLAN: &str = r#"# The lab's rollout: edit, commit and push to see tidegate act.
@@ -315,22 +335,22 @@ impl Drop for Daemon {
     }
 }
 
-/// Canary weight of the managed (`primary`) route in a VirtualService.
+/// Canary weight of the managed (`primary`) route in a VirtualService; `canary` is a subset,
+/// or a host for a host-level split.
 fn canary_weight(vs: &Value, canary: &str) -> Option<u8> {
     let routes = vs.pointer("/spec/http")?.as_array()?;
     let primary = routes
         .iter()
         .find(|r| r.get("name").and_then(Value::as_str) == Some("primary"))?;
     let dests = primary.get("route")?.as_array()?;
+    let is_canary =
+        |d: &Value| d.get("destination").map(traffic::backend_of).as_deref() == Some(canary);
     if dests.len() == 1 {
-        let subset = dests[0]
-            .pointer("/destination/subset")
-            .and_then(Value::as_str)?;
-        return Some(if subset == canary { 100 } else { 0 });
+        return Some(if is_canary(&dests[0]) { 100 } else { 0 });
     }
     dests
         .iter()
-        .find(|d| d.pointer("/destination/subset").and_then(Value::as_str) == Some(canary))
+        .find(|d| is_canary(d))
         .and_then(|d| d.get("weight").and_then(Value::as_u64))
         .and_then(|w| u8::try_from(w).ok())
 }
@@ -349,6 +369,8 @@ fn has_tidegate_route(vs: &Value) -> bool {
 
 struct Lab {
     dir: PathBuf,
+    /// The canary subset, or Service for a host-level split.
+    canary: &'static str,
     emulator: Arc<EmulatorHandle>,
     repos: remote::LabRepos,
     api: String,
@@ -382,7 +404,11 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
     .await?;
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests).map_err(io)?;
-    std::fs::write(manifests.join("orders-svc.yaml"), MANIFESTS).map_err(io)?;
+    let text = match opts.split {
+        Split::Subset => MANIFESTS,
+        Split::Host => HOST_MANIFESTS,
+    };
+    std::fs::write(manifests.join("orders-svc.yaml"), text).map_err(io)?;
     emulator.load_paths(&[manifests], NAMESPACE)?;
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).map_err(io)?;
@@ -399,11 +425,6 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
             NAME,
         )
     });
-    let versions: BTreeMap<String, String> = [
-        ("v1".to_owned(), "v1".to_owned()),
-        ("v2".to_owned(), "v2".to_owned()),
-    ]
-    .into();
     let dr_emulator = emulator.clone();
     let read_dr: traffic::DrReader = Arc::new(move || {
         dr_emulator.get(
@@ -413,19 +434,30 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
             NAME,
         )
     });
+    let (stable, canary) = match opts.split {
+        Split::Subset => ("v1", "v2"),
+        Split::Host => (HOST_STABLE, HOST_CANARY),
+    };
+    let versions: BTreeMap<String, String> = [
+        (stable.to_owned(), "v1".to_owned()),
+        (canary.to_owned(), "v2".to_owned()),
+    ]
+    .into();
     let simulator = traffic::start_with_mesh(
         traffic::SimConfig {
             namespace: NAMESPACE.into(),
             service: NAME.into(),
             virtual_service: NAME.into(),
-            stable_subset: "v1".into(),
-            canary_subset: "v2".into(),
+            stable_subset: stable.into(),
+            canary_subset: canary.into(),
             versions,
+            by_host: opts.split == Split::Host,
             rps: opts.rps,
             header_share: 0.05,
         },
         read_vs,
-        Some(read_dr),
+        // A host-level split has no DestinationRule: the two Services are the backends.
+        (opts.split == Split::Subset).then_some(read_dr),
         stop_rx,
     )
     .await?;
@@ -454,7 +486,7 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
                 PLAN_PATH,
                 match opts.scenario {
                     Some(s) if s.staged() => release_plan("v1", "v2"),
-                    _ => lab_plan(with_pause),
+                    _ => lab_plan(with_pause, opts.split),
                 },
             ),
             (
@@ -489,6 +521,7 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
         .build()
         .map_err(|e| LabError::Traffic(traffic::TrafficError::Client(e.to_string())))?;
     Ok(Lab {
+        canary,
         api: format!("http://127.0.0.1:{listen_port}"),
         dir,
         emulator,
@@ -541,6 +574,13 @@ fn control(lab: &Lab, binary: &Path, action: &str, message: &str) -> Result<(), 
 pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     // The lab's HTTP clients use rustls with the ring provider (one provider per process).
     crate::notify::ensure_crypto_provider();
+    if opts.split == Split::Host
+        && let Some(s) = opts.scenario.filter(|s| s.staged())
+    {
+        return Err(LabError::Unsupported(format!(
+            "the {s:?} scenario edits DestinationRule subsets, so it runs with `--split subset` only"
+        )));
+    }
     let mut lab = setup(&opts).await?;
     let Some(scenario) = opts.scenario else {
         interactive(&mut lab).await;
@@ -605,7 +645,7 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
         let running = st
             .pointer("/release/canary")
             .and_then(Value::as_str)
-            .unwrap_or(scenario.final_canary());
+            .unwrap_or(scenario.final_canary(opts.split));
         let live_weight = vs
             .as_ref()
             .and_then(|v| canary_weight(v, running))
@@ -729,7 +769,7 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     );
     let live = vs
         .as_ref()
-        .and_then(|v| canary_weight(v, scenario.final_canary()));
+        .and_then(|v| canary_weight(v, scenario.final_canary(opts.split)));
     let want_weight = if scenario.expected() == "Succeeded" {
         100
     } else {
@@ -753,7 +793,7 @@ pub async fn run(opts: LabOptions) -> Result<LabOutcome, LabError> {
     let weights_seen: Vec<u8> = history
         .iter()
         .skip(1)
-        .filter_map(|e| canary_weight(&e.object, scenario.final_canary()))
+        .filter_map(|e| canary_weight(&e.object, scenario.final_canary(opts.split)))
         .collect();
     let allowed = [0u8, 10, 50, 100];
     for w in &weights_seen {
@@ -849,8 +889,9 @@ $EDITOR rollouts/orders-svc.yaml            # change the steps, or the canary\n 
 git commit -am 'Canary v2 for orders-svc' && git push\n  \
 git commit --allow-empty -m 'Hold' -m 'Tidegate: pause production/orders-svc' && git push\n  \
 tidegate status --repo {url}\n  \
-tidegate lab set v2 --errors 10% --latency 200ms --dir {dir}   # change a subset's behaviour\n\n\
+tidegate lab set {canary} --errors 10% --latency 200ms --dir {dir}   # change the canary's behaviour\n\n\
 The rollout in the seed starts right away. Ctrl-C stops everything.\n",
+        canary = lab.canary,
         dir = lab.dir.display(),
         clone = lab.repos.clone.display(),
         api = lab.api,

@@ -209,9 +209,10 @@ pub fn subsets_of(dr: &Value) -> BTreeMap<String, String> {
 pub struct SimRoute {
     /// Alternatives; each a set of header conditions that must all hold. Empty: matches all.
     pub matches: Vec<Vec<(String, HeaderCondition)>>,
-    /// `(subset, weight)`.
+    /// `(backend, weight)`: a backend is the destination's subset, or its host's short name
+    /// when it has no subset (a host-level split).
     pub destinations: Vec<(String, u32)>,
-    /// `(subset, percent)`.
+    /// `(backend, percent)`.
     pub mirror: Option<(String, f64)>,
 }
 
@@ -270,11 +271,7 @@ pub fn routes_of(vs: &Value) -> Vec<SimRoute> {
                     let n = ds.len();
                     ds.iter()
                         .map(|d| {
-                            let subset = d
-                                .pointer("/destination/subset")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned();
+                            let subset = d.get("destination").map(backend_of).unwrap_or_default();
                             let default = if n == 1 { 100 } else { 0 };
                             let w = d
                                 .get("weight")
@@ -285,16 +282,13 @@ pub fn routes_of(vs: &Value) -> Vec<SimRoute> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let mirror = r
-                .pointer("/mirror/subset")
-                .and_then(Value::as_str)
-                .map(|s| {
-                    let pct = r
-                        .pointer("/mirrorPercentage/value")
-                        .and_then(Value::as_f64)
-                        .unwrap_or(100.0);
-                    (s.to_owned(), pct)
-                });
+            let mirror = r.get("mirror").map(|m| {
+                let pct = r
+                    .pointer("/mirrorPercentage/value")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(100.0);
+                (backend_of(m), pct)
+            });
             SimRoute {
                 matches,
                 destinations,
@@ -302,6 +296,20 @@ pub fn routes_of(vs: &Value) -> Vec<SimRoute> {
             }
         })
         .collect()
+}
+
+/// The backend a destination object (`{host, subset?}`) names: its subset, else the short
+/// name of its host.
+pub fn backend_of(destination: &Value) -> String {
+    match destination.get("subset").and_then(Value::as_str) {
+        Some(subset) => subset.to_owned(),
+        None => {
+            let host = destination.get("host").and_then(Value::as_str);
+            host.and_then(|h| h.split('.').next())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    }
 }
 
 /// The route a request with `headers` takes (Istio: the first route whose match holds).
@@ -366,8 +374,12 @@ pub struct SimConfig {
     pub virtual_service: String,
     pub stable_subset: String,
     pub canary_subset: String,
-    /// Subset name → `version` label (from the DestinationRule).
+    /// Subset name → `version` label (from the DestinationRule); with `by_host`, Service →
+    /// the version its pods run.
     pub versions: BTreeMap<String, String>,
+    /// The backends are Services of their own (a host-level split): each one's requests carry
+    /// its name as `destination_service_name`.
+    pub by_host: bool,
     /// Requests per second.
     pub rps: f64,
     /// Share of requests carrying `x-canary: true`.
@@ -409,12 +421,13 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&self, reporter: &'static str, version: &str, code: String, ms: f64) {
+    fn record(&self, reporter: &'static str, backend: &str, version: &str, code: String, ms: f64) {
         let cfg = &self.cfg;
+        let service = if cfg.by_host { backend } else { &cfg.service };
         self.requests
             .get_or_create(&IstioLabels {
                 reporter,
-                destination_service_name: cfg.service.clone(),
+                destination_service_name: service.to_owned(),
                 destination_service_namespace: cfg.namespace.clone(),
                 destination_version: version.to_owned(),
                 destination_canonical_revision: version.to_owned(),
@@ -424,7 +437,7 @@ impl Recorder {
         self.durations
             .get_or_create(&DurationLabels {
                 reporter,
-                destination_service_name: cfg.service.clone(),
+                destination_service_name: service.to_owned(),
                 destination_service_namespace: cfg.namespace.clone(),
                 destination_version: version.to_owned(),
                 destination_canonical_revision: version.to_owned(),
@@ -620,12 +633,13 @@ impl Sender {
             // No such subset in the DestinationRule: Envoy answers 503 (NR) itself; only the
             // client's proxy reports it.
             self.recorder
-                .record("source", subset, "503".to_owned(), 0.0);
+                .record("source", subset, subset, "503".to_owned(), 0.0);
             return;
         };
         let url = format!("http://{}/{subset}", self.backend_addr);
         let client = self.client.clone();
         let recorder = self.recorder.clone();
+        let backend = subset.to_owned();
         tokio::spawn(async move {
             let started = Instant::now();
             let code = match client.get(&url).send().await {
@@ -633,7 +647,7 @@ impl Sender {
                 Err(_) => "503".to_owned(),
             };
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            recorder.record("destination", &version, code, ms);
+            recorder.record("destination", &backend, &version, code, ms);
         });
     }
 }
