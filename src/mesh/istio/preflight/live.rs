@@ -194,6 +194,11 @@ pub fn referenced_namespaces(objects: &[Value], targets: &[Target]) -> BTreeSet<
         let ns = t.rollout.namespace.as_str();
         out.insert(ns.to_string());
         out.extend(host_namespace(&t.service, ns));
+        if t.split == crate::plan::Split::Host {
+            // The two Services a host-level split sends to.
+            out.extend(host_namespace(&t.stable, ns));
+            out.extend(host_namespace(&t.canary, ns));
+        }
         let find = |kind: &str, name: &str| {
             // Only the objects of that name are copied (into the `Object` the helpers read).
             objects
@@ -261,6 +266,23 @@ mod tests {
             canary: "v2".into(),
             split: crate::plan::Split::Subset,
         }
+    }
+
+    #[test]
+    fn a_host_level_split_lists_the_namespaces_of_its_two_services() {
+        let t = Target {
+            destination_rule: None,
+            stable: "orders-primary".into(),
+            canary: "orders-canary.canaries.svc.cluster.local".into(),
+            split: crate::plan::Split::Host,
+            ..target("shop", "orders")
+        };
+        // No VirtualService read yet: the plan alone names the canary's namespace.
+        let got = referenced_namespaces(&[], &[t]);
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            ["canaries".to_string(), "shop".to_string()]
+        );
     }
 
     #[test]
