@@ -464,3 +464,34 @@ fn a_host_level_plan_needs_its_two_services_and_no_destination_rule() {
         f[0]
     );
 }
+
+#[test]
+fn an_ingress_route_straight_to_the_stable_service_skips_a_host_level_split() {
+    let mesh = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "shop"},
+        "spec": {"hosts": ["podinfo"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "podinfo-primary"}}]}]}});
+    let ingress = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "public", "namespace": "shop"},
+        "spec": {"hosts": ["app.example.com"], "gateways": ["istio-system/public"],
+                 "http": [{"route": [{"destination": {"host": "podinfo-primary.shop.svc.cluster.local"}}]}]}});
+    let t = Target {
+        service: "podinfo".into(),
+        virtual_service: "podinfo".into(),
+        destination_rule: None,
+        stable: "podinfo-primary".into(),
+        canary: "podinfo-canary".into(),
+        split: tidegate::plan::Split::Host,
+        ..target()
+    };
+    let f = preflight::check_target(&objs(vec![mesh.clone(), ingress]), &t);
+    assert_eq!(codes_of(&f), vec![codes::INGRESS_BYPASS], "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Error);
+    assert_eq!(f[0].object.name, "public");
+    assert_eq!(f[0].field, "spec.http[0].route[0].destination");
+    assert!(f[0].hint.contains("spec.gateways"), "{}", f[0]);
+    // The same VirtualService bound to the gateway is the split itself: nothing to say.
+    let mut bound = mesh;
+    bound["spec"]["gateways"] = json!(["istio-system/public", "mesh"]);
+    assert!(preflight::check_target(&objs(vec![bound]), &t).is_empty());
+}

@@ -184,7 +184,7 @@ pub struct Bypass<'a> {
 }
 
 /// Whether `vs` names a gateway other than `mesh`.
-fn is_ingress(vs: &Object) -> bool {
+pub fn is_ingress(vs: &Object) -> bool {
     strings_at(&vs.value, "/spec/gateways")
         .iter()
         .any(|g| g != "mesh")

@@ -8,12 +8,13 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::destinations::{Bypass, bypass_finding, ingress_bypasses};
+use super::destinations::{Bypass, bypass_finding, destinations, ingress_bypasses, is_ingress};
 use super::gitops::{gitops_owner, ignore_snippet};
 use super::matching::analyze_http;
 use super::{Finding, Index, Object, ObjectRef, Severity, codes, hosts, mtls};
 use crate::mesh::Target;
 use crate::mesh::istio::routes::{self, is_tidegate_route_name, route_label};
+use crate::plan::Split;
 
 fn plan_ref(target: &Target) -> ObjectRef {
     ObjectRef {
@@ -210,6 +211,40 @@ fn check_bypass_and_mtls(
     for (f, hosts) in &shared.half_pairs {
         if hosts.contains(&service) {
             out.push(f.clone());
+        }
+    }
+    if target.split == Split::Host {
+        check_host_split_bypass(ix, target, out);
+    }
+}
+
+/// A host-level split happens in the sidecars that apply the plan's VirtualService; an ingress
+/// gateway route straight to the service or to the stable Service skips it, so gateway requests
+/// never reach the canary and its analysis sees none of them.
+fn check_host_split_bypass(ix: &Index<'_>, target: &Target, out: &mut Vec<Finding>) {
+    let ns = target.rollout.namespace.as_str();
+    let split = [&target.service, &target.stable].map(|h| hosts::qualify(h, ns));
+    for vs in ix
+        .virtual_services
+        .iter()
+        .copied()
+        .filter(|v| is_ingress(v))
+    {
+        if vs.name() == target.virtual_service && ix.ns(vs) == ns {
+            continue;
+        }
+        for d in destinations(vs) {
+            let fqdn = hosts::qualify(d.host(), ix.ns(vs));
+            if d.mirror || !d.field.starts_with("spec.http") || !split.contains(&fqdn) {
+                continue;
+            }
+            out.push(Finding::new(
+                codes::INGRESS_BYPASS,
+                ix.reference(vs),
+                d.field.clone(),
+                format!("this ingress route sends to {} directly, so the host-level split of VirtualService {ns}/{} (rollout {}) does not apply to gateway requests: none reach the canary {} through it", d.host(), target.virtual_service, target.rollout, target.canary),
+                format!("bind VirtualService {} to the gateway too (add it to spec.gateways), or let tidegate manage this route (name it in the plan's spec.routes)", target.virtual_service),
+            ).severity(Severity::Error));
         }
     }
 }
