@@ -308,6 +308,12 @@ fn assert_base_files(rootfs: &Path) {
     let data = std::fs::metadata(rootfs.join("var/lib/tidegate")).expect("data directory");
     assert_eq!((data.uid(), data.gid()), (65532, 65532), "data dir owner");
     assert_eq!(data.mode() & 0o7777, 0o750, "data dir mode");
+    let home = std::fs::metadata(rootfs.join("home/nonroot")).expect("home directory");
+    assert_eq!(
+        (home.uid(), home.mode() & 0o7777),
+        (65532, 0o750),
+        "home dir"
+    );
     let lib = std::fs::metadata(rootfs.join("var/lib")).expect("/var/lib");
     assert_eq!(lib.uid(), 0, "/var/lib stays root's");
     let tmp = std::fs::metadata(rootfs.join("tmp")).expect("/tmp");
