@@ -119,10 +119,11 @@ fn cargo(target_dir: &Path) -> Command {
     let kept: Vec<PathBuf> = std::env::split_paths(&path)
         .filter(|p| !p.starts_with(target_dir) && !p.to_string_lossy().contains("/toolchains/"))
         .collect();
-    match kept.is_empty() {
-        true => cmd.env_remove("LD_LIBRARY_PATH"),
-        false => cmd.env("LD_LIBRARY_PATH", std::env::join_paths(kept).expect("join")),
-    };
+    if kept.is_empty() {
+        cmd.env_remove("LD_LIBRARY_PATH");
+    } else {
+        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(kept).expect("join"));
+    }
     cmd
 }
 
