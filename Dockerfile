@@ -3,6 +3,9 @@
 #   docker build -t tidegate:0.1.0 .
 # The build stage runs scripts/build-release, the script the release is built with, which also
 # checks that the binary needs no loader and no shared library.
+# Without Docker or a registry to pull from: scripts/build-image builds this runtime stage
+# FROM scratch with buildah (deploy/image/Containerfile.scratch; Debian's CA bundle and zoneinfo
+# instead of distroless), and tests/image.rs builds that image and runs it with runc.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
