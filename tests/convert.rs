@@ -426,7 +426,7 @@ fn flagger_ab_testing_routes_by_header_and_metric_templates_become_queries() {
         .replace("stepWeights: [5, 20, 50]", "iterations: 10\n    match: [{headers: {x-canary: {exact: insider}}}]")
         .replace(
             "    - name: request-duration\n      thresholdRange: {max: 500}",
-            "    - name: not-found\n      templateRef: {name: not-found-percentage}\n      thresholdRange: {max: 5}",
+            "    - name: not-found\n      templateRef: {name: not-found-percentage}\n      interval: 2m\n      thresholdRange: {max: 5}",
         );
     let template = r#"
 apiVersion: flagger.app/v1beta1
@@ -445,7 +445,9 @@ spec:
     assert_eq!(
         r.spec["analysis"]["metrics"][1],
         json!({"name": "not-found", "max": 5.0,
-               "query": "sum(rate(requests{code=\"404\",app=\"{{ service }}\",ns=\"{{ namespace }}\"}[{{ interval }}]))"})
+               "query": "sum(rate(requests{code=\"404\",app=\"podinfo\",ns=\"{{ namespace }}\"}[2m]))"}),
+        "Flagger renders `{{ target }}` as the canary workload (targetRef.name) and \
+         `{{ interval }}` as the metric's interval"
     );
 }
 
@@ -585,6 +587,168 @@ fn converted_fixture_plans_lint_clean_against_the_fixtures_manifests() {
             lint.errors, 0,
             "{name}: {:#?} {:#?}",
             lint.findings, lint.plan_findings
+        );
+    }
+}
+
+const HOOKS: &str = r#"
+    webhooks:
+    - {name: gate, type: confirm-rollout, url: http://gate/approve}
+    - {name: smoke, type: pre-rollout, url: http://loadtester/, metadata: {cmd: "curl -s http://podinfo-canary/"}}
+    - {name: load, url: http://loadtester/, metadata: {cmd: "hey -z 1m http://podinfo-canary/"}}
+    - {name: step-gate, type: confirm-traffic-increase, url: http://gate/step}
+    - {name: promote-gate, type: confirm-promotion, url: http://gate/promote}
+    - {name: post, type: post-rollout, url: http://loadtester/post}
+    - {name: stop, type: rollback, url: http://gate/rollback}
+    - {name: Slack_Events, type: event, url: http://events/hook}
+"#;
+
+#[test]
+fn flagger_webhooks_map_to_pauses_and_a_channel_or_are_named_at_their_position() {
+    let text = format!("{FLAGGER}{HOOKS}");
+    let report = run(&[("podinfo.yaml", &text)]);
+    let r = &report.rollouts[0];
+    let steps = r.spec["steps"].as_array().expect("steps");
+    assert_eq!(
+        steps.first(),
+        Some(&json!({"pause": {}})),
+        "confirm-rollout"
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&json!({"pause": {}})),
+        "confirm-promotion"
+    );
+    assert_eq!(steps.len(), 8);
+    assert_eq!(r.spec["notify"], json!(["slack-events"]));
+    let hooks: Vec<(&str, &str)> = r
+        .findings
+        .iter()
+        .filter(|f| f.field.starts_with("spec.analysis.webhooks"))
+        .map(|f| (f.field.as_str(), f.message.as_str()))
+        .collect();
+    let wanted = [
+        (
+            "[0]",
+            "webhook gate (confirm-rollout) became a `pause: {}` first step: the rollout waits at 0 % for a `Tidegate: resume test/podinfo` commit (tidegate calls no approval URL; http://gate/approve is not consulted)",
+        ),
+        (
+            "[1]",
+            "webhook smoke (pre-rollout) has no equivalent: tidegate runs no tests before shifting traffic; run `curl -s http://podinfo-canary/` yourself",
+        ),
+        (
+            "[2]",
+            "webhook load (rollout) has no equivalent: load test: tidegate generates no traffic; run `hey -z 1m http://podinfo-canary/` yourself",
+        ),
+        (
+            "[3]",
+            "webhook step-gate (confirm-traffic-increase) has no equivalent: tidegate calls no approval URL before each weight increase; the closest is a `pause: {}` step before each `setWeight`",
+        ),
+        (
+            "[4]",
+            "webhook promote-gate (confirm-promotion) became a `pause: {}` last step",
+        ),
+        (
+            "[5]",
+            "webhook post (post-rollout) has no equivalent: tidegate runs nothing after a rollout",
+        ),
+        (
+            "[6]",
+            "webhook stop (rollback) has no equivalent: tidegate polls no URL for a rollback; the equivalent is an `abort` control commit (`tidegate abort test/podinfo -m WHY`)",
+        ),
+        (
+            "[7]",
+            "webhook Slack_Events (event): the plan notifies the channel `slack-events` (`notify: [slack-events]`); add it to the daemon configuration, with http://events/hook in the file: notifications: [{name: slack-events, kind: webhook, urlFile: /etc/tidegate/notify/slack-events-url}]",
+        ),
+    ];
+    assert_eq!(hooks.len(), wanted.len(), "{hooks:#?}");
+    for ((field, message), (index, start)) in hooks.iter().zip(wanted) {
+        assert_eq!(*field, format!("spec.analysis.webhooks{index}"));
+        assert!(
+            message.starts_with(start),
+            "{field}: {message}\nwanted: {start}"
+        );
+    }
+}
+
+#[test]
+fn argo_args_from_the_rollout_are_filled_and_run_time_values_are_named() {
+    let template = |arg: &str| {
+        ARGO.replace("{{ service }}", &format!("{{{{args.{arg}}}}}"))
+            .replace(
+                "spec:\n  metrics:",
+                "spec:\n  args: [{name: ns}, {name: app}, {name: hash}, {name: token, valueFrom: {secretKeyRef: {name: prom, key: token}}}, {name: image}, {name: bare}]\n  metrics:",
+            )
+            .replace(
+                "metadata: {name: shop, namespace: prod}",
+                "metadata: {name: shop, namespace: prod, labels: {app: shop-app}}",
+            )
+            .replace(
+                "templates: [{templateName: success-rate}]",
+                "templates: [{templateName: success-rate}]\n          args:\n          - {name: ns, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}\n          - {name: app, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['app']\"}}}\n          - {name: hash, valueFrom: {podTemplateHashValue: Latest}}\n          - {name: image, valueFrom: {fieldRef: {fieldPath: \"spec.template.spec.containers[0].image\"}}}",
+            )
+    };
+    let query_of = |arg: &str| {
+        let report = run(&[("shop.yaml", &template(arg))]);
+        let r = report.rollouts[0].clone();
+        let plan = plan_of(&r);
+        let query = plan
+            .analysis
+            .metrics
+            .iter()
+            .find(|m| m.name == "success-rate")
+            .map(|m| match &m.source {
+                MetricSource::Query(q) => q.clone(),
+                other => panic!("a query: {other:?}"),
+            });
+        (query, r)
+    };
+    let (q, _) = query_of("ns");
+    assert!(
+        q.expect("kept")
+            .contains("destination_service_name=\"{{ namespace }}\"")
+    );
+    let (q, _) = query_of("app");
+    assert!(
+        q.expect("kept")
+            .contains("destination_service_name=\"shop-app\"")
+    );
+    let field = "shop.yaml: spec.metrics[0].provider.prometheus.query";
+    for (arg, why) in [
+        (
+            "hash",
+            "the query uses `{{ args.hash }}`, and arg hash is `valueFrom.podTemplateHashValue: Latest`, the pod template hash Argo reads from the canary ReplicaSet at run time; tidegate fills in no values known only at run time and deploys no pods",
+        ),
+        (
+            "token",
+            "the query uses `{{ args.token }}`, and arg token is `valueFrom.secretKeyRef` (Secret prom, key token), read at run time",
+        ),
+        (
+            "image",
+            "the query uses `{{ args.image }}`, and arg image is `valueFrom.fieldRef: spec.template.spec.containers[0].image`, read from the live Rollout and not in the given files",
+        ),
+        (
+            "bare",
+            "the query uses `{{ args.bare }}`, and arg bare is declared without a value and given none by the Rollout: metric left out",
+        ),
+    ] {
+        let (q, r) = query_of(arg);
+        assert_eq!(q, None, "{arg}: the metric is left out");
+        let found: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.field.ends_with(field))
+            .collect();
+        assert_eq!(found.len(), 1, "{arg}: {:#?}", r.findings);
+        assert!(
+            found[0].message.starts_with(why),
+            "{arg}: {}",
+            found[0].message
+        );
+        assert!(
+            found[0].message.ends_with(": metric left out"),
+            "{}",
+            found[0].message
         );
     }
 }

@@ -47,13 +47,20 @@ pub(crate) fn convert<'a>(
         let field = format!("{CANARY}.analysis");
         gather(
             background,
+            &doc.value,
             &field,
             templates,
             &mut analysis,
             &mut draft.notes,
         );
     }
-    let steps = steps(canary, templates, &mut analysis, &mut draft.notes);
+    let steps = steps(
+        canary,
+        &doc.value,
+        templates,
+        &mut analysis,
+        &mut draft.notes,
+    );
     draft.spec.insert("steps".into(), Value::Array(steps));
     if !analysis.metrics.is_empty() {
         let mut a = Map::new();
@@ -189,6 +196,7 @@ fn virtual_service(istio: &Value, field: &str, draft: &mut Draft<'_>) {
 
 fn steps(
     canary: &Value,
+    rollout: &Value,
     templates: &Templates<'_>,
     analysis: &mut Analysis,
     notes: &mut Notes<'_>,
@@ -207,6 +215,7 @@ fn steps(
             "analysis" => {
                 gather(
                     body,
+                    rollout,
                     &format!("{field}.analysis"),
                     templates,
                     analysis,
@@ -281,22 +290,84 @@ fn mirror_route(body: &Value, field: &str, notes: &mut Notes<'_>) -> Option<Valu
     body.get("match").map(|_| json!({"setMirror": percentage}))
 }
 
-/// Literal `args` values (`{name, value}`) as query variables `args.<name>`.
-fn args(list: Option<&Value>) -> metrics::Vars {
+/// `args` (`{name, value}` or `{name, valueFrom}`) as query variables `args.<name>`. A
+/// `valueFrom` that the files answer (the Rollout's namespace, name, labels, annotations) is
+/// filled in; any other is a value Argo reads at run time, which tidegate cannot know.
+fn args(list: Option<&Value>, rollout: &Value) -> metrics::Vars {
     let list = list.and_then(Value::as_array).into_iter().flatten();
     list.filter_map(|a| {
-        Some((
-            format!("args.{}", str_at(a, &["name"])?),
-            str_at(a, &["value"])?.to_owned(),
-        ))
+        let name = str_at(a, &["name"])?;
+        let var = match (str_at(a, &["value"]), a.get("valueFrom")) {
+            (Some(value), _) => metrics::Var::Text(value.to_owned()),
+            (None, Some(from)) => value_from(name, from, rollout),
+            (None, None) => metrics::Var::Unknown(format!(
+                "and arg {name} is declared without a value and given none by the Rollout"
+            )),
+        };
+        Some((format!("args.{name}"), var))
     })
     .collect()
+}
+
+/// An arg's `valueFrom`, when the files answer it.
+fn value_from(name: &str, from: &Value, rollout: &Value) -> metrics::Var {
+    use metrics::Var::{Text, Unknown};
+    let runtime = "tidegate fills in no values known only at run time";
+    if let Some(hash) = str_at(from, &["podTemplateHashValue"]) {
+        let side = if hash == "Stable" { "stable" } else { "canary" };
+        return Unknown(format!(
+            "and arg {name} is `valueFrom.podTemplateHashValue: {hash}`, the pod template hash \
+             Argo reads from the {side} ReplicaSet at run time; {runtime} and deploys no pods \
+             (select the {side} by its Service with `{{{{ service }}}}` or by a subset label \
+             with `{{{{ {side}.<label> }}}}` instead)"
+        ));
+    }
+    if let Some(path) = str_at(from, &["fieldRef", "fieldPath"]) {
+        let meta = |key: &str| {
+            let (kind, rest) = path.split_once('[')?;
+            let key_name = rest.strip_suffix(']')?.trim_matches(['\'', '"']);
+            (kind == key).then_some(key_name)
+        };
+        let known = match path {
+            // The plan's namespace is the Rollout's.
+            "metadata.namespace" => Some("{{ namespace }}"),
+            "metadata.name" => str_at(rollout, &["metadata", "name"]),
+            _ => [
+                ("metadata.labels", "labels"),
+                ("metadata.annotations", "annotations"),
+            ]
+            .into_iter()
+            .find_map(|(k, field)| {
+                let key = meta(k)?;
+                str_at(rollout, &["metadata", field, key])
+            }),
+        };
+        return match known {
+            Some(value) => Text(value.to_owned()),
+            None => Unknown(format!(
+                "and arg {name} is `valueFrom.fieldRef: {path}`, read from the live Rollout and \
+                 not in the given files; {runtime}"
+            )),
+        };
+    }
+    if let Some(secret) = from.get("secretKeyRef") {
+        let secret_name = str_at(secret, &["name"]).unwrap_or("?");
+        let key = str_at(secret, &["key"]).unwrap_or("?");
+        return Unknown(format!(
+            "and arg {name} is `valueFrom.secretKeyRef` (Secret {secret_name}, key {key}), read \
+             at run time; {runtime} and reads no Secrets into queries (a plan is committed text)"
+        ));
+    }
+    Unknown(format!(
+        "and arg {name} has a `valueFrom` tidegate cannot resolve; {runtime}"
+    ))
 }
 
 /// Metrics of the templates named in `step.templates` (an analysis step or the background
 /// analysis), with its `args` filled in, added to `analysis` once each.
 fn gather(
     step: &Value,
+    rollout: &Value,
     field: &str,
     templates: &Templates<'_>,
     analysis: &mut Analysis,
@@ -313,8 +384,8 @@ fn gather(
             );
             continue;
         };
-        let mut vars = args(at(&doc.value, &["spec", "args"]));
-        vars.extend(args(step.get("args")));
+        let mut vars = args(at(&doc.value, &["spec", "args"]), rollout);
+        vars.extend(args(step.get("args"), rollout));
         let list = at(&doc.value, &["spec", "metrics"]).and_then(Value::as_array);
         for (j, metric) in list.into_iter().flatten().enumerate() {
             let mfield = format!("{field}.templates[{i}] → {}: spec.metrics[{j}]", doc.file);

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Converted, Doc, Draft, Notes, Templates, at, duration, finish, metrics, seconds, str_at,
+    Converted, Doc, Draft, Notes, Templates, at, duration, finish, hooks, metrics, seconds, str_at,
 };
 
 /// Analysis fields translated here; the others are findings.
@@ -61,10 +61,26 @@ pub(crate) fn convert<'a>(doc: &'a Doc<'a>, templates: &Templates<'_>) -> Conver
     let empty = Value::Null;
     let analysis = at(v, &["spec", "analysis"]).unwrap_or(&empty);
     let interval = analysis.get("interval").and_then(seconds).unwrap_or(60);
-    let steps = steps(analysis, interval, &mut draft.notes);
+    let mut steps = steps(analysis, interval, &mut draft.notes);
+    let base = variables(v, service);
+    let checks = checks(analysis, interval, &base, templates, &mut draft.notes);
+    let id = format!(
+        "{}/{}",
+        str_at(v, &["metadata", "namespace"]).unwrap_or(crate::plan::defaults::NAMESPACE),
+        str_at(v, &["metadata", "name"]).unwrap_or("unnamed")
+    );
+    let hooks = hooks::flagger(analysis.get("webhooks"), &id, &mut draft.notes);
+    if hooks.pause_first {
+        steps.insert(0, json!({"pause": {}}));
+    }
+    if hooks.pause_last {
+        steps.push(json!({"pause": {}}));
+    }
     draft.spec.insert("steps".into(), Value::Array(steps));
-    let checks = checks(analysis, interval, templates, &mut draft.notes);
     draft.spec.insert("analysis".into(), checks);
+    if !hooks.notify.is_empty() {
+        draft.spec.insert("notify".into(), json!(hooks.notify));
+    }
     if let Some(secs) = at(v, &["spec", "progressDeadlineSeconds"]).and_then(seconds) {
         draft
             .spec
@@ -199,6 +215,7 @@ fn header_route(list: &Value, notes: &mut Notes<'_>) -> Option<Value> {
 fn checks(
     analysis: &Value,
     interval: u64,
+    base: &metrics::Vars,
     templates: &Templates<'_>,
     notes: &mut Notes<'_>,
 ) -> Value {
@@ -217,26 +234,36 @@ fn checks(
                 "a plan has one analysis interval for all metrics: the metric's own interval is not carried over",
             );
         }
-        if let Some(m) = metrics::flagger(metric, templates, notes, &field) {
+        if let Some(m) = metrics::flagger(metric, base, templates, notes, &field) {
             list.push(m);
         }
     }
     out.insert("metrics".into(), Value::Array(list));
-    for (i, hook) in analysis
-        .get("webhooks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let kind = str_at(hook, &["type"]).unwrap_or("rollout");
-        notes.add(
-            format!("spec.analysis.webhooks[{i}]"),
-            format!(
-                "webhook {} (type {kind}) has no equivalent: run it yourself",
-                str_at(hook, &["name"]).unwrap_or("?")
-            ),
-        );
-    }
     Value::Object(out)
+}
+
+/// Flagger's template variables other than `namespace` (the plan's own) and `interval` (per
+/// metric), filled in literally as Flagger renders them: `target` is the canary workload
+/// (`targetRef.name`), `service` the apex Service, `name` the Canary, `ingress` the
+/// `ingressRef` (else the target).
+fn variables(v: &Value, service: &str) -> metrics::Vars {
+    let text = |s: &str| metrics::Var::Text(s.to_owned());
+    let target = str_at(v, &["spec", "targetRef", "name"]);
+    let mut vars = metrics::Vars::new();
+    vars.insert(
+        "target".into(),
+        target.map(text).unwrap_or_else(|| {
+            metrics::Var::Unknown(
+                "Flagger's canary workload, but the Canary has no targetRef".into(),
+            )
+        }),
+    );
+    vars.insert("service".into(), text(service));
+    let name = str_at(v, &["metadata", "name"]).unwrap_or(service);
+    vars.insert("name".into(), text(name));
+    let ingress = str_at(v, &["spec", "ingressRef", "name"]).or(target);
+    if let Some(ingress) = ingress {
+        vars.insert("ingress".into(), text(ingress));
+    }
+    vars
 }

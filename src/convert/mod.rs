@@ -8,6 +8,7 @@
 
 mod argo;
 mod flagger;
+mod hooks;
 mod metrics;
 
 use std::fmt;
