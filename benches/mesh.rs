@@ -20,10 +20,11 @@ fn target(service: &str, stable: &str, ns: &str, name: &str) -> Target {
         },
         service: service.into(),
         virtual_service: name.into(),
-        destination_rule: name.into(),
+        destination_rule: Some(name.into()),
         routes: vec![],
         stable: stable.into(),
         canary: "bench-canary".into(),
+        split: tidegate::plan::Split::Subset,
     }
 }
 

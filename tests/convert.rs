@@ -236,7 +236,10 @@ fn the_subset_fixture_keeps_its_istio_names_and_steps() {
     let plan = plan_of(r);
     assert_eq!(plan.service, "istio-subset-split");
     assert_eq!(plan.virtual_service, "istio-subset-split-vsvc");
-    assert_eq!(plan.destination_rule, "istio-subset-split-destrule");
+    assert_eq!(
+        plan.destination_rule.as_deref(),
+        Some("istio-subset-split-destrule")
+    );
     assert_eq!(plan.routes, vec!["primary".to_string()]);
     assert_eq!(
         (plan.stable.as_str(), plan.canary.as_str()),

@@ -141,7 +141,11 @@ fn manifests_define_what_the_plans_use() {
             for plan in &parsed.plans {
                 let ns = plan.id.namespace.as_str();
                 let vs = find(&objs, "VirtualService", ns, &plan.virtual_service);
-                let dr = find(&objs, "DestinationRule", ns, &plan.destination_rule);
+                let dr_name = plan
+                    .destination_rule
+                    .as_deref()
+                    .expect("examples split by subset");
+                let dr = find(&objs, "DestinationRule", ns, dr_name);
                 assert_eq!(
                     dr["spec"]["host"],
                     plan.service.as_str(),

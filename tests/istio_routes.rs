@@ -10,7 +10,7 @@ use tidegate::mesh::Target;
 use tidegate::mesh::istio::IstioError;
 use tidegate::mesh::istio::routes::{self, ORIGINALS_ANNOTATION};
 use tidegate::mesh::manifests::{self, Document};
-use tidegate::plan::{HeaderRoute, RolloutId, StringMatch};
+use tidegate::plan::{HeaderRoute, RolloutId, Split, StringMatch};
 use tidegate::rollout::{ReadBack, RouteState};
 
 fn fixtures() -> PathBuf {
@@ -45,10 +45,11 @@ fn target(service: &str, stable: &str, canary: &str, routes: Vec<String>) -> Tar
         },
         service: service.into(),
         virtual_service: "vs".into(),
-        destination_rule: "dr".into(),
+        destination_rule: Some("dr".into()),
         routes,
         stable: stable.into(),
         canary: canary.into(),
+        split: Split::Subset,
     }
 }
 
@@ -526,4 +527,161 @@ fn a_previous_release_left_at_weight_zero_is_dropped_and_reported() {
         {"destination": {"host": "orders", "subset": "v2"}, "weight": 95}
     ]));
     assert!(routes::plan_set(&live, &v2v3, &RouteState::all_stable()).is_err());
+}
+
+fn host_target(service: &str, stable: &str, canary: &str, routes: Vec<String>) -> Target {
+    Target {
+        destination_rule: None,
+        split: Split::Host,
+        ..target(service, stable, canary, routes)
+    }
+}
+
+/// Argo Rollouts' own host-level example (../shared/fixtures/peers): a route to the stable
+/// and canary Services, the canary at weight 0.
+fn argo_host_split() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/peers/argo-rollouts__istio-host-split.yaml");
+    assert!(
+        path.is_file(),
+        "the shared fixtures are missing: expected {}",
+        path.display()
+    );
+    manifests::load(&[path])
+        .expect("parse")
+        .into_iter()
+        .find(|d| d.kind() == "VirtualService")
+        .map(|d| d.value)
+        .expect("the fixture has a VirtualService")
+}
+
+/// (host, weight) of each destination of the route named `primary`.
+fn host_weights(vs: &Value) -> Vec<(String, i64)> {
+    vs.pointer("/spec/http")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| r["name"] == "primary")
+        .flat_map(|r| r["route"].as_array().cloned().unwrap_or_default())
+        .map(|d| {
+            assert!(d.pointer("/destination/subset").is_none(), "{d}");
+            (
+                d["destination"]["host"].as_str().unwrap_or("").to_string(),
+                d["weight"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_host_level_split_moves_weight_between_the_two_services() {
+    let original = argo_host_split();
+    let t = host_target(
+        "istio-host-split",
+        "istio-host-split-stable",
+        "istio-host-split-canary",
+        vec!["primary".into()],
+    );
+    let (state, _) = routes::observe(&original, &t).expect("observes");
+    assert_eq!(state.canary_weight, 0);
+    let st = RouteState {
+        canary_weight: 30,
+        header_route: Some(header("x-canary", "yes")),
+        mirror_percent: 5,
+    };
+    let vs = routes::apply(
+        &original,
+        &routes::plan_set(&original, &t, &st).expect("set"),
+    )
+    .expect("apply");
+    assert_eq!(routes::verify(&vs, &t, &st), ReadBack::Verified);
+    assert_eq!(
+        host_weights(&vs),
+        [
+            ("istio-host-split-stable".to_string(), 70),
+            ("istio-host-split-canary".to_string(), 30)
+        ]
+    );
+    let http = vs["spec"]["http"].as_array().expect("http");
+    let header_route = &http[0];
+    assert_eq!(header_route["name"], "tidegate-demo-header");
+    assert_eq!(
+        header_route["route"][0]["destination"],
+        serde_json::json!({"host": "istio-host-split-canary"})
+    );
+    let primary = &http[1];
+    assert_eq!(
+        primary["mirror"],
+        serde_json::json!({"host": "istio-host-split-canary"})
+    );
+    // A rollback restores the original exactly; a promotion leaves the canary Service alone.
+    let back = routes::apply(
+        &vs,
+        &routes::plan_clear(&vs, &t, &RouteState::default()).expect("clear"),
+    )
+    .expect("apply");
+    assert_eq!(back, original);
+    let promoted = routes::apply(
+        &vs,
+        &routes::plan_clear(&vs, &t, &RouteState::all_canary()).expect("clear"),
+    )
+    .expect("apply");
+    assert_eq!(
+        routes::verify(&promoted, &t, &RouteState::all_canary()),
+        ReadBack::Verified
+    );
+    assert_eq!(
+        host_weights(&promoted),
+        [("istio-host-split-canary".to_string(), 100)]
+    );
+}
+
+#[test]
+fn a_host_level_split_adds_the_canary_service_to_a_plain_route() {
+    // Flagger's shape before it writes weights: the VirtualService host is the apex Service,
+    // the route sends to `<name>-primary` alone.
+    let original = serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"hosts": ["podinfo"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "podinfo-primary", "port": {"number": 9898}}}
+        ]}]}
+    });
+    let t = Target {
+        rollout: RolloutId {
+            namespace: "test".into(),
+            name: "podinfo".into(),
+        },
+        ..host_target("podinfo", "podinfo-primary", "podinfo-canary", vec![])
+    };
+    let st = RouteState {
+        canary_weight: 10,
+        ..RouteState::default()
+    };
+    let vs = routes::apply(
+        &original,
+        &routes::plan_set(&original, &t, &st).expect("set"),
+    )
+    .expect("apply");
+    assert_eq!(
+        vs["spec"]["http"][0]["route"],
+        serde_json::json!([
+            {"destination": {"host": "podinfo-primary", "port": {"number": 9898}}, "weight": 90},
+            {"destination": {"host": "podinfo-canary", "port": {"number": 9898}}, "weight": 10}
+        ])
+    );
+    // A subset of the stable host is not the host-level stable side: nothing is managed.
+    let subset_vs = serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"hosts": ["podinfo"], "http": [{"route": [
+            {"destination": {"host": "podinfo-primary", "subset": "v1"}}
+        ]}]}
+    });
+    let err = routes::view(&subset_vs, &t).expect_err("no host-level route");
+    assert!(
+        err.to_string()
+            .contains("no http route sends to host podinfo-primary"),
+        "{err}"
+    );
 }

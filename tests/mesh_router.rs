@@ -22,10 +22,11 @@ fn target() -> Target {
         },
         service: "orders".into(),
         virtual_service: "orders".into(),
-        destination_rule: "orders".into(),
+        destination_rule: Some("orders".into()),
         routes: vec![],
         stable: "v1".into(),
         canary: "v2".into(),
+        split: tidegate::plan::Split::Subset,
     }
 }
 
@@ -379,10 +380,11 @@ async fn clear_restores_the_original_routes_of_a_fixture() {
         },
         service: "reviews".into(),
         virtual_service: "reviews".into(),
-        destination_rule: "reviews".into(),
+        destination_rule: Some("reviews".into()),
         routes: vec![],
         stable: "v1".into(),
         canary: "v3".into(),
+        split: tidegate::plan::Split::Subset,
     };
     let r = router(&emu);
     for w in [10u8, 30, 60] {

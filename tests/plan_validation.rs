@@ -248,7 +248,7 @@ fn defaults_are_applied() {
     let p = &parsed.plans[0];
     assert_eq!(p.id.namespace, plan::defaults::NAMESPACE);
     assert_eq!(p.virtual_service, "orders");
-    assert_eq!(p.destination_rule, "orders");
+    assert_eq!(p.destination_rule.as_deref(), Some("orders"));
     assert_eq!(p.analysis.interval, plan::defaults::INTERVAL);
     assert_eq!(p.analysis.failure_limit, plan::defaults::FAILURE_LIMIT);
     assert_eq!(p.on_success, plan::defaults::ON_SUCCESS);
@@ -645,5 +645,80 @@ fn readme_and_lab_plans_use_the_statistical_judge() {
             plan::advice::warnings(&parsed.plans[0]).is_empty(),
             "{name}"
         );
+    }
+}
+
+#[test]
+fn a_plan_splits_by_host_when_both_sides_name_hosts() {
+    let parsed = plan::parse_str(
+        "h.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: podinfo, namespace: test}\nspec:\n  service: podinfo\n  stable: {host: podinfo-primary}\n  canary: {host: podinfo-canary.test.svc.cluster.local}\n  steps: [{setWeight: 10}]\n",
+    );
+    assert!(parsed.findings.is_empty(), "{:?}", parsed.findings);
+    let p = &parsed.plans[0];
+    assert_eq!(p.split, plan::Split::Host);
+    assert_eq!(
+        (p.stable.as_str(), p.canary.as_str()),
+        ("podinfo-primary", "podinfo-canary.test.svc.cluster.local")
+    );
+    assert_eq!(p.destination_rule, None);
+    assert_eq!(p.virtual_service, "podinfo");
+    // `{subset: v1}` is the long form of a bare name, and the digest of a subset plan does not
+    // change with the new field (running rollouts are not restarted by an upgrade).
+    let long = plan::parse_str(
+        "s.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nspec: {service: a, stable: {subset: v1}, canary: v2, steps: [{setWeight: 10}]}\n",
+    );
+    let short = plan::parse_str(
+        "s.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: a}\nspec: {service: a, stable: v1, canary: v2, steps: [{setWeight: 10}]}\n",
+    );
+    assert_eq!(long.plans[0].digest(), short.plans[0].digest());
+    assert!(
+        !serde_json::to_string(&short.plans[0])
+            .expect("json")
+            .contains("split")
+    );
+}
+
+#[test]
+fn host_level_mistakes_name_the_field_and_the_fix() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "  stable: v1\n  canary: {host: a-canary}\n  steps: [{setWeight: 10}]\n",
+            "spec.canary",
+            "stable is a subset but canary is a host",
+        ),
+        (
+            "  stable: {host: a-x}\n  canary: {host: a-x}\n  steps: [{setWeight: 10}]\n",
+            "spec.canary",
+            "the same host `a-x`",
+        ),
+        (
+            "  destinationRule: a\n  stable: {host: a-primary}\n  canary: {host: a-canary}\n  steps: [{setWeight: 10}]\n",
+            "spec.destinationRule",
+            "uses no DestinationRule subsets",
+        ),
+        (
+            "  stable: {host: \"*.a\"}\n  canary: {host: a-canary}\n  steps: [{setWeight: 10}]\n",
+            "spec.stable.host",
+            "is not a Service host",
+        ),
+        (
+            "  stable: {host: a-primary, subset: v1}\n  canary: {host: a-canary}\n  steps: [{setWeight: 10}]\n",
+            "spec.stable",
+            "both a host and a subset",
+        ),
+        (
+            "  stable: {hots: a-primary}\n  canary: {host: a-canary}\n  steps: [{setWeight: 10}]\n",
+            "spec.stable.hots",
+            "unknown field `hots`",
+        ),
+    ];
+    for (tail, field, message) in cases {
+        let findings = findings_of(tail);
+        let f = at(&findings, field);
+        assert!(f.message.contains(message), "{field}: {}", f.message);
+        assert!(!f.hint.is_empty(), "{field}: no fix given");
     }
 }

@@ -46,10 +46,11 @@ fn target() -> Target {
         },
         service: "orders".into(),
         virtual_service: "orders".into(),
-        destination_rule: "orders".into(),
+        destination_rule: Some("orders".into()),
         routes: vec![],
         stable: "v1".into(),
         canary: "v2".into(),
+        split: tidegate::plan::Split::Subset,
     }
 }
 
@@ -412,4 +413,54 @@ fn check_rollout_keeps_only_what_concerns_the_rollout() {
         blocking[0]
     );
     assert!(preflight::has_errors(&f));
+}
+
+#[test]
+fn a_host_level_plan_needs_its_two_services_and_no_destination_rule() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/peers/argo-rollouts__istio-host-split.yaml");
+    assert!(
+        path.is_file(),
+        "the shared fixtures are missing: {}",
+        path.display()
+    );
+    let docs: Vec<Value> = manifests::load(&[path])
+        .expect("parses")
+        .into_iter()
+        .filter(|d| d.kind() != "Rollout")
+        .map(|mut d| {
+            d.value["metadata"]["namespace"] = json!("shop");
+            d.value
+        })
+        .collect();
+    let t = Target {
+        service: "istio-host-split".into(),
+        virtual_service: "istio-host-split-vsvc".into(),
+        destination_rule: None,
+        routes: vec!["primary".into()],
+        stable: "istio-host-split-stable".into(),
+        canary: "istio-host-split-canary".into(),
+        split: tidegate::plan::Split::Host,
+        ..target()
+    };
+    let o = objs(docs.clone());
+    assert!(
+        preflight::check_target(&o, &t).is_empty(),
+        "{:#?}",
+        preflight::check_target(&o, &t)
+    );
+    // Without the canary's Service the split would send its share into a 503.
+    let without: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] != "istio-host-split-canary")
+        .collect();
+    let f = preflight::check_target(&objs(without), &t);
+    assert_eq!(codes_of(&f), vec![codes::PLAN_OBJECT_MISSING], "{f:#?}");
+    assert_eq!(f[0].field, "spec.canary.host");
+    assert!(
+        f[0].message.contains("istio-host-split-canary")
+            && f[0].hint.contains("create Service istio-host-split-canary"),
+        "{}",
+        f[0]
+    );
 }

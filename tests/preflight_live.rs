@@ -27,10 +27,11 @@ fn target() -> Target {
         },
         service: "orders".into(),
         virtual_service: "orders".into(),
-        destination_rule: "orders".into(),
+        destination_rule: Some("orders".into()),
         routes: vec!["primary".into()],
         stable: "v1".into(),
         canary: "v2".into(),
+        split: tidegate::plan::Split::Subset,
     }
 }
 

@@ -28,10 +28,11 @@ fn target(name: &str, routes: &[&str], stable: &str, canary: &str) -> Target {
         },
         service: "orders".into(),
         virtual_service: "orders".into(),
-        destination_rule: "orders".into(),
+        destination_rule: Some("orders".into()),
         routes: routes.iter().map(|r| r.to_string()).collect(),
         stable: stable.into(),
         canary: canary.into(),
+        split: tidegate::plan::Split::Subset,
     }
 }
 
@@ -513,7 +514,11 @@ fn one_at_a_time(objects: &[Object], t: &Target) -> Vec<preflight::Finding> {
     let mut out = preflight::check_target(objects, t);
     for f in preflight::check_objects(objects, ns) {
         let own = f.object.is("VirtualService", ns, &t.virtual_service)
-            || f.object.is("DestinationRule", ns, &t.destination_rule);
+            || f.object.is(
+                "DestinationRule",
+                ns,
+                t.destination_rule.as_deref().unwrap_or_default(),
+            );
         if !own || f.code == codes::INGRESS_BYPASS {
             continue;
         }
@@ -556,7 +561,7 @@ fn a_namespace_at_a_time_finds_what_one_rollout_at_a_time_finds() {
         let mut t = target(name, &[], "v1", "v2");
         t.service = name.into();
         t.virtual_service = name.into();
-        t.destination_rule = if name == "carts" { "cart" } else { name }.into();
+        t.destination_rule = Some(if name == "carts" { "cart" } else { name }.into());
         targets.push(t);
     }
     // A rollout of another namespace checked against the same objects.

@@ -143,10 +143,11 @@ fn plan(ns: &str, service: &str, canary: &str, stable: &str, metrics: Vec<Metric
         },
         service: service.into(),
         virtual_service: service.into(),
-        destination_rule: service.into(),
+        destination_rule: Some(service.into()),
         routes: vec![],
         stable: stable.into(),
         canary: canary.into(),
+        split: tidegate::plan::Split::Subset,
         steps: vec![],
         analysis: Analysis {
             interval: WINDOW,

@@ -22,7 +22,7 @@ use crate::analysis::stats::Counts;
 use crate::analysis::subset::{SubsetError, SubsetLabels, SubsetMapping};
 use crate::analysis::template::{Template, Unit};
 use crate::analysis::verdict::{Outcome, Verdict};
-use crate::plan::{Analysis, MetricSource, MetricSpec, Plan, RolloutId, TestKind};
+use crate::plan::{Analysis, MetricSource, MetricSpec, Plan, RolloutId, Split, TestKind};
 
 /// Istio reporter used when none is configured: the server-side proxy.
 pub const DEFAULT_REPORTER: &str = "destination";
@@ -185,13 +185,23 @@ impl Target {
         reporter: &str,
         step_started_at: Option<DateTime<Utc>>,
     ) -> Result<Target, TargetError> {
-        let mapping = subsets
-            .mapping(&plan.canary, &plan.stable)
-            .map_err(|source| TargetError::Subset {
-                id: plan.id.clone(),
-                source: Box::new(source),
-            })?;
-        let (service, namespace) = split_host(&plan.service, &plan.id.namespace);
+        let (mapping, side_host) = match plan.split {
+            Split::Host => (
+                SubsetMapping::hosts(&plan.canary, &plan.stable),
+                &plan.canary,
+            ),
+            Split::Subset => (
+                subsets
+                    .mapping(&plan.canary, &plan.stable)
+                    .map_err(|source| TargetError::Subset {
+                        id: plan.id.clone(),
+                        source: Box::new(source),
+                    })?,
+                &plan.service,
+            ),
+        };
+        let service = split_host(&plan.service, &plan.id.namespace).0;
+        let namespace = split_host(side_host, &plan.id.namespace).1;
         Ok(Target {
             id: plan.id.clone(),
             service,
@@ -203,9 +213,19 @@ impl Target {
         })
     }
 
+    /// The `destination_service_name` of one side: the service for subsets, the side's own
+    /// Service for a host-level split.
+    pub fn service_of(&self, stable: bool) -> &str {
+        match (self.subsets.by_host(), stable) {
+            (false, _) => &self.service,
+            (true, true) => &self.subsets.stable.value,
+            (true, false) => &self.subsets.canary.value,
+        }
+    }
+
     fn vars(&self, evaluate_stable: bool) -> QueryVars<'_> {
         QueryVars {
-            service: &self.service,
+            service: self.service_of(evaluate_stable),
             namespace: &self.namespace,
             reporter: &self.reporter,
             window: self.analysis.interval,
@@ -239,7 +259,7 @@ impl Target {
                 let m = render::exact_matchers(
                     &self.reporter,
                     &self.namespace,
-                    &self.service,
+                    self.service_of(stable),
                     label,
                     &side.value,
                 );
@@ -329,9 +349,10 @@ struct BatchGroup {
 impl BatchGroup {
     fn add(&mut self, t: &Target, both: bool) {
         self.namespaces.insert(t.namespace.clone());
-        self.services.insert(t.service.clone());
+        self.services.insert(t.service_of(false).to_string());
         self.values.insert(t.subsets.canary.value.clone());
         if both {
+            self.services.insert(t.service_of(true).to_string());
             self.values.insert(t.subsets.stable.value.clone());
         }
         if let Some(s) = t.since {
@@ -626,7 +647,7 @@ impl<'a> Reader<'a> {
         } else {
             &t.subsets.canary.value
         };
-        (t.namespace.as_str(), t.service.as_str(), v.as_str())
+        (t.namespace.as_str(), t.service_of(stable), v.as_str())
     }
 
     fn answer(&self, i: usize) -> Result<&'a Answer, QueryFailure> {
@@ -963,6 +984,84 @@ mod tests {
         );
         assert!(r[1].stable_queries["sr"].contains("destination_version=\"v1\""));
         assert_eq!(r[1].outcome(), Outcome::Fail);
+    }
+
+    #[test]
+    fn a_host_level_split_is_judged_by_service_name() {
+        let mut t = target("podinfo", "test", "v2", standard());
+        t.subsets =
+            SubsetMapping::hosts("podinfo-canary.test.svc.cluster.local", "podinfo-primary");
+        let custom = MetricSource::Query(
+            "sum(rate(errors_total{service=\"{{ service }}\"}[{{ interval }}]))".into(),
+        );
+        t.analysis
+            .metrics
+            .push(m("e", custom, None, Some(5.0), true));
+        let p = plan(&[t]);
+        for q in &p.queries {
+            assert!(!q.promql.contains("destination_version"), "{}", q.promql);
+        }
+        let sr = p
+            .queries
+            .iter()
+            .position(|q| q.promql.contains("response_code"))
+            .expect("success rate");
+        assert!(
+            p.queries[sr]
+                .promql
+                .contains("destination_service_name=~\"podinfo-canary|podinfo-primary\"}")
+                && p.queries[sr]
+                    .promql
+                    .contains("sum by (destination_service_namespace, destination_service_name)"),
+            "{}",
+            p.queries[sr].promql
+        );
+        let host = |svc: &str, value: f64| Series {
+            labels: BTreeMap::from([
+                ("destination_service_namespace".into(), "test".into()),
+                ("destination_service_name".into(), svc.into()),
+            ]),
+            value,
+        };
+        let answers: Vec<Result<Answer, QueryFailure>> = p
+            .queries
+            .iter()
+            .map(|q| {
+                Ok(Answer::Vector(if q.promql.contains("errors_total") {
+                    let v = if q.promql.contains("podinfo-canary") {
+                        9.0
+                    } else {
+                        1.0
+                    };
+                    vec![Series {
+                        labels: BTreeMap::new(),
+                        value: v,
+                    }]
+                } else if q.promql.contains("response_code") {
+                    vec![host("podinfo-canary", 90.0), host("podinfo-primary", 100.0)]
+                } else {
+                    vec![
+                        host("podinfo-canary", 200.0),
+                        host("podinfo-primary", 200.0),
+                    ]
+                }))
+            })
+            .collect();
+        let r = &p.split(&answers)[0];
+        let by_name = |n: &str| r.verdicts.iter().find(|v| v.metric == n).expect("verdict");
+        assert_eq!(by_name("sr").outcome, Outcome::Fail);
+        assert_eq!(by_name("sr").value, Some(90.0));
+        assert_eq!(by_name("sr").stable_value, Some(100.0));
+        assert_eq!(by_name("e").value, Some(9.0));
+        assert_eq!(by_name("e").stable_value, Some(1.0));
+        assert!(
+            by_name("sr")
+                .query
+                .contains("destination_service_name=\"podinfo-canary\"}"),
+            "{}",
+            by_name("sr").query
+        );
+        assert!(r.stable_queries["e"].contains("service=\"podinfo-primary\""));
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::plan::template::Template;
 
 /// The labels every built-in query groups by: service name, namespace and the subset label.
 pub fn group_labels(subset_label: &str) -> String {
+    if subset_label == SERVICE_LABEL {
+        return format!("destination_service_namespace, {SERVICE_LABEL}");
+    }
     format!("destination_service_namespace, destination_service_name, {subset_label}")
 }
 
@@ -28,11 +31,11 @@ pub fn batch_matchers<'a>(
         quote(&parts.join("|"))
     }
     format!(
-        "reporter={}, destination_service_namespace=~{}, destination_service_name=~{}, {subset_label}=~{}",
+        "reporter={}, destination_service_namespace=~{}, destination_service_name=~{}{}",
         quote(reporter),
         alternation(namespaces),
         alternation(services),
-        alternation(subset_values),
+        subset_matcher(subset_label, "=~", &alternation(subset_values)),
     )
 }
 

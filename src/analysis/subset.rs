@@ -204,6 +204,29 @@ impl SubsetLabels {
     }
 }
 
+impl SubsetMapping {
+    /// A plan that splits by host: each side is selected by its Service's name
+    /// (`destination_service_name`), with no DestinationRule labels.
+    pub fn hosts(canary: &str, stable: &str) -> SubsetMapping {
+        let side = |host: &str| SubsetSelector {
+            name: host.to_string(),
+            value: host.split('.').next().unwrap_or(host).to_string(),
+            labels: BTreeMap::new(),
+        };
+        SubsetMapping {
+            metric_label: crate::plan::query::SERVICE_LABEL,
+            canary: side(canary),
+            stable: side(stable),
+            from_destination_rule: false,
+        }
+    }
+
+    /// Whether the sides are Services of their own rather than subsets of one.
+    pub fn by_host(&self) -> bool {
+        self.metric_label == crate::plan::query::SERVICE_LABEL
+    }
+}
+
 /// The DestinationRule named `name` among `docs`, in `namespace` (a document without a
 /// namespace matches any).
 pub fn find_destination_rule<'a>(

@@ -197,19 +197,19 @@ pub fn targets(
     let mut out = Vec::new();
     for p in plans {
         let mut notes = Vec::new();
-        let subsets = match destination_rules
-            .and_then(|docs| find_destination_rule(docs, &p.destination_rule, &p.id.namespace))
-        {
-            Some(dr) => SubsetLabels::from_destination_rule(dr)
-                .with_context(|| format!("rollout {}", p.id))?,
-            None => {
-                notes.push(match destination_rules {
-                    Some(_) => format!(
-                        "DestinationRule {} not found in --manifests; subset names are taken as `version` labels",
-                        p.destination_rule
-                    ),
-                    None => "no --manifests given; subset names are taken as `version` labels (destination_version)".to_string(),
-                });
+        let subsets = match (destination_rules, &p.destination_rule) {
+            // A host-level plan: the sides are told apart by service name.
+            (_, None) => SubsetLabels::fallback(),
+            (Some(docs), Some(name)) => match find_destination_rule(docs, name, &p.id.namespace) {
+                Some(dr) => SubsetLabels::from_destination_rule(dr)
+                    .with_context(|| format!("rollout {}", p.id))?,
+                None => {
+                    notes.push(format!("DestinationRule {name} not found in --manifests; subset names are taken as `version` labels"));
+                    SubsetLabels::fallback()
+                }
+            },
+            (None, Some(_)) => {
+                notes.push("no --manifests given; subset names are taken as `version` labels (destination_version)".to_string());
                 SubsetLabels::fallback()
             }
         };

@@ -16,7 +16,7 @@ use crate::analysis::batch::{self, Target as AnalysisTarget};
 use crate::analysis::subset::{SubsetLabels, find_destination_rule};
 use crate::mesh::{Mesh, MeshObjects, Target, preflight};
 use crate::metrics::{MetricsSource, run_tick};
-use crate::plan::{Plan, RolloutId};
+use crate::plan::{Plan, RolloutId, Split};
 use crate::rollout::{self, Decision, Effect, Fault, Observation, Phase, ReadBack, Status};
 use crate::transient::Transient;
 
@@ -720,12 +720,19 @@ struct Checked {
 /// What the namespace's objects say about `plan`: subset labels, missing subsets, unmanaged
 /// routes to the canary, weight-0 destinations to drop.
 fn observe_objects(values: &[serde_json::Value], plan: &Plan, target: &Target) -> Checked {
-    let rule = find_destination_rule(values, &plan.destination_rule, &plan.id.namespace);
-    let subsets = rule.and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
-    let present: BTreeSet<String> = subsets
+    let rule = plan
+        .destination_rule
         .as_ref()
-        .map(|s| s.subsets.keys().cloned().collect())
-        .unwrap_or_default();
+        .and_then(|name| find_destination_rule(values, name, &plan.id.namespace));
+    let subsets = rule.and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
+    let present: BTreeSet<String> = match plan.split {
+        // Hosts are Services, checked by preflight; there are no subsets to lose.
+        Split::Host => [plan.stable.clone(), plan.canary.clone()].into(),
+        Split::Subset => subsets
+            .as_ref()
+            .map(|s| s.subsets.keys().cloned().collect())
+            .unwrap_or_default(),
+    };
     let vs = find_virtual_service(values, target);
     let canary_elsewhere = vs
         .map(|vs| {

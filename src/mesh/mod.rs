@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::plan::{Plan, RolloutId};
+use crate::plan::{Plan, RolloutId, Split};
 use crate::rollout::{ReadBack, RouteState};
 
 /// Which routes of which objects a rollout manages: the mesh-relevant part of a plan.
@@ -31,11 +31,14 @@ pub struct Target {
     /// Destination host of the service (short name or FQDN).
     pub service: String,
     pub virtual_service: String,
-    pub destination_rule: String,
+    /// `None` when the plan splits by host.
+    pub destination_rule: Option<String>,
     /// Named http routes; empty = the http routes that send to `stable`.
     pub routes: Vec<String>,
+    /// Subset names, or Service hosts when `split` is [`Split::Host`].
     pub stable: String,
     pub canary: String,
+    pub split: Split,
 }
 
 impl Target {
@@ -48,6 +51,36 @@ impl Target {
             routes: plan.routes.clone(),
             stable: plan.stable.clone(),
             canary: plan.canary.clone(),
+            split: plan.split,
+        }
+    }
+
+    /// Whether the destination `host`/`subset` (read in `namespace`) is the stable side
+    /// (`canary` false) or the canary side (`canary` true).
+    pub fn is_side(&self, canary: bool, host: &str, subset: Option<&str>, namespace: &str) -> bool {
+        let name = if canary { &self.canary } else { &self.stable };
+        match self.split {
+            Split::Subset => {
+                istio::routes::same_host(&self.service, host, namespace) && subset == Some(name)
+            }
+            Split::Host => istio::routes::same_host(name, host, namespace) && subset.is_none(),
+        }
+    }
+
+    /// The host and subset a destination of one side carries when tidegate writes it.
+    pub fn destination(&self, canary: bool) -> (&str, Option<&str>) {
+        let name = if canary { &self.canary } else { &self.stable };
+        match self.split {
+            Split::Subset => (&self.service, Some(name)),
+            Split::Host => (name, None),
+        }
+    }
+
+    /// How one side is named in messages: `host orders subset "v1"` or `host orders-canary`.
+    pub fn describe(&self, canary: bool) -> String {
+        match self.destination(canary) {
+            (h, Some(s)) => format!("host {h} subset {s:?}"),
+            (h, None) => format!("host {h}"),
         }
     }
 }
@@ -145,7 +178,8 @@ pub fn concerns(key: &ObjectKey, target: &Target) -> bool {
             key.namespace == target.rollout.namespace && key.name == target.virtual_service
         }
         MeshKind::DestinationRule => {
-            key.namespace == target.rollout.namespace && key.name == target.destination_rule
+            key.namespace == target.rollout.namespace
+                && target.destination_rule.as_ref() == Some(&key.name)
         }
         MeshKind::PeerAuthentication => {
             key.namespace == target.rollout.namespace || key.namespace == "istio-system"

@@ -55,12 +55,17 @@ pub struct Plan {
     /// Destination host of the service (short name or FQDN).
     pub service: String,
     pub virtual_service: String,
-    pub destination_rule: String,
+    /// The DestinationRule holding the subsets; `None` when the plan splits by host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_rule: Option<String>,
     /// Named http routes to manage; empty means "the http routes that send to `stable`".
     pub routes: Vec<String>,
-    /// DestinationRule subset names.
+    /// DestinationRule subset names, or Service hosts when `split` is [`Split::Host`].
     pub stable: String,
     pub canary: String,
+    /// What `stable` and `canary` name. Left out of the digest for subsets (the original form).
+    #[serde(default, skip_serializing_if = "Split::is_subset")]
+    pub split: Split,
     pub steps: Vec<Step>,
     pub analysis: Analysis,
     pub window: Option<Window>,
@@ -99,6 +104,32 @@ impl Plan {
             })
             .next_back()
             .unwrap_or(0)
+    }
+}
+
+/// How a plan tells stable from canary traffic in the VirtualService's destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Split {
+    /// `stable`/`canary` are subsets of the DestinationRule of `service` (`stable: v1`).
+    #[default]
+    Subset,
+    /// `stable`/`canary` are Service hosts of their own (`stable: {host: orders-primary}`), as
+    /// Flagger and Argo Rollouts' host-level mode split; no DestinationRule subsets involved.
+    Host,
+}
+
+impl Split {
+    pub fn is_subset(&self) -> bool {
+        *self == Split::Subset
+    }
+
+    /// What one side is called in messages: `subset` or `host`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Split::Subset => "subset",
+            Split::Host => "host",
+        }
     }
 }
 

@@ -512,18 +512,21 @@ impl Ctx<'_> {
             Some(n) => self.string_list(n, "spec.routes"),
             None => Some(Vec::new()),
         };
-        let stable = self.required_string(&mut f, "stable", node);
-        let canary = self.required_string(&mut f, "canary", node);
-        if let (Some(s), Some(c), Some(cn)) = (&stable, &canary, f.get("canary"))
-            && s == c
-        {
-            self.at(
-                cn,
-                "spec.canary",
-                format!("stable and canary are the same subset `{s}`"),
-                "name two different DestinationRule subsets, e.g. stable: v1, canary: v2",
-            );
-        }
+        let sides = self.sides(&mut f, node);
+        let destination_rule = match (&sides, destination_rule) {
+            (Some((_, _, Split::Host)), Some(_)) => {
+                if let Some(n) = f.get("destinationRule") {
+                    self.at(
+                        n,
+                        "spec.destinationRule",
+                        "a plan that splits by host uses no DestinationRule subsets".into(),
+                        "remove `destinationRule`, or name subsets: `stable: v1`, `canary: v2`",
+                    );
+                }
+                None
+            }
+            (_, dr) => dr,
+        };
         let steps = match f.get("steps") {
             Some(n) => self.steps(n),
             None => {
@@ -581,6 +584,7 @@ impl Ctx<'_> {
         };
         self.finish(f);
         let service = service?;
+        let (stable, canary, split) = sides?;
         let short = defaults::object_name_for_service(&service);
         Some(Plan {
             id: RolloutId {
@@ -589,11 +593,15 @@ impl Ctx<'_> {
             },
             location: self.location(node),
             virtual_service: virtual_service.unwrap_or_else(|| short.clone()),
-            destination_rule: destination_rule.unwrap_or(short),
+            destination_rule: match split {
+                Split::Subset => Some(destination_rule.unwrap_or(short)),
+                Split::Host => None,
+            },
             service,
             routes: routes?,
-            stable: stable?,
-            canary: canary?,
+            stable,
+            canary,
+            split,
             steps: steps?,
             analysis: analysis?,
             window: window?,
@@ -602,6 +610,112 @@ impl Ctx<'_> {
             progress_deadline: progress_deadline?,
             on_deadline: on_deadline?,
         })
+    }
+
+    /// `stable` and `canary`: two subsets (bare names or `{subset: v1}`) or two hosts
+    /// (`{host: orders-primary}`), never one of each, never the same.
+    fn sides(&mut self, f: &mut Fields<'_>, node: &SNode) -> Option<(String, String, Split)> {
+        let stable = self.side(f, "stable", node);
+        let canary = self.side(f, "canary", node);
+        let ((s, ss), (c, cs)) = (stable?, canary?);
+        let cn = f.get("canary")?;
+        if ss != cs {
+            self.at(
+                cn,
+                "spec.canary",
+                format!(
+                    "stable is a {} but canary is a {}: a plan splits by subset or by host",
+                    ss.noun(),
+                    cs.noun()
+                ),
+                "write both as subsets (`stable: v1`, `canary: v2`) or both as hosts \
+                 (`stable: {host: orders-primary}`, `canary: {host: orders-canary}`)",
+            );
+            return None;
+        }
+        if s == c {
+            let hint = match ss {
+                Split::Subset => {
+                    "name two different DestinationRule subsets, e.g. stable: v1, canary: v2"
+                }
+                Split::Host => {
+                    "name two different Services, e.g. stable: {host: orders-primary}, canary: {host: orders-canary}"
+                }
+            };
+            self.at(
+                cn,
+                "spec.canary",
+                format!("stable and canary are the same {} `{s}`", ss.noun()),
+                hint,
+            );
+            return None;
+        }
+        Some((s, c, ss))
+    }
+
+    /// One side: a bare subset name, or a mapping with exactly one of `subset` and `host`.
+    fn side(
+        &mut self,
+        f: &mut Fields<'_>,
+        key: &'static str,
+        node: &SNode,
+    ) -> Option<(String, Split)> {
+        let path = join(&f.path, key);
+        let Some(n) = f.get(key).filter(|n| matches!(n.value, Node::Map(_))) else {
+            return self
+                .required_string(f, key, node)
+                .map(|s| (s, Split::Subset));
+        };
+        let mut g = self.fields(n, &path)?;
+        let subset = self.optional_string(&mut g, "subset");
+        let host = self.optional_string(&mut g, "host");
+        self.finish(g);
+        let example = format!("write `{key}: {{host: orders-{key}}}` or `{key}: {{subset: v1}}`");
+        match (subset, host) {
+            (Some(s), None) if !s.trim().is_empty() => Some((s, Split::Subset)),
+            (None, Some(h)) if self.service_host(n, &format!("{path}.host"), &h) => {
+                Some((h, Split::Host))
+            }
+            (None, None) => {
+                self.at(
+                    n,
+                    &path,
+                    format!("`{key}` names neither a host nor a subset"),
+                    &example,
+                );
+                None
+            }
+            (Some(_), Some(_)) => {
+                self.at(
+                    n,
+                    &path,
+                    format!("`{key}` names both a host and a subset"),
+                    &example,
+                );
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A Service host: `name`, `name.namespace` or `name.namespace.svc.cluster.local`.
+    fn service_host(&mut self, node: &SNode, path: &str, host: &str) -> bool {
+        let ok = !host.is_empty()
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !ok {
+            self.at(
+                node,
+                path,
+                format!("`{host}` is not a Service host"),
+                "name a Kubernetes Service: `orders-canary` or `orders-canary.shop.svc.cluster.local` (no wildcards)",
+            );
+        }
+        ok
     }
 
     fn on_deadline(&mut self, n: &SNode) -> Option<OnDeadline> {

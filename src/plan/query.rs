@@ -101,6 +101,20 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// The Istio metric label naming the destination Service: what a plan that splits by host
+/// tells its sides apart by, in place of a subset label.
+pub const SERVICE_LABEL: &str = "destination_service_name";
+
+/// ` , <label>=<value>` for a subset label; nothing when the label is the service name itself
+/// (a host-level split), which the service matcher already selects.
+pub fn subset_matcher(subset_label: &str, op: &str, value: &str) -> String {
+    if subset_label == SERVICE_LABEL {
+        String::new()
+    } else {
+        format!(", {subset_label}{op}{value}")
+    }
+}
+
 /// Matchers for exactly one service subset.
 pub fn exact_matchers(
     reporter: &str,
@@ -110,11 +124,11 @@ pub fn exact_matchers(
     subset_value: &str,
 ) -> String {
     format!(
-        "reporter={}, destination_service_namespace={}, destination_service_name={}, {subset_label}={}",
+        "reporter={}, destination_service_namespace={}, destination_service_name={}{}",
         quote(reporter),
         quote(namespace),
         quote(service),
-        quote(subset_value),
+        subset_matcher(subset_label, "=", &quote(subset_value)),
     )
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::IstioError;
 use crate::mesh::Target;
-use crate::plan::{HeaderRoute, StringMatch};
+use crate::plan::{HeaderRoute, Split, StringMatch};
 use crate::rollout::{ReadBack, RouteState};
 
 /// Annotation holding the original routes while rollouts run: a JSON object keyed by rollout.
@@ -145,7 +145,7 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
                     let (h, s) = dest_of(d);
                     // tidegate keeps the stable destination (at weight 0 if need be), so
                     // routes it split still qualify.
-                    same_host(&target.service, h, &namespace) && s == Some(target.stable.as_str())
+                    target.is_side(false, h, s, &namespace)
                 })
             });
             if sends {
@@ -167,10 +167,7 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
             } else if http.iter().any(|r| r.get("delegate").is_some()) {
                 "its http routes delegate to other VirtualServices; name the delegate VirtualService in the plan".to_string()
             } else {
-                format!(
-                    "no http route sends to host {} subset {:?}",
-                    target.service, target.stable
-                )
+                format!("no http route sends to {}", target.describe(false))
             };
             return Err(IstioError::NoManagedRoutes {
                 vs: vs_name,
@@ -238,12 +235,16 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
         let mut stale = Vec::new();
         for (j, d) in dests.iter().enumerate() {
             let (h, s) = dest_of(d);
-            let ours = same_host(&target.service, h, &namespace);
-            if ours && s == Some(target.stable.as_str()) && stable.is_none() {
+            // Another subset of the service at weight 0: a previous release's, dropped.
+            let old_subset = target.split == Split::Subset
+                && same_host(&target.service, h, &namespace)
+                && s.is_some()
+                && weight(d) == Some(0);
+            if target.is_side(false, h, s, &namespace) && stable.is_none() {
                 stable = Some(j);
-            } else if ours && s == Some(target.canary.as_str()) && canary.is_none() {
+            } else if target.is_side(true, h, s, &namespace) && canary.is_none() {
                 canary = Some(j);
-            } else if ours && s.is_some() && weight(d) == Some(0) {
+            } else if old_subset {
                 stale.push(j);
             } else {
                 return Err(IstioError::UnsupportedRoute {
@@ -251,8 +252,9 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
                     route: label,
                     detail: format!(
                         "it also sends to host {h} subset {}; tidegate splits routes whose \
-                         destinations are only the stable and canary subsets",
-                        s.unwrap_or("(none)")
+                         destinations are only the stable and canary {}s",
+                        s.unwrap_or("(none)"),
+                        target.split.noun()
                     ),
                 });
             }
@@ -262,8 +264,9 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
                 vs: vs_name,
                 route: label,
                 detail: format!(
-                    "it sends neither to subset {:?} nor {:?} of {}",
-                    target.stable, target.canary, target.service
+                    "it sends neither to {} nor {}",
+                    target.describe(false),
+                    target.describe(true)
                 ),
             });
         }
@@ -297,8 +300,7 @@ fn promoted_routes(
                 !ds.is_empty()
                     && ds.iter().all(|d| {
                         let (h, s) = dest_of(d);
-                        same_host(&target.service, h, namespace)
-                            && s == Some(target.canary.as_str())
+                        target.is_side(true, h, s, namespace)
                     })
             })
         })
@@ -355,7 +357,7 @@ fn mirror_percent_of(route: &Value, target: &Target, ns: &str) -> u8 {
     };
     let host = m.get("host").and_then(Value::as_str).unwrap_or("");
     let subset = m.get("subset").and_then(Value::as_str);
-    if !same_host(&target.service, host, ns) || subset != Some(target.canary.as_str()) {
+    if !target.is_side(true, host, subset, ns) {
         return 0;
     }
     let pct = route
@@ -528,22 +530,22 @@ fn rewrite_route(
             .and_then(|i| dests.get(i))
             .cloned()
             .unwrap_or_else(|| json!({"destination": {"host": target.service}}));
-        let make = |subset: &str| {
+        let make = |canary: bool| {
             let mut d = template.clone();
-            if let Some(dd) = d.get_mut("destination").and_then(Value::as_object_mut) {
-                dd.insert("subset".into(), Value::String(subset.to_string()));
+            if let Some(dd) = d.get_mut("destination") {
+                point_at(dd, target, canary);
             }
             d
         };
         let (mut si, mut ci) = (m.stable, m.canary);
         if si.is_none() {
-            dests.insert(0, make(&target.stable));
+            dests.insert(0, make(false));
             si = Some(0);
             ci = ci.map(|c| c + 1);
         }
         if ci.is_none() {
             let at = si.map(|s| s + 1).unwrap_or(dests.len());
-            dests.insert(at, make(&target.canary));
+            dests.insert(at, make(true));
             ci = Some(at);
         }
         for (idx, weight) in [(si, 100 - w), (ci, w)] {
@@ -564,14 +566,14 @@ fn rewrite_route(
                 .cloned()
                 .unwrap_or_else(|| json!({"host": target.service}));
             let mut mirror = Map::new();
-            if let Some(h) = base.get("host") {
-                mirror.insert("host".into(), h.clone());
+            for f in ["host", "port"] {
+                if let Some(v) = base.get(f) {
+                    mirror.insert(f.into(), v.clone());
+                }
             }
-            mirror.insert("subset".into(), Value::String(target.canary.clone()));
-            if let Some(p) = base.get("port") {
-                mirror.insert("port".into(), p.clone());
-            }
-            o.insert("mirror".into(), Value::Object(mirror));
+            let mut mirror = Value::Object(mirror);
+            point_at(&mut mirror, target, true);
+            o.insert("mirror".into(), mirror);
             o.insert(
                 "mirrorPercentage".into(),
                 json!({"value": f64::from(state.mirror_percent)}),
@@ -590,6 +592,23 @@ fn rewrite_route(
         }
     }
     r
+}
+
+/// Make a destination object (`{host, subset?, port?}`) name one side: the subset for a
+/// subset split (the host stays), the side's host and no subset for a host-level split.
+fn point_at(dest: &mut Value, target: &Target, canary: bool) {
+    let Some(o) = dest.as_object_mut() else {
+        return;
+    };
+    match target.destination(canary) {
+        (_, Some(subset)) => {
+            o.insert("subset".into(), Value::String(subset.to_string()));
+        }
+        (host, None) => {
+            o.insert("host".into(), Value::String(host.to_string()));
+            o.remove("subset");
+        }
+    }
 }
 
 /// `route` without its stale destinations, and the indices of `m` adjusted to match.
@@ -674,9 +693,7 @@ fn header_route(vs: &Value, view: &View, h: &HeaderRoute, target: &Target) -> Va
         .cloned()
         .unwrap_or_else(|| json!({"host": target.service}));
     let mut dest = dest;
-    if let Some(o) = dest.as_object_mut() {
-        o.insert("subset".into(), Value::String(target.canary.clone()));
-    }
+    point_at(&mut dest, target, true);
     json!({
         "name": header_route_name(&target.rollout.name),
         "match": clauses,
@@ -921,19 +938,19 @@ fn restores(
 ) -> bool {
     let restored = with_fields(route, original);
     let dests = restored.get("route").and_then(Value::as_array);
-    let find = |subset: &str| {
+    let find = |canary: bool| {
         dests.and_then(|ds| {
             ds.iter().position(|d| {
                 let (h, s) = dest_of(d);
-                same_host(&target.service, h, ns) && s == Some(subset)
+                target.is_side(canary, h, s, ns)
             })
         })
     };
     let om = Managed {
         index: m.index,
         key: m.key.clone(),
-        stable: find(&target.stable),
-        canary: find(&target.canary),
+        stable: find(false),
+        canary: find(true),
         stale: Vec::new(),
     };
     if om.stable.is_none() && om.canary.is_none() {

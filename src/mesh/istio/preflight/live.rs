@@ -212,7 +212,11 @@ pub fn referenced_namespaces(objects: &[Value], targets: &[Target]) -> BTreeSet<
                 out.extend(host_namespace(d.host(), ns));
             }
         }
-        if let Some(dr) = find("DestinationRule", &t.destination_rule) {
+        if let Some(dr) = t
+            .destination_rule
+            .as_ref()
+            .and_then(|n| find("DestinationRule", n))
+        {
             let host = dr.str_at("/spec/host").unwrap_or("");
             out.extend(host_namespace(host, ns));
         }
@@ -251,10 +255,11 @@ mod tests {
             },
             service: service.into(),
             virtual_service: "orders".into(),
-            destination_rule: "orders".into(),
+            destination_rule: Some("orders".into()),
             routes: Vec::new(),
             stable: "v1".into(),
             canary: "v2".into(),
+            split: crate::plan::Split::Subset,
         }
     }
 

@@ -775,7 +775,10 @@ impl OwnFindings {
         };
         let mut found: Vec<&(usize, Finding)> = get("VirtualService", &target.virtual_service)
             .iter()
-            .chain(get("DestinationRule", &target.destination_rule))
+            .chain(get(
+                "DestinationRule",
+                target.destination_rule.as_deref().unwrap_or_default(),
+            ))
             .collect();
         found.sort_by_key(|(i, _)| *i);
         found.into_iter().map(|(_, f)| f.clone()).collect()

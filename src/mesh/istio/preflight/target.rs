@@ -54,18 +54,18 @@ pub fn check(ix: &Index<'_>, target: &Target) -> Vec<Finding> {
 pub fn check_with(ix: &Index<'_>, shared: &Shared<'_>, target: &Target) -> Vec<Finding> {
     let ns = target.rollout.namespace.as_str();
     let mut out = Vec::new();
-    match find(ix, &ix.destination_rules, &target.destination_rule, ns) {
-        None => out.push(Finding::new(
-            codes::PLAN_OBJECT_MISSING,
-            plan_ref(target),
-            "spec.destinationRule",
-            format!(
-                "DestinationRule {ns}/{} does not exist",
-                target.destination_rule
-            ),
-            "create the DestinationRule, or name the right one in spec.destinationRule",
-        )),
-        Some(dr) => check_destination_rule(ix, dr, target, &mut out),
+    match &target.destination_rule {
+        None => check_hosts(ix, target, &mut out),
+        Some(name) => match find(ix, &ix.destination_rules, name, ns) {
+            None => out.push(Finding::new(
+                codes::PLAN_OBJECT_MISSING,
+                plan_ref(target),
+                "spec.destinationRule",
+                format!("DestinationRule {ns}/{name} does not exist"),
+                "create the DestinationRule, or name the right one in spec.destinationRule",
+            )),
+            Some(dr) => check_destination_rule(ix, dr, target, &mut out),
+        },
     }
     match find(ix, &ix.virtual_services, &target.virtual_service, ns) {
         None => out.push(Finding::new(
@@ -82,6 +82,23 @@ pub fn check_with(ix: &Index<'_>, shared: &Shared<'_>, target: &Target) -> Vec<F
     }
     check_bypass_and_mtls(ix, shared, target, &mut out);
     out
+}
+
+/// A plan that splits by host: both hosts must be Services (or ServiceEntries) the
+/// rollout's namespace sees, when the objects say so (lint of lone files cannot judge).
+fn check_hosts(ix: &Index<'_>, target: &Target, out: &mut Vec<Finding>) {
+    let ns = target.rollout.namespace.as_str();
+    for (role, host) in [("stable", &target.stable), ("canary", &target.canary)] {
+        if ix.registry.lookup(ns, &[], host).is_none() && ix.registry.can_judge(host, ns) {
+            out.push(Finding::new(
+                codes::PLAN_OBJECT_MISSING,
+                plan_ref(target),
+                format!("spec.{role}.host"),
+                format!("the plan's {role} host {host} is no Service or ServiceEntry visible from namespace {ns}: traffic sent there gets 503"),
+                format!("create Service {host} selecting the {role} pods, or fix spec.{role}.host in the plan"),
+            ));
+        }
+    }
 }
 
 fn check_destination_rule(ix: &Index<'_>, dr: &Object, target: &Target, out: &mut Vec<Finding>) {
@@ -217,12 +234,12 @@ pub fn unmanaged_canary_routes(vs: &Value, target: &Target) -> Vec<UnmanagedRout
         .map(|v| v.managed.iter().map(|m| m.index).collect())
         .unwrap_or_default();
     let to_canary = |d: &Value| {
-        d.get("subset").and_then(Value::as_str) == Some(target.canary.as_str())
-            && routes::same_host(
-                &target.service,
-                d.get("host").and_then(Value::as_str).unwrap_or(""),
-                ns,
-            )
+        target.is_side(
+            true,
+            d.get("host").and_then(Value::as_str).unwrap_or(""),
+            d.get("subset").and_then(Value::as_str),
+            ns,
+        )
     };
     let http = vs
         .pointer("/spec/http")
@@ -274,8 +291,9 @@ fn unmanaged_finding(ix: &Index<'_>, vs: &Object, target: &Target, u: &Unmanaged
         ix.reference(vs),
         format!("spec.http[{}]", u.index),
         format!(
-            "route {label} {verb} to the canary subset {:?} of {}, but rollout {} does not manage it: after a rollback its requests still reach the canary, and the canary's metrics include them",
-            target.canary, target.service, target.rollout
+            "route {label} {verb} to the canary ({}), but rollout {} does not manage it: after a rollback its requests still reach the canary, and the canary's metrics include them",
+            target.describe(true),
+            target.rollout
         ),
         "add the route to the plan's spec.routes, drop its canary destination, or use a setHeaderRoute step instead of a hand-written canary route",
     )
@@ -338,14 +356,11 @@ fn shared_routes(a: &Target, b: &Target, vs: Option<&Value>) -> Option<Vec<Strin
     let ns = &a.rollout.namespace;
     let same_default = a.routes.is_empty()
         && b.routes.is_empty()
-        && a.stable == b.stable
-        && hosts::qualify(&a.service, ns) == hosts::qualify(&b.service, &b.rollout.namespace);
-    same_default.then(|| {
-        vec![format!(
-            "the routes that send to {} subset {:?}",
-            b.service, b.stable
-        )]
-    })
+        && a.split == b.split
+        && a.destination(false).1 == b.destination(false).1
+        && hosts::qualify(a.destination(false).0, ns)
+            == hosts::qualify(b.destination(false).0, &b.rollout.namespace);
+    same_default.then(|| vec![format!("the routes that send to {}", b.describe(false))])
 }
 
 /// One owner per route: for every pair of targets on the same VirtualService (same namespace
