@@ -1,6 +1,5 @@
-//! Flagger `Canary` to a plan. Flagger splits by host (its generated VirtualService sends to the
-//! `<name>-primary` and `<name>-canary` Services), so for now the plan is translated (and
-//! reported) but not written (issue 13).
+//! Flagger `Canary` to a host-level plan: Flagger's generated VirtualService sends to the
+//! `<apex>-primary` and `<apex>-canary` Services, and so does the plan.
 
 use serde_json::{Map, Value, json};
 
@@ -35,34 +34,13 @@ pub(crate) fn convert<'a>(doc: &'a Doc<'a>, templates: &Templates<'_>) -> Conver
         },
     };
     let v = &doc.value;
-    let service = str_at(v, &["spec", "service", "name"])
-        .or_else(|| str_at(v, &["spec", "targetRef", "name"]))
-        .or_else(|| str_at(v, &["metadata", "name"]))
-        .unwrap_or_default();
     top_level(v, &mut draft.notes);
-    let provider = str_at(v, &["spec", "provider"]).unwrap_or("istio");
-    if provider != "istio" {
-        draft.notes.add(
-            "spec.provider",
-            format!("provider `{provider}`: tidegate routes with Istio only"),
-        );
-    }
-    draft.notes.add(
-        "spec.service",
-        format!(
-            "host-level splitting is not supported yet (issue 13): Flagger splits between the \
-             Services {service}-primary and {service}-canary, tidegate plans split by \
-             DestinationRule subset"
-        ),
-    );
-    draft.blocked = true;
-    draft.spec.insert("service".into(), json!(service));
-    draft.spec.insert("virtualService".into(), json!(service));
+    let service = routing(v, &mut draft);
     let empty = Value::Null;
     let analysis = at(v, &["spec", "analysis"]).unwrap_or(&empty);
     let interval = analysis.get("interval").and_then(seconds).unwrap_or(60);
     let mut steps = steps(analysis, interval, &mut draft.notes);
-    let base = variables(v, service);
+    let base = variables(v, &service);
     let checks = checks(analysis, interval, &base, templates, &mut draft.notes);
     let id = format!(
         "{}/{}",
@@ -87,6 +65,44 @@ pub(crate) fn convert<'a>(doc: &'a Doc<'a>, templates: &Templates<'_>) -> Conver
             .insert("progressDeadline".into(), json!(duration(secs)));
     }
     finish(draft)
+}
+
+/// Flagger's traffic model, kept: its VirtualService (named after the apex Service, as
+/// `GetServiceNames` in Flagger's `pkg/apis/flagger/v1beta1/canary.go` names it) splits between
+/// the hosts `<apex>-primary` and `<apex>-canary`. Returns the apex name.
+fn routing(v: &Value, draft: &mut Draft<'_>) -> String {
+    let service = str_at(v, &["spec", "service", "name"])
+        .or_else(|| str_at(v, &["spec", "targetRef", "name"]))
+        .or_else(|| str_at(v, &["metadata", "name"]))
+        .unwrap_or_default()
+        .to_owned();
+    let provider = str_at(v, &["spec", "provider"]).unwrap_or("istio");
+    if provider != "istio" {
+        draft.notes.add(
+            "spec.provider",
+            format!(
+                "provider `{provider}`: tidegate routes with Istio only; the plan splits with an \
+                 Istio VirtualService {service}"
+            ),
+        );
+    }
+    let (primary, canary) = (format!("{service}-primary"), format!("{service}-canary"));
+    let target = str_at(v, &["spec", "targetRef", "name"]).unwrap_or(&service);
+    draft.notes.add(
+        "spec.service",
+        format!(
+            "Flagger generates the VirtualService {service}, the Services {primary} and \
+             {canary} and the workload {target}-primary; the plan splits between the hosts \
+             {primary} and {canary} in the VirtualService {service}: keep them (in your \
+             manifests) when the Canary goes"
+        ),
+    );
+    let spec = &mut draft.spec;
+    spec.insert("service".into(), json!(service));
+    spec.insert("virtualService".into(), json!(service));
+    spec.insert("stable".into(), json!({"host": primary}));
+    spec.insert("canary".into(), json!({"host": canary}));
+    service
 }
 
 /// `spec` fields other than the analysis: the workload and the generated Istio objects.
@@ -131,8 +147,8 @@ fn service_fields(service: &Value, notes: &mut Notes<'_>) {
         if !["name", "port", "targetPort", "portName", "portDiscovery"].contains(&key.as_str()) {
             notes.add(
                 format!("spec.service.{key}"),
-                "Flagger generates the VirtualService and DestinationRule; tidegate manages the \
-                 routes of yours: write this into them",
+                "Flagger generates the VirtualService and the DestinationRules of both hosts; \
+                 with tidegate they are yours: write this into them",
             );
         }
     }
