@@ -55,7 +55,9 @@ pub(crate) fn flagger(list: Option<&Value>, id: &str, notes: &mut Notes<'_>) -> 
                     "notifications: [{{name: {channel}, kind: webhook, urlFile: \
                      /etc/tidegate/notify/{channel}-url}}]"
                 );
-                hooks.notify.push(channel.clone());
+                if !hooks.notify.contains(&channel) {
+                    hooks.notify.push(channel.clone());
+                }
                 format!(
                     "{what}: the plan notifies the channel `{channel}` (`notify: [{channel}]`); \
                      add it to the daemon configuration, with {url} in the file: {snippet} \
