@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tidegate::convert::{self, Converted, Report};
-use tidegate::plan::{self, HeaderRoute, MetricSource, Plan, Step, StringMatch};
+use tidegate::plan::{self, HeaderRoute, MetricSource, Plan, Split, Step, StringMatch};
 
 fn run(files: &[(&str, &str)]) -> Report {
     let inputs: Vec<(String, String)> = files
@@ -42,136 +42,294 @@ fn has(r: &Converted, field: &str, message: &str) -> bool {
         .any(|f| f.field.contains(field) && f.message.contains(message))
 }
 
-const HOST: &str = "host-level splitting is not supported yet (issue 13)";
-
-/// Per fixture: whether it converts, and findings (field, message part) it must report.
+/// Per fixture: whether it converts, and every finding (field, start of the message), in order.
 type Expectation = (&'static str, bool, &'static [(&'static str, &'static str)]);
 
-const HOST_ARGO: (&str, &str) = ("trafficRouting.istio", HOST);
-const HOST_FLAGGER: (&str, &str) = ("spec.service", HOST);
-const TEMPLATE: (&str, &str) = ("spec.template", "workload management");
+const WORKLOAD: &str = "workload management: tidegate does not deploy pods";
+const GENERATED: &str =
+    "Flagger generates the VirtualService and the DestinationRules of both hosts";
+const ONE_INTERVAL: &str = "a plan has one analysis interval for all metrics";
+const PODINFO: &str = "Flagger generates the VirtualService podinfo, the Services podinfo-primary and \
+                       podinfo-canary and the workload podinfo-primary; the plan splits between the \
+                       hosts podinfo-primary and podinfo-canary in the VirtualService podinfo";
 
 const EXPECTED: &[Expectation] = &[
     (
         "argo-rollouts__istio-host-split-experiment-step.yaml",
-        false,
+        true,
         &[
-            HOST_ARGO,
-            TEMPLATE,
-            ("steps[1].experiment", "no equivalent"),
+            ("spec.selector", WORKLOAD),
+            ("spec.template", WORKLOAD),
+            (
+                "spec.strategy.canary.steps[1].experiment",
+                "step `experiment` has no equivalent",
+            ),
         ],
     ),
     (
         "argo-rollouts__istio-host-split.yaml",
-        false,
-        &[HOST_ARGO, TEMPLATE],
+        true,
+        &[("spec.selector", WORKLOAD), ("spec.template", WORKLOAD)],
     ),
     (
         "argo-rollouts__istio-hr-host.yaml",
-        false,
+        true,
         &[
-            HOST_ARGO,
-            ("spec.replicas", "workload management"),
-            ("steps[6].setHeaderRoute", "no equivalent"),
+            ("spec.replicas", WORKLOAD),
+            ("spec.selector", WORKLOAD),
+            ("spec.template", WORKLOAD),
+            (
+                "spec.strategy.canary.steps[6].setHeaderRoute",
+                "step `setHeaderRoute` has no equivalent",
+            ),
         ],
     ),
     (
         "argo-rollouts__istio-mirror.yaml",
-        false,
+        true,
         &[
-            HOST_ARGO,
-            ("steps[0].setCanaryScale", "no equivalent"),
-            ("steps[1].setMirrorRoute.match", "mirrors all"),
+            ("spec.replicas", WORKLOAD),
+            ("spec.selector", WORKLOAD),
+            ("spec.template", WORKLOAD),
+            (
+                "spec.strategy.canary.steps[0].setCanaryScale",
+                "step `setCanaryScale` has no equivalent",
+            ),
+            (
+                "spec.strategy.canary.steps[1].setMirrorRoute.match",
+                "a plan mirrors all of the stable traffic's share",
+            ),
         ],
     ),
     (
         "argo-rollouts__istio-rollout-abort-delete-all-canary-pods.yaml",
-        false,
-        &[HOST_ARGO, ("steps[3].setCanaryScale", "no equivalent")],
+        true,
+        &[
+            ("spec.replicas", WORKLOAD),
+            ("spec.selector", WORKLOAD),
+            ("spec.template", WORKLOAD),
+            (
+                "spec.strategy.canary.steps[0].setCanaryScale",
+                "step `setCanaryScale` has no equivalent",
+            ),
+            (
+                "spec.strategy.canary.steps[3].setCanaryScale",
+                "step `setCanaryScale` has no equivalent",
+            ),
+        ],
     ),
     (
         "argo-rollouts__istio-subset-split-single-route.yaml",
         true,
-        &[TEMPLATE],
+        &[("spec.selector", WORKLOAD), ("spec.template", WORKLOAD)],
     ),
-    ("argo-rollouts__istio-subset-split.yaml", true, &[TEMPLATE]),
+    (
+        "argo-rollouts__istio-subset-split.yaml",
+        true,
+        &[("spec.selector", WORKLOAD), ("spec.template", WORKLOAD)],
+    ),
     (
         "argo-rollouts__rollout-analysis-step.yaml",
         false,
         &[
-            ("canary.trafficRouting", "only Istio"),
+            ("spec.replicas", WORKLOAD),
+            ("spec.revisionHistoryLimit", WORKLOAD),
+            ("spec.selector", WORKLOAD),
+            ("spec.template", WORKLOAD),
             (
-                "steps[1].analysis.templates[0]",
-                "random-fail is not in the given files",
+                "spec.strategy.canary.trafficRouting",
+                "only Istio traffic routing can be carried over",
+            ),
+            (
+                "spec.strategy.canary.steps[1].analysis.templates[0]",
+                "AnalysisTemplate random-fail is not in the given files",
+            ),
+            (
+                "spec.strategy.canary.steps[1].analysis.templates[1]",
+                "AnalysisTemplate always-pass is not in the given files",
             ),
         ],
     ),
     (
         "argo-rollouts__rollout.yaml",
-        false,
+        true,
         &[
-            HOST_ARGO,
-            ("spec.revisionHistoryLimit", "workload management"),
+            ("spec.replicas", WORKLOAD),
+            ("spec.revisionHistoryLimit", WORKLOAD),
+            ("spec.selector", WORKLOAD),
+            ("spec.template", WORKLOAD),
+            (
+                "spec.strategy.canary.trafficRouting.istio.virtualServices",
+                "a plan manages one VirtualService",
+            ),
+            (
+                "spec.strategy.canary.trafficRouting.istio.virtualService.name",
+                "VirtualService rollouts-demo-vsvc1 is not in the given files (or has no hosts)",
+            ),
         ],
     ),
     (
         "argo-rollouts__valid-istio-v1beta1-mulitiple-virtualsvcs.yml",
-        false,
-        &[HOST_ARGO, ("steps[1].experiment", "no equivalent")],
+        true,
+        &[
+            ("spec.selector", WORKLOAD),
+            ("spec.template", WORKLOAD),
+            (
+                "spec.strategy.canary.trafficRouting.istio.virtualServices",
+                "a plan manages one VirtualService",
+            ),
+            (
+                "spec.strategy.canary.steps[1].experiment",
+                "step `experiment` has no equivalent",
+            ),
+        ],
     ),
     (
         "flagger__istio-abtest.yaml",
-        false,
+        true,
         &[
-            HOST_FLAGGER,
-            ("spec.targetRef", "workload management"),
-            ("spec.analysis.match[1]", "one entry only"),
-            ("webhooks[0]", "conformance-test"),
+            ("spec.autoscalerRef", WORKLOAD),
+            ("spec.service.gateways", GENERATED),
+            ("spec.service.hosts", GENERATED),
+            ("spec.service.match", GENERATED),
+            ("spec.service.rewrite", GENERATED),
+            ("spec.service.timeout", GENERATED),
+            ("spec.service.trafficPolicy", GENERATED),
+            ("spec.targetRef", WORKLOAD),
+            ("spec.service", PODINFO),
+            (
+                "spec.analysis.match[1].headers",
+                "a plan's setHeaderRoute matches the headers of one entry only",
+            ),
+            ("spec.analysis.metrics[0].interval", ONE_INTERVAL),
+            ("spec.analysis.metrics[1].interval", ONE_INTERVAL),
+            (
+                "spec.analysis.webhooks[0]",
+                "webhook conformance-test (pre-rollout) has no equivalent",
+            ),
+            (
+                "spec.analysis.webhooks[1]",
+                "webhook load-test (rollout) has no equivalent",
+            ),
         ],
     ),
     (
         "flagger__istio-canary.yaml",
-        false,
+        true,
         &[
-            HOST_FLAGGER,
-            ("spec.autoscalerRef", "workload management"),
-            ("spec.service.gateways", "Flagger generates"),
-            ("webhooks[1]", "load-test"),
+            ("spec.autoscalerRef", WORKLOAD),
+            ("spec.service.gateways", GENERATED),
+            ("spec.service.hosts", GENERATED),
+            ("spec.service.match", GENERATED),
+            ("spec.service.rewrite", GENERATED),
+            ("spec.service.timeout", GENERATED),
+            ("spec.service.trafficPolicy", GENERATED),
+            ("spec.targetRef", WORKLOAD),
+            ("spec.service", PODINFO),
+            ("spec.analysis.metrics[0].interval", ONE_INTERVAL),
+            ("spec.analysis.metrics[1].interval", ONE_INTERVAL),
+            (
+                "spec.analysis.webhooks[0]",
+                "webhook conformance-test (pre-rollout) has no equivalent",
+            ),
+            (
+                "spec.analysis.webhooks[1]",
+                "webhook load-test (rollout) has no equivalent",
+            ),
         ],
     ),
     (
         "flagger__istio-progressive-delivery.md__canary-mirroring.yaml",
-        false,
-        &[HOST_FLAGGER, ("webhooks[0]", "acceptance-test")],
+        true,
+        &[
+            ("spec.service", PODINFO),
+            (
+                "spec.analysis.webhooks[0]",
+                "webhook acceptance-test (pre-rollout) has no equivalent",
+            ),
+            (
+                "spec.analysis.webhooks[1]",
+                "webhook load-test (rollout) has no equivalent",
+            ),
+        ],
     ),
     (
         "flagger__linkerd-canary-steps.yaml",
-        false,
-        &[HOST_FLAGGER, ("spec.provider", "linkerd")],
+        true,
+        &[
+            ("spec.autoscalerRef", WORKLOAD),
+            ("spec.targetRef", WORKLOAD),
+            ("spec.provider", "provider `linkerd`"),
+            ("spec.service", PODINFO),
+            ("spec.analysis.metrics[0].interval", ONE_INTERVAL),
+            ("spec.analysis.metrics[1].interval", ONE_INTERVAL),
+            (
+                "spec.analysis.webhooks[0]",
+                "webhook conformance-test (pre-rollout) has no equivalent",
+            ),
+            (
+                "spec.analysis.webhooks[1]",
+                "webhook load-test (rollout) has no equivalent",
+            ),
+        ],
     ),
     (
         "flagger__test-canary.sh__canary-ab-testing.yaml",
-        false,
+        true,
         &[
-            HOST_FLAGGER,
+            ("spec.targetRef", WORKLOAD),
+            ("spec.service", PODINFO),
+            ("spec.analysis.metrics[0].interval", ONE_INTERVAL),
+            ("spec.analysis.metrics[1].interval", ONE_INTERVAL),
             (
-                "metrics[1].templateRef",
+                "spec.analysis.metrics[1].templateRef",
                 "MetricTemplate latency is not in the given files",
             ),
-            ("webhooks[1]", "confirm-promotion"),
+            (
+                "spec.analysis.webhooks[0]",
+                "webhook pre (pre-rollout) has no equivalent",
+            ),
+            (
+                "spec.analysis.webhooks[1]",
+                "webhook promote-gate (confirm-promotion) became a `pause: {}` last step",
+            ),
+            (
+                "spec.analysis.webhooks[2]",
+                "webhook post (post-rollout) has no equivalent",
+            ),
         ],
     ),
     (
         "flagger__test-canary.sh__canary-progressive.yaml",
-        false,
-        &[HOST_FLAGGER, ("spec.service.apex", "Flagger generates")],
+        true,
+        &[
+            ("spec.service.apex", GENERATED),
+            ("spec.service.headers", GENERATED),
+            ("spec.targetRef", WORKLOAD),
+            ("spec.service", PODINFO),
+            ("spec.analysis.metrics[0].interval", ONE_INTERVAL),
+            ("spec.analysis.metrics[1].interval", ONE_INTERVAL),
+            (
+                "spec.analysis.metrics[1].templateRef",
+                "MetricTemplate latency is not in the given files",
+            ),
+            (
+                "spec.analysis.webhooks[0]",
+                "webhook load-test (rollout) has no equivalent",
+            ),
+        ],
     ),
     (
         "flagger__test-delegation.sh__canary.yaml",
-        false,
+        true,
         &[
-            HOST_FLAGGER,
-            ("spec.service.delegation", "Flagger generates"),
+            ("spec.service.delegation", GENERATED),
+            ("spec.targetRef", WORKLOAD),
+            ("spec.service", PODINFO),
+            (
+                "spec.analysis.webhooks[0]",
+                "webhook load-test (rollout) has no equivalent",
+            ),
         ],
     ),
 ];
@@ -212,11 +370,12 @@ fn every_peer_fixture_converts_or_names_what_it_cannot_carry_over() {
         if *converts {
             plan_of(r);
         }
-        for (field, message) in wanted.iter() {
+        assert_eq!(r.findings.len(), wanted.len(), "{name}: {:#?}", r.findings);
+        for (f, (field, message)) in r.findings.iter().zip(wanted.iter()) {
+            assert_eq!(f.field, *field, "{name}");
             assert!(
-                has(r, field, message),
-                "{name}: no finding {field}: {message} in {:#?}",
-                r.findings
+                f.message.starts_with(message),
+                "{name}: {f}\nwanted: {message}"
             );
         }
         assert!(r.findings.iter().all(|f| f.file == file), "{name}");
@@ -400,26 +559,63 @@ spec:
 "#;
 
 #[test]
-fn flagger_step_weights_and_built_in_metrics_translate_but_host_splitting_blocks_the_plan() {
+fn a_flagger_canary_becomes_a_host_level_plan_with_its_steps_and_built_in_metrics() {
     let report = run(&[("podinfo.yaml", FLAGGER)]);
     let r = &report.rollouts[0];
-    assert!(r.plan.is_none());
-    assert!(has(r, "spec.service", HOST));
-    assert!(!report.complete());
+    assert!(report.complete());
+    let plan = plan_of(r);
+    assert_eq!(plan.split, Split::Host);
     assert_eq!(
-        r.spec["steps"],
-        json!([{"setWeight": 5}, {"analyze": "30s"}, {"setWeight": 20}, {"analyze": "30s"},
-               {"setWeight": 50}, {"analyze": "30s"}])
+        (
+            plan.service.as_str(),
+            plan.virtual_service.as_str(),
+            plan.stable.as_str(),
+            plan.canary.as_str()
+        ),
+        ("podinfo", "podinfo", "podinfo-primary", "podinfo-canary"),
+        "Flagger's VirtualService is named after the apex Service and sends to <apex>-primary \
+         and <apex>-canary"
     );
-    assert_eq!(r.spec["analysis"]["failureLimit"], json!(3));
+    assert_eq!(plan.destination_rule, None);
+    assert!(
+        plan.routes.is_empty(),
+        "the routes that send to the stable host"
+    );
+    let analyze = Step::Analyze(Duration::from_secs(30));
+    assert_eq!(
+        plan.steps,
+        vec![
+            Step::SetWeight(5),
+            analyze.clone(),
+            Step::SetWeight(20),
+            analyze.clone(),
+            Step::SetWeight(50),
+            analyze,
+        ]
+    );
+    assert_eq!(plan.analysis.failure_limit, 3);
     assert_eq!(
         r.spec["analysis"]["metrics"],
         json!([{"name": "request-success-rate", "template": "istio-success-rate", "min": 99.0},
                {"name": "request-duration", "template": "istio-latency-p99", "max": 500.0}])
     );
+    let text = r.plan.as_deref().expect("a plan");
+    assert!(!text.contains("destinationRule"), "{text}");
+    // The apex falls back to targetRef.name, as in Flagger's GetServiceNames.
+    let unnamed = FLAGGER.replace(
+        "  service: {name: podinfo, port: 80}\n",
+        "  service: {port: 80}\n",
+    );
+    let unnamed = unnamed.replace("name: podinfo}", "name: backend}");
+    let report = run(&[("backend.yaml", &unnamed)]);
+    let plan = plan_of(&report.rollouts[0]);
     assert_eq!(
-        (r.spec["service"].clone(), r.spec["virtualService"].clone()),
-        (json!("podinfo"), json!("podinfo"))
+        (
+            plan.service.as_str(),
+            plan.stable.as_str(),
+            plan.canary.as_str()
+        ),
+        ("backend", "backend-primary", "backend-canary")
     );
 }
 
@@ -429,7 +625,7 @@ fn flagger_ab_testing_routes_by_header_and_metric_templates_become_queries() {
         .replace("stepWeights: [5, 20, 50]", "iterations: 10\n    match: [{headers: {x-canary: {exact: insider}}}]")
         .replace(
             "    - name: request-duration\n      thresholdRange: {max: 500}",
-            "    - name: not-found\n      templateRef: {name: not-found-percentage}\n      thresholdRange: {max: 5}",
+            "    - name: not-found\n      templateRef: {name: not-found-percentage}\n      interval: 2m\n      thresholdRange: {max: 5}",
         );
     let template = r#"
 apiVersion: flagger.app/v1beta1
@@ -448,7 +644,9 @@ spec:
     assert_eq!(
         r.spec["analysis"]["metrics"][1],
         json!({"name": "not-found", "max": 5.0,
-               "query": "sum(rate(requests{code=\"404\",app=\"{{ service }}\",ns=\"{{ namespace }}\"}[{{ interval }}]))"})
+               "query": "sum(rate(requests{code=\"404\",app=\"podinfo\",ns=\"{{ namespace }}\"}[2m]))"}),
+        "Flagger renders `{{ target }}` as the canary workload (targetRef.name) and \
+         `{{ interval }}` as the metric's interval"
     );
 }
 
@@ -469,9 +667,9 @@ fn the_command_writes_one_plan_per_rollout_and_exits_1_when_a_source_produced_no
     let written = std::fs::read_to_string(dir.path().join("default-istio-subset-split.yaml"))
         .expect("plan written");
     assert!(plan::parse_str("p.yaml", &written).findings.is_empty());
-    let (host, _) = fixture("argo-rollouts__rollout.yaml");
+    let (unrouted, _) = fixture("argo-rollouts__rollout-analysis-step.yaml");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["convert", &host, "-o", "json"])
+        .args(["convert", &unrouted, "-o", "json"])
         .output()
         .expect("run tidegate");
     assert_eq!(out.status.code(), Some(1));
@@ -505,6 +703,13 @@ fn a_flagger_canary_given_with_its_metric_template_gets_the_query_with_its_varia
     let query = latency["query"].as_str().expect("a query");
     assert!(query.contains("reporter=\"destination\""), "{query}");
     assert!(!query.contains("variables."), "{query}");
+    assert!(
+        query.contains("destination_workload=~\"podinfo\""),
+        "{{{{ target }}}} is the canary workload, not the canary host: {query}"
+    );
+    assert!(query.contains("}[30s]"), "the metric's interval: {query}");
+    let plan = plan_of(r);
+    assert_eq!(plan.analysis.metrics.len(), 2);
     assert_eq!(
         r.spec["steps"][0]["setHeaderRoute"]["headers"]["cookie"],
         json!({"regex": "^(.*?;)?(type=insider)(;.*)?$"})
@@ -575,6 +780,12 @@ fn converted_fixture_plans_lint_clean_against_the_fixtures_manifests() {
     for name in [
         "argo-rollouts__istio-subset-split.yaml",
         "argo-rollouts__istio-subset-split-single-route.yaml",
+        "argo-rollouts__istio-host-split.yaml",
+        "argo-rollouts__istio-host-split-experiment-step.yaml",
+        "argo-rollouts__istio-hr-host.yaml",
+        "argo-rollouts__istio-mirror.yaml",
+        "argo-rollouts__istio-rollout-abort-delete-all-canary-pods.yaml",
+        "argo-rollouts__valid-istio-v1beta1-mulitiple-virtualsvcs.yml",
     ] {
         let (file, text) = fixture(name);
         let report = run(&[(&file, &text)]);
@@ -589,5 +800,257 @@ fn converted_fixture_plans_lint_clean_against_the_fixtures_manifests() {
             "{name}: {:#?} {:#?}",
             lint.findings, lint.plan_findings
         );
+    }
+}
+
+const HOOKS: &str = r#"
+    webhooks:
+    - {name: gate, type: confirm-rollout, url: http://gate/approve}
+    - {name: smoke, type: pre-rollout, url: http://loadtester/, metadata: {cmd: "curl -s http://podinfo-canary/"}}
+    - {name: load, url: http://loadtester/, metadata: {cmd: "hey -z 1m http://podinfo-canary/"}}
+    - {name: step-gate, type: confirm-traffic-increase, url: http://gate/step}
+    - {name: promote-gate, type: confirm-promotion, url: http://gate/promote}
+    - {name: post, type: post-rollout, url: http://loadtester/post}
+    - {name: stop, type: rollback, url: http://gate/rollback}
+    - {name: Slack_Events, type: event, url: http://events/hook}
+"#;
+
+#[test]
+fn flagger_webhooks_map_to_pauses_and_a_channel_or_are_named_at_their_position() {
+    let text = format!("{FLAGGER}{HOOKS}");
+    let report = run(&[("podinfo.yaml", &text)]);
+    let r = &report.rollouts[0];
+    let steps = r.spec["steps"].as_array().expect("steps");
+    assert_eq!(
+        steps.first(),
+        Some(&json!({"pause": {}})),
+        "confirm-rollout"
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&json!({"pause": {}})),
+        "confirm-promotion"
+    );
+    assert_eq!(steps.len(), 8);
+    assert_eq!(r.spec["notify"], json!(["slack-events"]));
+    assert_eq!(
+        plan_of(r).notify,
+        vec!["slack-events".to_string()],
+        "validation does not check channel names"
+    );
+    let hooks: Vec<(&str, &str)> = r
+        .findings
+        .iter()
+        .filter(|f| f.field.starts_with("spec.analysis.webhooks"))
+        .map(|f| (f.field.as_str(), f.message.as_str()))
+        .collect();
+    let wanted = [
+        (
+            "[0]",
+            "webhook gate (confirm-rollout) became a `pause: {}` first step: the rollout waits at 0 % for a `Tidegate: resume test/podinfo` commit (tidegate calls no approval URL; http://gate/approve is not consulted)",
+        ),
+        (
+            "[1]",
+            "webhook smoke (pre-rollout) has no equivalent: tidegate runs no tests before shifting traffic; run `curl -s http://podinfo-canary/` yourself",
+        ),
+        (
+            "[2]",
+            "webhook load (rollout) has no equivalent: load test: tidegate generates no traffic; run `hey -z 1m http://podinfo-canary/` yourself",
+        ),
+        (
+            "[3]",
+            "webhook step-gate (confirm-traffic-increase) has no equivalent: tidegate calls no approval URL before each weight increase; the closest is a `pause: {}` step before each `setWeight`",
+        ),
+        (
+            "[4]",
+            "webhook promote-gate (confirm-promotion) became a `pause: {}` last step",
+        ),
+        (
+            "[5]",
+            "webhook post (post-rollout) has no equivalent: tidegate runs nothing after a rollout",
+        ),
+        (
+            "[6]",
+            "webhook stop (rollback) has no equivalent: tidegate polls no URL for a rollback; the equivalent is an `abort` control commit (`tidegate abort test/podinfo -m WHY`)",
+        ),
+        (
+            "[7]",
+            "webhook Slack_Events (event): the plan notifies the channel `slack-events` (`notify: [slack-events]`); add it to the daemon configuration, with http://events/hook in the file: notifications: [{name: slack-events, kind: webhook, urlFile: /etc/tidegate/notify/slack-events-url}]",
+        ),
+    ];
+    assert_eq!(hooks.len(), wanted.len(), "{hooks:#?}");
+    for ((field, message), (index, start)) in hooks.iter().zip(wanted) {
+        assert_eq!(*field, format!("spec.analysis.webhooks{index}"));
+        assert!(
+            message.starts_with(start),
+            "{field}: {message}\nwanted: {start}"
+        );
+    }
+}
+
+#[test]
+fn argo_args_from_the_rollout_are_filled_and_run_time_values_are_named() {
+    let template = |arg: &str| {
+        ARGO.replace("{{ service }}", &format!("{{{{args.{arg}}}}}"))
+            .replace(
+                "spec:\n  metrics:",
+                "spec:\n  args: [{name: ns}, {name: app}, {name: hash}, {name: token, valueFrom: {secretKeyRef: {name: prom, key: token}}}, {name: image}, {name: bare}]\n  metrics:",
+            )
+            .replace(
+                "metadata: {name: shop, namespace: prod}",
+                "metadata: {name: shop, namespace: prod, labels: {app: shop-app}}",
+            )
+            .replace(
+                "templates: [{templateName: success-rate}]",
+                "templates: [{templateName: success-rate}]\n          args:\n          - {name: ns, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}\n          - {name: app, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['app']\"}}}\n          - {name: hash, valueFrom: {podTemplateHashValue: Latest}}\n          - {name: image, valueFrom: {fieldRef: {fieldPath: \"spec.template.spec.containers[0].image\"}}}",
+            )
+    };
+    let query_of = |arg: &str| {
+        let report = run(&[("shop.yaml", &template(arg))]);
+        let r = report.rollouts[0].clone();
+        let plan = plan_of(&r);
+        let query = plan
+            .analysis
+            .metrics
+            .iter()
+            .find(|m| m.name == "success-rate")
+            .map(|m| match &m.source {
+                MetricSource::Query(q) => q.clone(),
+                other => panic!("a query: {other:?}"),
+            });
+        (query, r)
+    };
+    let (q, _) = query_of("ns");
+    assert!(
+        q.expect("kept")
+            .contains("destination_service_name=\"{{ namespace }}\"")
+    );
+    let (q, _) = query_of("app");
+    assert!(
+        q.expect("kept")
+            .contains("destination_service_name=\"shop-app\"")
+    );
+    let field = "shop.yaml: spec.metrics[0].provider.prometheus.query";
+    for (arg, why) in [
+        (
+            "hash",
+            "the query uses `{{ args.hash }}`, and arg hash is `valueFrom.podTemplateHashValue: Latest`, the pod template hash Argo reads from the canary ReplicaSet at run time; tidegate fills in no values known only at run time and deploys no pods",
+        ),
+        (
+            "token",
+            "the query uses `{{ args.token }}`, and arg token is `valueFrom.secretKeyRef` (Secret prom, key token), read at run time",
+        ),
+        (
+            "image",
+            "the query uses `{{ args.image }}`, and arg image is `valueFrom.fieldRef: spec.template.spec.containers[0].image`, read from the live Rollout and not in the given files",
+        ),
+        (
+            "bare",
+            "the query uses `{{ args.bare }}`, and arg bare is declared without a value and given none by the Rollout: metric left out",
+        ),
+    ] {
+        let (q, r) = query_of(arg);
+        assert_eq!(q, None, "{arg}: the metric is left out");
+        let found: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.field.ends_with(field))
+            .collect();
+        assert_eq!(found.len(), 1, "{arg}: {:#?}", r.findings);
+        assert!(
+            found[0].message.starts_with(why),
+            "{arg}: {}",
+            found[0].message
+        );
+        assert!(
+            found[0].message.ends_with(": metric left out"),
+            "{}",
+            found[0].message
+        );
+    }
+}
+
+/// Host-level Argo fixtures: (fixture, service, virtualService, stable host, canary host).
+const ARGO_HOSTS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "argo-rollouts__istio-host-split.yaml",
+        "istio-host-split",
+        "istio-host-split-vsvc",
+        "istio-host-split-stable",
+        "istio-host-split-canary",
+    ),
+    (
+        "argo-rollouts__istio-hr-host.yaml",
+        "rollouts-demo.com",
+        "rollouts-demo-vsvc",
+        "stable-service",
+        "canary-service",
+    ),
+    (
+        "argo-rollouts__istio-mirror.yaml",
+        "istio-host-split.com",
+        "istio-host-split-vsvc",
+        "istio-host-split-stable",
+        "istio-host-split-canary",
+    ),
+    (
+        "argo-rollouts__rollout.yaml",
+        "rollouts-demo-vsvc1",
+        "rollouts-demo-vsvc1",
+        "rollouts-demo-stable",
+        "rollouts-demo-canary",
+    ),
+];
+
+#[test]
+fn argo_host_level_rollouts_keep_their_services_and_the_virtual_service_host() {
+    for (name, service, vs, stable, canary) in ARGO_HOSTS {
+        let (file, text) = fixture(name);
+        let report = run(&[(&file, &text)]);
+        let plan = plan_of(&report.rollouts[0]);
+        assert_eq!(plan.split, Split::Host, "{name}");
+        assert_eq!(plan.destination_rule, None, "{name}");
+        assert_eq!(
+            (
+                plan.service.as_str(),
+                plan.virtual_service.as_str(),
+                plan.stable.as_str(),
+                plan.canary.as_str()
+            ),
+            (*service, *vs, *stable, *canary),
+            "{name}"
+        );
+        assert_eq!(plan.routes, vec!["primary".to_string()], "{name}");
+    }
+    // Both Services are needed; one alone is nothing to split between.
+    let (file, text) = fixture("argo-rollouts__istio-host-split.yaml");
+    let text = text.replace("      canaryService: istio-host-split-canary\n", "");
+    let report = run(&[(&file, &text)]);
+    let r = &report.rollouts[0];
+    assert!(r.plan.is_none());
+    assert!(has(
+        r,
+        "spec.strategy.canary.trafficRouting.istio",
+        "neither a destinationRule (subset-level) nor both stableService and canaryService"
+    ));
+}
+
+#[test]
+fn a_subset_level_rollout_with_services_too_splits_by_subset_and_says_so() {
+    let text = ARGO.replace(
+        "      trafficRouting:",
+        "      canaryService: shop-canary\n      stableService: shop-stable\n      trafficRouting:",
+    );
+    let report = run(&[("shop.yaml", &text)]);
+    let r = &report.rollouts[0];
+    let plan = plan_of(r);
+    assert_eq!(plan.split, Split::Subset);
+    assert_eq!((plan.stable.as_str(), plan.canary.as_str()), ("v1", "v2"));
+    for key in ["stableService", "canaryService"] {
+        assert!(has(
+            r,
+            &format!("spec.strategy.canary.{key}"),
+            "the plan splits by the DestinationRule's subsets, as the Rollout does"
+        ));
     }
 }

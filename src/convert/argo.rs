@@ -17,6 +17,25 @@ struct Analysis {
     failure_limit: Option<u64>,
 }
 
+impl Analysis {
+    /// The plan's `analysis`, when any metric was carried over.
+    fn into_spec(self) -> Option<Value> {
+        if self.metrics.is_empty() {
+            return None;
+        }
+        let mut a = Map::new();
+        a.insert(
+            "interval".into(),
+            json!(duration(self.interval.unwrap_or(30))),
+        );
+        if let Some(limit) = self.failure_limit {
+            a.insert("failureLimit".into(), json!(limit));
+        }
+        a.insert("metrics".into(), Value::Array(self.metrics));
+        Some(Value::Object(a))
+    }
+}
+
 pub(crate) fn convert<'a>(
     doc: &'a Doc<'a>,
     docs: &[Doc<'_>],
@@ -47,25 +66,23 @@ pub(crate) fn convert<'a>(
         let field = format!("{CANARY}.analysis");
         gather(
             background,
+            &doc.value,
             &field,
             templates,
             &mut analysis,
             &mut draft.notes,
         );
     }
-    let steps = steps(canary, templates, &mut analysis, &mut draft.notes);
+    let steps = steps(
+        canary,
+        &doc.value,
+        templates,
+        &mut analysis,
+        &mut draft.notes,
+    );
     draft.spec.insert("steps".into(), Value::Array(steps));
-    if !analysis.metrics.is_empty() {
-        let mut a = Map::new();
-        a.insert(
-            "interval".into(),
-            json!(duration(analysis.interval.unwrap_or(30))),
-        );
-        if let Some(limit) = analysis.failure_limit {
-            a.insert("failureLimit".into(), json!(limit));
-        }
-        a.insert("metrics".into(), Value::Array(analysis.metrics));
-        draft.spec.insert("analysis".into(), Value::Object(a));
+    if let Some(analysis) = analysis.into_spec() {
+        draft.spec.insert("analysis".into(), analysis);
     }
     if let Some(secs) = at(&doc.value, &["spec", "progressDeadlineSeconds"]).and_then(seconds) {
         draft
@@ -78,7 +95,13 @@ pub(crate) fn convert<'a>(
 
 /// Fields of the canary strategy and its Istio routing that a plan has no place for.
 fn unsupported(canary: &Value, notes: &mut Notes<'_>) {
-    let known = ["steps", "trafficRouting", "analysis"];
+    let known = [
+        "steps",
+        "trafficRouting",
+        "analysis",
+        "stableService",
+        "canaryService",
+    ];
     unknown_keys(Some(canary), &known, CANARY, notes);
     let field = format!("{CANARY}.trafficRouting");
     let routing = canary.get("trafficRouting");
@@ -99,14 +122,15 @@ fn workload(rollout: &Value, notes: &mut Notes<'_>) {
         if key != "strategy" && key != "progressDeadlineSeconds" {
             notes.add(
                 format!("spec.{key}"),
-                "workload management: tidegate does not deploy pods; deploy the canary \
-                 (its own subset's pods) yourself",
+                "workload management: tidegate does not deploy pods; deploy the canary's \
+                 pods (behind its subset or Service) yourself",
             );
         }
     }
 }
 
-/// VirtualService, routes, DestinationRule and subsets; blocks host-level splitting.
+/// VirtualService, routes and the two sides: DestinationRule subsets (subset-level) or the
+/// `stableService`/`canaryService` hosts (host-level), as the Rollout splits.
 fn routing(canary: &Value, docs: &[Doc<'_>], draft: &mut Draft<'_>) {
     let Some(istio) = at(canary, &["trafficRouting", "istio"]) else {
         draft.notes.add(
@@ -117,26 +141,17 @@ fn routing(canary: &Value, docs: &[Doc<'_>], draft: &mut Draft<'_>) {
         return;
     };
     let field = format!("{CANARY}.trafficRouting.istio");
-    let Some(dr) = istio.get("destinationRule") else {
-        let stable = str_at(canary, &["stableService"]).unwrap_or("?");
-        let canary_svc = str_at(canary, &["canaryService"]).unwrap_or("?");
-        draft.notes.add(
-            field,
-            format!(
-                "host-level splitting is not supported yet (issue 13): the Rollout splits between \
-                 the Services {stable} and {canary_svc}, tidegate plans split by DestinationRule subset"
-            ),
-        );
-        draft.blocked = true;
-        return;
-    };
-    virtual_service(istio, &field, draft);
+    let vs = virtual_service(istio, &field, draft);
+    match istio.get("destinationRule") {
+        Some(dr) => subsets(dr, canary, docs, &field, draft),
+        None => hosts(canary, vs, docs, &field, draft),
+    }
+}
+
+/// Subset-level: the DestinationRule's host is the service, its subsets the two sides.
+fn subsets(dr: &Value, canary: &Value, docs: &[Doc<'_>], field: &str, draft: &mut Draft<'_>) {
     let dr_name = str_at(dr, &["name"]).unwrap_or_default();
-    let host = docs
-        .iter()
-        .filter(|d| str_at(&d.value, &["kind"]) == Some("DestinationRule"))
-        .find(|d| str_at(&d.value, &["metadata", "name"]) == Some(dr_name))
-        .and_then(|d| str_at(&d.value, &["spec", "host"]));
+    let host = find(docs, "DestinationRule", dr_name).and_then(|d| str_at(d, &["spec", "host"]));
     let service = host.unwrap_or_else(|| {
         draft.notes.add(
             format!("{field}.destinationRule.name"),
@@ -144,6 +159,15 @@ fn routing(canary: &Value, docs: &[Doc<'_>], draft: &mut Draft<'_>) {
         );
         dr_name
     });
+    for key in ["stableService", "canaryService"] {
+        if canary.get(key).is_some() {
+            draft.notes.add(
+                format!("{CANARY}.{key}"),
+                "the plan splits by the DestinationRule's subsets, as the Rollout does: the \
+                 Service is not used",
+            );
+        }
+    }
     let spec = &mut draft.spec;
     spec.insert("service".into(), json!(service));
     spec.insert("destinationRule".into(), json!(dr_name));
@@ -157,7 +181,68 @@ fn routing(canary: &Value, docs: &[Doc<'_>], draft: &mut Draft<'_>) {
     );
 }
 
-fn virtual_service(istio: &Value, field: &str, draft: &mut Draft<'_>) {
+/// Host-level: the VirtualService sends to the `stableService` and `canaryService` hosts; the
+/// service is the host clients address (the VirtualService's, when it is in the files).
+fn hosts(canary: &Value, vs: Option<&str>, docs: &[Doc<'_>], field: &str, draft: &mut Draft<'_>) {
+    let stable = str_at(canary, &["stableService"]);
+    let canary_svc = str_at(canary, &["canaryService"]);
+    let (Some(stable), Some(canary_svc)) = (stable, canary_svc) else {
+        draft.notes.add(
+            field,
+            "neither a destinationRule (subset-level) nor both stableService and canaryService \
+             (host-level): nothing to split between",
+        );
+        draft.blocked = true;
+        return;
+    };
+    let vs_name = vs.unwrap_or_default();
+    let vs_hosts = find(docs, "VirtualService", vs_name)
+        .and_then(|d| at(d, &["spec", "hosts"]))
+        .and_then(Value::as_array);
+    let vs_hosts: Vec<&str> = vs_hosts
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let service = match vs_hosts.as_slice() {
+        [] => {
+            draft.notes.add(
+                format!("{field}.virtualService.name"),
+                format!(
+                    "VirtualService {vs_name} is not in the given files (or has no hosts): \
+                     `service` set to its name; write the host clients address"
+                ),
+            );
+            vs_name
+        }
+        [host] => host,
+        [host, ..] => {
+            draft.notes.add(
+                format!("{field}.virtualService.name"),
+                format!(
+                    "VirtualService {vs_name} has several hosts: `service` set to the first, \
+                     {host}"
+                ),
+            );
+            host
+        }
+    };
+    let spec = &mut draft.spec;
+    spec.insert("service".into(), json!(service));
+    spec.insert("stable".into(), json!({"host": stable}));
+    spec.insert("canary".into(), json!({"host": canary_svc}));
+}
+
+/// The `metadata.name`d object of `kind` in the files.
+fn find<'d>(docs: &'d [Doc<'_>], kind: &str, name: &str) -> Option<&'d Value> {
+    docs.iter()
+        .map(|d| &d.value)
+        .filter(|v| str_at(v, &["kind"]) == Some(kind))
+        .find(|v| str_at(v, &["metadata", "name"]) == Some(name))
+}
+
+/// The plan's VirtualService and routes; returns the VirtualService's name.
+fn virtual_service<'v>(istio: &'v Value, field: &str, draft: &mut Draft<'_>) -> Option<&'v str> {
     let vs = match (istio.get("virtualService"), istio.get("virtualServices")) {
         (Some(vs), _) => Some(vs),
         (None, Some(Value::Array(list))) => {
@@ -171,9 +256,9 @@ fn virtual_service(istio: &Value, field: &str, draft: &mut Draft<'_>) {
         }
         _ => None,
     };
-    let Some(vs) = vs else { return };
-    if let Some(name) = str_at(vs, &["name"]) {
-        let name = name.split('.').next().unwrap_or(name);
+    let vs = vs?;
+    let name = str_at(vs, &["name"]).map(|n| n.split('.').next().unwrap_or(n));
+    if let Some(name) = name {
         draft.spec.insert("virtualService".into(), json!(name));
     }
     if let Some(routes) = vs.get("routes").filter(|r| r.is_array()) {
@@ -185,10 +270,12 @@ fn virtual_service(istio: &Value, field: &str, draft: &mut Draft<'_>) {
             "only http routes can be carried over",
         );
     }
+    name
 }
 
 fn steps(
     canary: &Value,
+    rollout: &Value,
     templates: &Templates<'_>,
     analysis: &mut Analysis,
     notes: &mut Notes<'_>,
@@ -207,6 +294,7 @@ fn steps(
             "analysis" => {
                 gather(
                     body,
+                    rollout,
                     &format!("{field}.analysis"),
                     templates,
                     analysis,
@@ -281,22 +369,84 @@ fn mirror_route(body: &Value, field: &str, notes: &mut Notes<'_>) -> Option<Valu
     body.get("match").map(|_| json!({"setMirror": percentage}))
 }
 
-/// Literal `args` values (`{name, value}`) as query variables `args.<name>`.
-fn args(list: Option<&Value>) -> metrics::Vars {
+/// `args` (`{name, value}` or `{name, valueFrom}`) as query variables `args.<name>`. A
+/// `valueFrom` that the files answer (the Rollout's namespace, name, labels, annotations) is
+/// filled in; any other is a value Argo reads at run time, which tidegate cannot know.
+fn args(list: Option<&Value>, rollout: &Value) -> metrics::Vars {
     let list = list.and_then(Value::as_array).into_iter().flatten();
     list.filter_map(|a| {
-        Some((
-            format!("args.{}", str_at(a, &["name"])?),
-            str_at(a, &["value"])?.to_owned(),
-        ))
+        let name = str_at(a, &["name"])?;
+        let var = match (str_at(a, &["value"]), a.get("valueFrom")) {
+            (Some(value), _) => metrics::Var::Text(value.to_owned()),
+            (None, Some(from)) => value_from(name, from, rollout),
+            (None, None) => metrics::Var::Unknown(format!(
+                "and arg {name} is declared without a value and given none by the Rollout"
+            )),
+        };
+        Some((format!("args.{name}"), var))
     })
     .collect()
+}
+
+/// An arg's `valueFrom`, when the files answer it.
+fn value_from(name: &str, from: &Value, rollout: &Value) -> metrics::Var {
+    use metrics::Var::{Text, Unknown};
+    let runtime = "tidegate fills in no values known only at run time";
+    if let Some(hash) = str_at(from, &["podTemplateHashValue"]) {
+        let side = if hash == "Stable" { "stable" } else { "canary" };
+        return Unknown(format!(
+            "and arg {name} is `valueFrom.podTemplateHashValue: {hash}`, the pod template hash \
+             Argo reads from the {side} ReplicaSet at run time; {runtime} and deploys no pods \
+             (select the {side} by its Service with `{{{{ service }}}}` or by a subset label \
+             with `{{{{ {side}.<label> }}}}` instead)"
+        ));
+    }
+    if let Some(path) = str_at(from, &["fieldRef", "fieldPath"]) {
+        let meta = |key: &str| {
+            let (kind, rest) = path.split_once('[')?;
+            let key_name = rest.strip_suffix(']')?.trim_matches(['\'', '"']);
+            (kind == key).then_some(key_name)
+        };
+        let known = match path {
+            // The plan's namespace is the Rollout's.
+            "metadata.namespace" => Some("{{ namespace }}"),
+            "metadata.name" => str_at(rollout, &["metadata", "name"]),
+            _ => [
+                ("metadata.labels", "labels"),
+                ("metadata.annotations", "annotations"),
+            ]
+            .into_iter()
+            .find_map(|(k, field)| {
+                let key = meta(k)?;
+                str_at(rollout, &["metadata", field, key])
+            }),
+        };
+        return match known {
+            Some(value) => Text(value.to_owned()),
+            None => Unknown(format!(
+                "and arg {name} is `valueFrom.fieldRef: {path}`, read from the live Rollout and \
+                 not in the given files; {runtime}"
+            )),
+        };
+    }
+    if let Some(secret) = from.get("secretKeyRef") {
+        let secret_name = str_at(secret, &["name"]).unwrap_or("?");
+        let key = str_at(secret, &["key"]).unwrap_or("?");
+        return Unknown(format!(
+            "and arg {name} is `valueFrom.secretKeyRef` (Secret {secret_name}, key {key}), read \
+             at run time; {runtime} and reads no Secrets into queries (a plan is committed text)"
+        ));
+    }
+    Unknown(format!(
+        "and arg {name} has a `valueFrom` tidegate cannot resolve; {runtime}"
+    ))
 }
 
 /// Metrics of the templates named in `step.templates` (an analysis step or the background
 /// analysis), with its `args` filled in, added to `analysis` once each.
 fn gather(
     step: &Value,
+    rollout: &Value,
     field: &str,
     templates: &Templates<'_>,
     analysis: &mut Analysis,
@@ -313,8 +463,8 @@ fn gather(
             );
             continue;
         };
-        let mut vars = args(at(&doc.value, &["spec", "args"]));
-        vars.extend(args(step.get("args")));
+        let mut vars = args(at(&doc.value, &["spec", "args"]), rollout);
+        vars.extend(args(step.get("args"), rollout));
         let list = at(&doc.value, &["spec", "metrics"]).and_then(Value::as_array);
         for (j, metric) in list.into_iter().flatten().enumerate() {
             let mfield = format!("{field}.templates[{i}] → {}: spec.metrics[{j}]", doc.file);

@@ -1,11 +1,10 @@
-//! Flagger `Canary` to a plan. Flagger splits by host (its generated VirtualService sends to the
-//! `<name>-primary` and `<name>-canary` Services), so for now the plan is translated (and
-//! reported) but not written (issue 13).
+//! Flagger `Canary` to a host-level plan: Flagger's generated VirtualService sends to the
+//! `<apex>-primary` and `<apex>-canary` Services, and so does the plan.
 
 use serde_json::{Map, Value, json};
 
 use super::{
-    Converted, Doc, Draft, Notes, Templates, at, duration, finish, metrics, seconds, str_at,
+    Converted, Doc, Draft, Notes, Templates, at, duration, finish, hooks, metrics, seconds, str_at,
 };
 
 /// Analysis fields translated here; the others are findings.
@@ -35,42 +34,75 @@ pub(crate) fn convert<'a>(doc: &'a Doc<'a>, templates: &Templates<'_>) -> Conver
         },
     };
     let v = &doc.value;
-    let service = str_at(v, &["spec", "service", "name"])
-        .or_else(|| str_at(v, &["spec", "targetRef", "name"]))
-        .or_else(|| str_at(v, &["metadata", "name"]))
-        .unwrap_or_default();
     top_level(v, &mut draft.notes);
-    let provider = str_at(v, &["spec", "provider"]).unwrap_or("istio");
-    if provider != "istio" {
-        draft.notes.add(
-            "spec.provider",
-            format!("provider `{provider}`: tidegate routes with Istio only"),
-        );
-    }
-    draft.notes.add(
-        "spec.service",
-        format!(
-            "host-level splitting is not supported yet (issue 13): Flagger splits between the \
-             Services {service}-primary and {service}-canary, tidegate plans split by \
-             DestinationRule subset"
-        ),
-    );
-    draft.blocked = true;
-    draft.spec.insert("service".into(), json!(service));
-    draft.spec.insert("virtualService".into(), json!(service));
+    let service = routing(v, &mut draft);
     let empty = Value::Null;
     let analysis = at(v, &["spec", "analysis"]).unwrap_or(&empty);
     let interval = analysis.get("interval").and_then(seconds).unwrap_or(60);
-    let steps = steps(analysis, interval, &mut draft.notes);
+    let mut steps = steps(analysis, interval, &mut draft.notes);
+    let base = variables(v, &service);
+    let checks = checks(analysis, interval, &base, templates, &mut draft.notes);
+    let id = format!(
+        "{}/{}",
+        str_at(v, &["metadata", "namespace"]).unwrap_or(crate::plan::defaults::NAMESPACE),
+        str_at(v, &["metadata", "name"]).unwrap_or("unnamed")
+    );
+    let hooks = hooks::flagger(analysis.get("webhooks"), &id, &mut draft.notes);
+    if hooks.pause_first {
+        steps.insert(0, json!({"pause": {}}));
+    }
+    if hooks.pause_last {
+        steps.push(json!({"pause": {}}));
+    }
     draft.spec.insert("steps".into(), Value::Array(steps));
-    let checks = checks(analysis, interval, templates, &mut draft.notes);
     draft.spec.insert("analysis".into(), checks);
+    if !hooks.notify.is_empty() {
+        draft.spec.insert("notify".into(), json!(hooks.notify));
+    }
     if let Some(secs) = at(v, &["spec", "progressDeadlineSeconds"]).and_then(seconds) {
         draft
             .spec
             .insert("progressDeadline".into(), json!(duration(secs)));
     }
     finish(draft)
+}
+
+/// Flagger's traffic model, kept: its VirtualService (named after the apex Service, as
+/// `GetServiceNames` in Flagger's `pkg/apis/flagger/v1beta1/canary.go` names it) splits between
+/// the hosts `<apex>-primary` and `<apex>-canary`. Returns the apex name.
+fn routing(v: &Value, draft: &mut Draft<'_>) -> String {
+    let service = str_at(v, &["spec", "service", "name"])
+        .or_else(|| str_at(v, &["spec", "targetRef", "name"]))
+        .or_else(|| str_at(v, &["metadata", "name"]))
+        .unwrap_or_default()
+        .to_owned();
+    let provider = str_at(v, &["spec", "provider"]).unwrap_or("istio");
+    if provider != "istio" {
+        draft.notes.add(
+            "spec.provider",
+            format!(
+                "provider `{provider}`: tidegate routes with Istio only; the plan splits with an \
+                 Istio VirtualService {service}"
+            ),
+        );
+    }
+    let (primary, canary) = (format!("{service}-primary"), format!("{service}-canary"));
+    let target = str_at(v, &["spec", "targetRef", "name"]).unwrap_or(&service);
+    draft.notes.add(
+        "spec.service",
+        format!(
+            "Flagger generates the VirtualService {service}, the Services {primary} and \
+             {canary} and the workload {target}-primary; the plan splits between the hosts \
+             {primary} and {canary} in the VirtualService {service}: keep them (in your \
+             manifests) when the Canary goes"
+        ),
+    );
+    let spec = &mut draft.spec;
+    spec.insert("service".into(), json!(service));
+    spec.insert("virtualService".into(), json!(service));
+    spec.insert("stable".into(), json!({"host": primary}));
+    spec.insert("canary".into(), json!({"host": canary}));
+    service
 }
 
 /// `spec` fields other than the analysis: the workload and the generated Istio objects.
@@ -115,8 +147,8 @@ fn service_fields(service: &Value, notes: &mut Notes<'_>) {
         if !["name", "port", "targetPort", "portName", "portDiscovery"].contains(&key.as_str()) {
             notes.add(
                 format!("spec.service.{key}"),
-                "Flagger generates the VirtualService and DestinationRule; tidegate manages the \
-                 routes of yours: write this into them",
+                "Flagger generates the VirtualService and the DestinationRules of both hosts; \
+                 with tidegate they are yours: write this into them",
             );
         }
     }
@@ -199,6 +231,7 @@ fn header_route(list: &Value, notes: &mut Notes<'_>) -> Option<Value> {
 fn checks(
     analysis: &Value,
     interval: u64,
+    base: &metrics::Vars,
     templates: &Templates<'_>,
     notes: &mut Notes<'_>,
 ) -> Value {
@@ -217,26 +250,36 @@ fn checks(
                 "a plan has one analysis interval for all metrics: the metric's own interval is not carried over",
             );
         }
-        if let Some(m) = metrics::flagger(metric, templates, notes, &field) {
+        if let Some(m) = metrics::flagger(metric, base, templates, notes, &field) {
             list.push(m);
         }
     }
     out.insert("metrics".into(), Value::Array(list));
-    for (i, hook) in analysis
-        .get("webhooks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let kind = str_at(hook, &["type"]).unwrap_or("rollout");
-        notes.add(
-            format!("spec.analysis.webhooks[{i}]"),
-            format!(
-                "webhook {} (type {kind}) has no equivalent: run it yourself",
-                str_at(hook, &["name"]).unwrap_or("?")
-            ),
-        );
-    }
     Value::Object(out)
+}
+
+/// Flagger's template variables other than `namespace` (the plan's own) and `interval` (per
+/// metric), filled in literally as Flagger renders them: `target` is the canary workload
+/// (`targetRef.name`), `service` the apex Service, `name` the Canary, `ingress` the
+/// `ingressRef` (else the target).
+fn variables(v: &Value, service: &str) -> metrics::Vars {
+    let text = |s: &str| metrics::Var::Text(s.to_owned());
+    let target = str_at(v, &["spec", "targetRef", "name"]);
+    let mut vars = metrics::Vars::new();
+    vars.insert(
+        "target".into(),
+        target.map(text).unwrap_or_else(|| {
+            metrics::Var::Unknown(
+                "Flagger's canary workload, but the Canary has no targetRef".into(),
+            )
+        }),
+    );
+    vars.insert("service".into(), text(service));
+    let name = str_at(v, &["metadata", "name"]).unwrap_or(service);
+    vars.insert("name".into(), text(name));
+    let ingress = str_at(v, &["spec", "ingressRef", "name"]).or(target);
+    if let Some(ingress) = ingress {
+        vars.insert("ingress".into(), text(ingress));
+    }
+    vars
 }

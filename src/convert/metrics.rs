@@ -10,12 +10,21 @@ use super::{Notes, Templates, at, seconds, str_at};
 /// Variables tidegate's custom queries accept (see docs/plan-reference.md).
 const ALLOWED: [&str; 3] = ["service", "namespace", "interval"];
 
-/// Literal values of template variables (`args.service-name`, `variables.reporter`) given by
-/// the source.
-pub(crate) type Vars = BTreeMap<String, String>;
+/// Values of template variables (`args.service-name`, `variables.reporter`) given by the source.
+pub(crate) type Vars = BTreeMap<String, Var>;
 
-/// The query with the source's literal variables filled in and Flagger's renamed (`{{ target }}`
-/// is the service), or `None` with a finding when it uses a variable tidegate cannot fill.
+/// What the source gives for one template variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Var {
+    /// Text to put in place of the variable (a literal, or a tidegate variable such as
+    /// `{{ namespace }}`).
+    Text(String),
+    /// No value tidegate can know, and why (`valueFrom` of a Secret, a pod template hash…).
+    Unknown(String),
+}
+
+/// The query with the source's variables filled in, or `None` with a finding when it uses a
+/// variable tidegate cannot fill.
 pub(crate) fn query(text: &str, vars: &Vars, notes: &mut Notes<'_>, field: &str) -> Option<String> {
     let mut out = String::new();
     let mut rest = text.trim();
@@ -24,12 +33,21 @@ pub(crate) fn query(text: &str, vars: &Vars, notes: &mut Notes<'_>, field: &str)
             break;
         };
         let var = rest[start + 2..start + len].trim();
-        let var = if var == "target" { "service" } else { var };
         out.push_str(&rest[..start]);
         rest = &rest[start + len + 2..];
-        if let Some(value) = vars.get(var) {
-            out.push_str(value);
-            continue;
+        match vars.get(var) {
+            Some(Var::Text(value)) => {
+                out.push_str(value);
+                continue;
+            }
+            Some(Var::Unknown(why)) => {
+                notes.add(
+                    field,
+                    format!("the query uses `{{{{ {var} }}}}`, {why}: metric left out"),
+                );
+                return None;
+            }
+            None => {}
         }
         if !ALLOWED.contains(&var) {
             notes.add(
@@ -117,8 +135,12 @@ pub(crate) fn argo(
 }
 
 /// One metric of a Flagger `Canary`'s analysis, as a plan metric.
+///
+/// `base` holds the Canary's own template variables (`target`, `service`, `name`, `ingress`);
+/// `{{ interval }}` is the metric's interval, as in Flagger.
 pub(crate) fn flagger(
     metric: &Value,
+    base: &Vars,
     templates: &Templates<'_>,
     notes: &mut Notes<'_>,
     field: &str,
@@ -129,13 +151,21 @@ pub(crate) fn flagger(
     let mut out = Map::new();
     out.insert("name".into(), json!(name));
     if let Some(tref) = str_at(metric, &["templateRef", "name"]) {
-        let vars = metric
-            .get("templateVariables")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((format!("variables.{k}"), v.as_str()?.to_owned())))
-            .collect();
+        let mut vars = base.clone();
+        let interval = metric.get("interval").and_then(Value::as_str);
+        // Flagger's default metric interval.
+        let interval = interval.unwrap_or("1m").to_owned();
+        vars.insert("interval".into(), Var::Text(interval));
+        vars.extend(
+            metric
+                .get("templateVariables")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| {
+                    Some((format!("variables.{k}"), Var::Text(v.as_str()?.to_owned())))
+                }),
+        );
         let q = template_query(tref, &vars, templates, notes, field)?;
         out.insert("query".into(), json!(q));
     } else {
@@ -221,16 +251,31 @@ mod tests {
             file: "f.yaml",
             findings: Vec::new(),
         };
-        let vars = Vars::from([("args.ns".to_string(), "prod".to_string())]);
+        let vars = Vars::from([
+            ("args.ns".to_string(), Var::Text("prod".into())),
+            ("target".to_string(), Var::Text("podinfo".into())),
+            (
+                "args.hash".to_string(),
+                Var::Unknown("known at run time".into()),
+            ),
+        ]);
         let text = "rate(x{app=\"{{target}}\",ns=\"{{args.ns}}\"}[{{ interval }}])";
         let q = query(text, &vars, &mut notes, "q");
-        let want = "rate(x{app=\"{{ service }}\",ns=\"prod\"}[{{ interval }}])";
+        let want = "rate(x{app=\"podinfo\",ns=\"prod\"}[{{ interval }}])";
         assert_eq!(q.as_deref(), Some(want));
         assert_eq!(
             query("x{a=\"{{ args.svc }}\"}", &vars, &mut notes, "q"),
             None
         );
-        assert_eq!(notes.findings.len(), 1);
+        assert_eq!(
+            query("x{h=\"{{args.hash}}\"}", &vars, &mut notes, "q"),
+            None
+        );
+        assert_eq!(notes.findings.len(), 2);
         assert!(notes.findings[0].message.contains("{{ args.svc }}"));
+        assert_eq!(
+            notes.findings[1].message,
+            "the query uses `{{ args.hash }}`, known at run time: metric left out"
+        );
     }
 }

@@ -2,12 +2,14 @@
 //! and analysis templates) to tidegate plans. Pure: YAML text in, plan text and findings out.
 //!
 //! Only what tidegate can carry over is translated; everything else is a [`Finding`] naming the
-//! source file and the field path, never dropped silently. Sources that split traffic by host
-//! (every Flagger canary, Argo with `canaryService`/`stableService` and no `destinationRule`)
-//! produce no plan for now: tidegate plans split by DestinationRule subset only (issue 13).
+//! source file and the field path, never dropped silently. Each source keeps its traffic model:
+//! Flagger canaries and Argo Rollouts with `canaryService`/`stableService` and no
+//! `destinationRule` become host-level plans, Argo Rollouts with a `destinationRule`
+//! subset-level plans.
 
 mod argo;
 mod flagger;
+mod hooks;
 mod metrics;
 
 use std::fmt;
@@ -217,7 +219,7 @@ pub(crate) struct Draft<'a> {
     pub doc: &'a Doc<'a>,
     pub kind: &'static str,
     pub spec: Map<String, Value>,
-    /// Why no plan can be written (host-level splitting, no traffic routing…), if any.
+    /// Whether no plan can be written (no Istio traffic routing, nothing to split between).
     pub blocked: bool,
     pub notes: Notes<'a>,
 }
