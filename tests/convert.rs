@@ -795,6 +795,20 @@ fn converted_fixture_plans_lint_clean_against_the_fixtures_manifests() {
         let lint =
             tidegate::cli::lint::lint(&[file.clone().into(), plan_path], "default").expect("lint");
         assert_eq!(lint.plans.len(), 1, "{name}");
+        if name.contains("mulitiple-virtualsvcs") {
+            // The Rollout splits two VirtualServices bound to one gateway; a plan manages the
+            // first (a convert finding says so), and lint names the second, which still sends
+            // every gateway request to the stable Service.
+            let codes: Vec<(&str, &str)> = lint
+                .findings
+                .iter()
+                .filter(|f| f.severity == tidegate::mesh::istio::preflight::Severity::Error)
+                .map(|f| (f.code, f.object.name.as_str()))
+                .collect();
+            assert_eq!(codes, [("TG123", "istio-host-split-vsvc-1")], "{name}");
+            assert_eq!(lint.errors, 1, "{name}: {:#?}", lint.plan_findings);
+            continue;
+        }
         assert_eq!(
             lint.errors, 0,
             "{name}: {:#?} {:#?}",
