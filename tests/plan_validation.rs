@@ -664,10 +664,17 @@ fn a_plan_splits_by_host_when_both_sides_name_hosts() {
     assert!(parsed.findings.is_empty(), "{:?}", parsed.findings);
     let p = &parsed.plans[0];
     assert_eq!(p.split, plan::Split::Host);
+    // The fully qualified name of a Service of the plan's namespace is its short name (the
+    // same release either way); another namespace's stays as written.
     assert_eq!(
         (p.stable.as_str(), p.canary.as_str()),
-        ("podinfo-primary", "podinfo-canary.test.svc.cluster.local")
+        ("podinfo-primary", "podinfo-canary")
     );
+    let other = plan::parse_str(
+        "o.yaml",
+        "apiVersion: tidegate.dev/v1alpha1\nkind: Rollout\nmetadata: {name: podinfo, namespace: test}\nspec: {service: podinfo, stable: {host: podinfo-primary}, canary: {host: podinfo-canary.qa.svc.cluster.local}, steps: [{setWeight: 10}]}\n",
+    );
+    assert_eq!(other.plans[0].canary, "podinfo-canary.qa.svc.cluster.local");
     assert_eq!(p.destination_rule, None);
     assert_eq!(p.virtual_service, "podinfo");
     // `{subset: v1}` is the long form of a bare name, and the digest of a subset plan does not
@@ -728,4 +735,21 @@ fn host_level_mistakes_name_the_field_and_the_fix() {
         assert!(f.message.contains(message), "{field}: {}", f.message);
         assert!(!f.hint.is_empty(), "{field}: no fix given");
     }
+}
+
+#[test]
+fn a_misspelt_host_key_gets_one_finding() {
+    let findings = findings_of(
+        "  stable: {hots: a-primary}\n  canary: {host: a-canary}\n  steps: [{setWeight: 10}]\n",
+    );
+    let on_stable: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.field.starts_with("spec.stable"))
+        .collect();
+    assert_eq!(on_stable.len(), 1, "{on_stable:#?}");
+    assert!(
+        on_stable[0].hint.contains("did you mean `host`"),
+        "{}",
+        on_stable[0].hint
+    );
 }

@@ -186,6 +186,15 @@ fn details(s: &Status) -> String {
             out.push_str(&format!("  {f}\n"));
         }
     }
+    // The newest control, when it was refused (a misspelt action, a resume of a finished
+    // rollout, a policy): the person who pushed it looks here.
+    if let Some(c) = s.controls.last().filter(|c| !c.applied) {
+        let commit = c.commit.get(..12).unwrap_or(&c.commit);
+        out.push_str(&format!(
+            "\n{}: control `{}` of commit {commit} by {} was refused: {}\n",
+            s.rollout, c.action, c.author, c.note
+        ));
+    }
     if let Some(f) = &s.fault {
         out.push_str(&format!(
             "\n{}: {} fails since {} ({}): {}\n",
@@ -237,7 +246,19 @@ mod tests {
             findings: vec!["rollouts/orders.yaml:9:3: spec.stable: bad indent (fix: …)".into()],
             since: now,
         });
+        s.controls.push(crate::rollout::ControlRecord {
+            commit: "c".repeat(40),
+            author: "Ana <ana@example.com>".into(),
+            action: "paus".into(),
+            applied: false,
+            note: "unknown action `paus`: use pause, resume, abort, promote or retry".into(),
+            at: now,
+        });
         let text = render(&[s], Format::Text).expect("render");
+        assert!(
+            text.contains("control `paus` of commit cccccccccccc by Ana <ana@example.com> was refused: unknown action"),
+            "{text}"
+        );
         assert!(text.contains("60% (live 50%)"), "{text}");
         assert!(
             text.contains("newest revision bbbbbbbbbbbb is not run"),

@@ -757,6 +757,7 @@ fn queue(
     commit: &str,
     author: &str,
 ) {
+    let refused_before = entry.refused.len();
     match (decision, control.action) {
         (Ok(()), Ok(action)) => entry.controls.push(ControlRequest {
             action,
@@ -776,6 +777,9 @@ fn queue(
             commit: commit.to_owned(),
             author: author.to_owned(),
         }),
+    }
+    if let Some(r) = entry.refused.get(refused_before) {
+        tracing::warn!(rollout = %entry.id, commit = %r.commit, action = %r.action, why = %r.why, "control refused");
     }
 }
 

@@ -725,13 +725,16 @@ fn observe_objects(values: &[serde_json::Value], plan: &Plan, target: &Target) -
         .as_ref()
         .and_then(|name| find_destination_rule(values, name, &plan.id.namespace));
     let subsets = rule.and_then(|dr| SubsetLabels::from_destination_rule(dr).ok());
-    let present: BTreeSet<String> = match plan.split {
-        // Hosts are Services, checked by preflight; there are no subsets to lose.
-        Split::Host => [plan.stable.clone(), plan.canary.clone()].into(),
-        Split::Subset => subsets
-            .as_ref()
-            .map(|s| s.subsets.keys().cloned().collect())
-            .unwrap_or_default(),
+    // A host-level plan names no DestinationRule: which subsets exist is not known (`None`),
+    // so a subset plan still running beside it (a switch of model) is not judged on them.
+    let present: Option<BTreeSet<String>> = match plan.split {
+        Split::Host => None,
+        Split::Subset => Some(
+            subsets
+                .as_ref()
+                .map(|s| s.subsets.keys().cloned().collect())
+                .unwrap_or_default(),
+        ),
     };
     let vs = find_virtual_service(values, target);
     let canary_elsewhere = vs
@@ -748,7 +751,7 @@ fn observe_objects(values: &[serde_json::Value], plan: &Plan, target: &Target) -
     Checked {
         errors: Vec::new(),
         subsets,
-        present: Some(present),
+        present,
         canary_elsewhere,
         dropping,
     }

@@ -188,6 +188,15 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A Service host in its shortest form for a plan in `namespace`: the fully qualified name of
+/// a Service of that namespace becomes its short name; any other host stays as written.
+fn short_host(host: &str, namespace: &str) -> String {
+    host.strip_suffix(&format!(".{namespace}.svc.cluster.local"))
+        .filter(|name| !name.contains('.'))
+        .unwrap_or(host)
+        .to_string()
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
@@ -475,7 +484,13 @@ impl Ctx<'_> {
             }
         };
         self.finish(top);
-        let (id, spec) = (id?, spec?);
+        let (id, mut spec) = (id?, spec?);
+        if spec.split == Split::Host {
+            // `orders-canary.<own namespace>.svc.cluster.local` is `orders-canary`: writing one
+            // for the other must not look like a new release.
+            spec.stable = short_host(&spec.stable, &id.namespace);
+            spec.canary = short_host(&spec.canary, &id.namespace);
+        }
         Some(Plan {
             id,
             location: self.location(doc),
@@ -669,6 +684,8 @@ impl Ctx<'_> {
         let mut g = self.fields(n, &path)?;
         let subset = self.optional_string(&mut g, "subset");
         let host = self.optional_string(&mut g, "host");
+        // Unknown keys (`hots:`) get their own finding from `finish`.
+        let empty = g.entries.is_empty();
         self.finish(g);
         let example = format!("write `{key}: {{host: orders-{key}}}` or `{key}: {{subset: v1}}`");
         match (subset, host) {
@@ -677,12 +694,14 @@ impl Ctx<'_> {
                 Some((h, Split::Host))
             }
             (None, None) => {
-                self.at(
-                    n,
-                    &path,
-                    format!("`{key}` names neither a host nor a subset"),
-                    &example,
-                );
+                if empty {
+                    self.at(
+                        n,
+                        &path,
+                        format!("`{key}` names neither a host nor a subset"),
+                        &example,
+                    );
+                }
                 None
             }
             (Some(_), Some(_)) => {

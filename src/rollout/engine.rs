@@ -17,7 +17,7 @@ use crate::analysis::{Outcome, Verdict};
 use crate::control::ControlAction;
 use std::time::Duration;
 
-use crate::plan::{OnDeadline, OnSuccess, Plan, RolloutId, Step};
+use crate::plan::{OnDeadline, OnSuccess, Plan, RolloutId, Split, Step};
 
 /// Transitions kept in a status document (oldest dropped first).
 pub const HISTORY_LIMIT: usize = 50;
@@ -531,9 +531,11 @@ impl<'p> Machine<'p> {
         self.transition(Phase::RollingBack, reason, Some(Event::RollingBack));
     }
 
-    /// Which of this plan's subsets the DestinationRule lacks.
+    /// Which of this plan's subsets the DestinationRule lacks (a plan that splits by host has
+    /// none to lack: its Services are checked by preflight).
     fn missing(&self, obs: &Observation) -> MissingSubsets {
         match &obs.present_subsets {
+            _ if self.plan.split == Split::Host => MissingSubsets::default(),
             Some(present) => MissingSubsets {
                 stable: !present.contains(&self.plan.stable),
                 canary: !present.contains(&self.plan.canary),
@@ -563,6 +565,9 @@ impl<'p> Machine<'p> {
             return;
         }
         if obs.metrics_unreachable {
+            // The latest round is this one, and it did not pass: a step that ends during the
+            // outage must not advance on a pass from before it.
+            self.status.analysis.passed_in_step = false;
             let since = *self
                 .status
                 .metrics_unreachable_since
@@ -589,8 +594,12 @@ impl<'p> Machine<'p> {
             }
             return;
         }
-        // No round in this call (a control, an edit, a restart): an outage goes on being one.
+        // No round in this call (a control, an edit, a restart, a step's timer): an outage goes
+        // on being one, and holds the rollout until a round answers.
         if obs.verdicts.is_empty() {
+            if self.status.metrics_unreachable_since.is_some() {
+                self.held = Some("metrics source unreachable".into());
+            }
             return;
         }
         self.status.metrics_unreachable_since = None;
@@ -721,11 +730,12 @@ impl<'p> Machine<'p> {
                 self.transition(to, reason, Some(event));
             }
             Phase::Promoting if !self.awaiting_route => {
-                self.transition(
-                    Phase::Succeeded,
-                    "all traffic on the canary".into(),
-                    Some(Event::Succeeded),
+                let on = format!(
+                    "all traffic on the canary ({} `{}`)",
+                    self.plan.split.noun(),
+                    self.plan.canary
                 );
+                self.transition(Phase::Succeeded, on, Some(Event::Succeeded));
             }
             _ => {}
         }

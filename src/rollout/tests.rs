@@ -262,6 +262,57 @@ fn unreachable_metrics_hold_then_roll_back_past_the_limit() {
 }
 
 #[test]
+fn a_step_that_ends_during_an_outage_does_not_advance_on_an_older_pass() {
+    let mut r = Run::new(plan_with(
+        "    - setWeight: 10\n    - analyze: 60s\n    - setWeight: 40\n    - analyze: 60s\n",
+    ));
+    r.tick(verdicts(vec![]));
+    r.after(20, verdicts(pass()));
+    let down = Observation {
+        read_back: ReadBack::Verified,
+        metrics_unreachable: true,
+        ..Observation::default()
+    };
+    r.after(20, down.clone());
+    // The step's timer fires with no round in the call: the outage still holds the step.
+    r.after(25, verdicts(vec![]));
+    assert_eq!(
+        r.weight(),
+        10,
+        "no advance on the pass from before the outage"
+    );
+    r.after(5, down);
+    r.after(5, verdicts(vec![]));
+    assert_eq!(r.weight(), 10);
+    assert_eq!(r.phase(), Phase::Progressing);
+    // Prometheus answers again with a pass: the step, long over, completes.
+    r.after(5, verdicts(pass()));
+    assert_eq!(r.weight(), 40);
+}
+
+#[test]
+fn a_host_level_plan_is_never_judged_on_destination_rule_subsets() {
+    let text = format!("{BASE}  steps:\n    - setWeight: 10\n    - analyze: 5m\n").replace(
+        "  stable: v1\n  canary: v2\n",
+        "  stable: {host: orders-primary}\n  canary: {host: orders-canary}\n",
+    );
+    let parsed = plan::parse_str("test.yaml", &text);
+    assert!(parsed.findings.is_empty(), "{:?}", parsed.findings);
+    let mut r = Run::new(parsed.plans.into_iter().next().expect("one plan"));
+    r.tick(verdicts(vec![]));
+    assert_eq!(r.weight(), 10);
+    // Whatever subsets an observation lists (say, of a DestinationRule of another plan), the
+    // two Services are not subsets that went missing.
+    let obs = Observation {
+        present_subsets: Some(["v1".to_string()].into()),
+        ..verdicts(pass())
+    };
+    r.after(30, obs);
+    assert_eq!(r.phase(), Phase::Progressing);
+    assert_eq!(r.weight(), 10);
+}
+
+#[test]
 fn unreachable_then_back_resets_the_clock() {
     let mut r = Run::new(plan_with("    - setWeight: 10\n    - analyze: 5m\n"));
     r.tick(verdicts(vec![]));
