@@ -251,9 +251,9 @@ pub fn view(vs: &Value, target: &Target) -> Result<View, IstioError> {
                     vs: vs_name,
                     route: label,
                     detail: format!(
-                        "it also sends to host {h} subset {}; tidegate splits routes whose \
+                        "it also sends to host {h}{}; tidegate splits routes whose \
                          destinations are only the stable and canary {}s",
-                        s.unwrap_or("(none)"),
+                        s.map(|s| format!(" subset {s}")).unwrap_or_default(),
                         target.split.noun()
                     ),
                 });

@@ -139,7 +139,7 @@ fn check_virtual_service(ix: &Index<'_>, vs: &Object, target: &Target, out: &mut
             ix.reference(vs),
             "spec.http",
             e.to_string(),
-            "point spec.routes at http routes that send only to the stable (and canary) subsets",
+            "point spec.routes at http routes that send only to the stable (and canary) subsets or hosts",
         )),
         Ok(view) => {
             let http = vs.array_at("/spec/http");
