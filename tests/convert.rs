@@ -130,7 +130,7 @@ const EXPECTED: &[Expectation] = &[
     ),
     (
         "argo-rollouts__rollout-analysis-step.yaml",
-        false,
+        true,
         &[
             ("spec.replicas", WORKLOAD),
             ("spec.revisionHistoryLimit", WORKLOAD),
@@ -138,7 +138,7 @@ const EXPECTED: &[Expectation] = &[
             ("spec.template", WORKLOAD),
             (
                 "spec.strategy.canary.trafficRouting",
-                "only Istio traffic routing can be carried over",
+                "no traffic routing: Argo shifts this Rollout's traffic by replica counts",
             ),
             (
                 "spec.strategy.canary.steps[1].analysis.templates[0]",
@@ -667,9 +667,16 @@ fn the_command_writes_one_plan_per_rollout_and_exits_1_when_a_source_produced_no
     let written = std::fs::read_to_string(dir.path().join("default-istio-subset-split.yaml"))
         .expect("plan written");
     assert!(plan::parse_str("p.yaml", &written).findings.is_empty());
-    let (unrouted, _) = fixture("argo-rollouts__rollout-analysis-step.yaml");
+    // A Rollout routed by something else than Istio (here NGINX) gets findings and no plan.
+    let path = dir.path().join("nginx.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: web}\nspec:\n  strategy:\n    canary:\n      trafficRouting:\n        nginx: {stableIngress: web}\n      steps: [{setWeight: 10}]\n",
+    )
+    .expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["convert", &unrouted, "-o", "json"])
+        .args(["convert", "-o", "json"])
+        .arg(&path)
         .output()
         .expect("run tidegate");
     assert_eq!(out.status.code(), Some(1));

@@ -132,6 +132,9 @@ fn workload(rollout: &Value, notes: &mut Notes<'_>) {
 /// VirtualService, routes and the two sides: DestinationRule subsets (subset-level) or the
 /// `stableService`/`canaryService` hosts (host-level), as the Rollout splits.
 fn routing(canary: &Value, docs: &[Doc<'_>], draft: &mut Draft<'_>) {
+    if canary.get("trafficRouting").is_none() {
+        return unrouted(canary, draft);
+    }
     let Some(istio) = at(canary, &["trafficRouting", "istio"]) else {
         draft.notes.add(
             format!("{CANARY}.trafficRouting"),
@@ -146,6 +149,32 @@ fn routing(canary: &Value, docs: &[Doc<'_>], draft: &mut Draft<'_>) {
         Some(dr) => subsets(dr, canary, docs, &field, draft),
         None => hosts(canary, vs, docs, &field, draft),
     }
+}
+
+/// No traffic routing: Argo approximates the weights by replica counts behind one Service.
+/// tidegate moves requests in a VirtualService, so the plan splits by host between the
+/// Rollout's `stableService`/`canaryService` (else `<name>-stable`/`<name>-canary`) in a
+/// VirtualService `<name>`: objects to create, which the finding names.
+fn unrouted(canary: &Value, draft: &mut Draft<'_>) {
+    let name = str_at(&draft.doc.value, &["metadata", "name"]).unwrap_or("unnamed");
+    let stable =
+        str_at(canary, &["stableService"]).map_or_else(|| format!("{name}-stable"), str::to_owned);
+    let canary_svc =
+        str_at(canary, &["canaryService"]).map_or_else(|| format!("{name}-canary"), str::to_owned);
+    draft.notes.add(
+        format!("{CANARY}.trafficRouting"),
+        format!(
+            "no traffic routing: Argo shifts this Rollout's traffic by replica counts, tidegate \
+             in an Istio VirtualService; the plan splits by host in a VirtualService {name} \
+             (host {name}) between the Services {stable} and {canary_svc}: create them, or \
+             edit the plan to name yours"
+        ),
+    );
+    let spec = &mut draft.spec;
+    spec.insert("service".into(), json!(name));
+    spec.insert("virtualService".into(), json!(name));
+    spec.insert("stable".into(), json!({"host": stable}));
+    spec.insert("canary".into(), json!({"host": canary_svc}));
 }
 
 /// Subset-level: the DestinationRule's host is the service, its subsets the two sides.
