@@ -55,6 +55,9 @@ pub struct PreviewStep {
 pub struct Preview {
     pub rollout: String,
     pub virtual_service: String,
+    /// What the daemon would do instead of the steps, when the VirtualService says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub findings: Vec<Finding>,
     pub steps: Vec<PreviewStep>,
     /// What a rollback from the last step sends.
@@ -165,6 +168,15 @@ pub fn preview(
         live.canary_weight = w;
     }
     let resume = resume(plan, &live);
+    let note = (live_weight.is_none() && live == RouteState::all_canary()).then(|| {
+        format!(
+            "the VirtualService already sends every request of the managed routes to the canary \
+             ({} `{}`): as a new release the daemon takes this one as done and moves no traffic; \
+             the steps below are what it writes from a route on stable",
+            plan.split.noun(),
+            plan.canary
+        )
+    });
     let mut state = RouteState::default();
     let mut steps = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
@@ -202,6 +214,7 @@ pub fn preview(
     Ok(Preview {
         rollout: plan.id.to_string(),
         virtual_service: format!("{ns}/{}", plan.virtual_service),
+        note,
         findings,
         steps,
         rollback,
