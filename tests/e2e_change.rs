@@ -354,3 +354,69 @@ fn removing_a_running_plan_rolls_back_and_clears_tidegates_routes() {
     let vs = w.virtual_service();
     assert_eq!(weight_of(&vs, "primary", "v1"), Some(100), "{vs}");
 }
+
+/// The weight of the destination to `host` (no subset) in route `route`.
+fn host_weight(vs: &Value, route: &str, host: &str) -> Option<u64> {
+    let routes = vs.pointer("/spec/http")?.as_array()?;
+    let found = routes.iter().find(|r| r["name"] == route)?;
+    found["route"]
+        .as_array()?
+        .iter()
+        .find(|d| d.pointer("/destination/host") == Some(&Value::from(host)))
+        .map(|d| d["weight"].as_u64().unwrap_or(100))
+}
+
+/// Host-level: the canary's Service deleted in the middle of a rollout is noticed at the next
+/// handling (a Service is read again while a host-level split has traffic on it) and rolls the
+/// rollout back, as a deleted canary subset does; the reason names the Service.
+#[test]
+fn a_canary_service_deleted_mid_rollout_is_rolled_back() {
+    let text = plan(
+        "orders-svc",
+        "{host: orders-svc-primary}",
+        "{host: orders-svc-canary}",
+        "    - setWeight: 20\n    - analyze: 10m\n",
+        "interval: 1s, metrics: [{name: sr, template: istio-success-rate, min: 90}]",
+    );
+    let w = world(&["production", "tidegate"], &[(FILE, text)]);
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(include_str!("../src/lab/hosts.yaml")).expect("hosts.yaml");
+    for doc in docs {
+        w.emulator.apply_manifest(doc, "production").expect("apply");
+    }
+    let d = w.start_daemon("solo", "");
+    d.wait_for(
+        "the canary Service at 20 %",
+        Duration::from_secs(60),
+        || {
+            phase(&d, ID) == "Progressing"
+                && host_weight(&w.virtual_service(), "primary", "orders-svc-canary") == Some(20)
+        },
+    );
+    w.runtime.block_on(async {
+        let client = w.emulator.client().expect("client");
+        let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::namespaced(client, "production");
+        api.delete("orders-svc-canary", &Default::default())
+            .await
+            .expect("delete the canary Service");
+    });
+    d.wait_for("rolled back", Duration::from_secs(30), || {
+        phase(&d, ID) == "RolledBack"
+    });
+    let vs = w.virtual_service();
+    assert_eq!(
+        host_weight(&vs, "primary", "orders-svc-primary"),
+        Some(100),
+        "{vs}"
+    );
+    let status = d.status(ID).expect("status");
+    let said = status["history"].as_array().is_some_and(|h| {
+        h.iter().any(|t| {
+            t["reason"].as_str().is_some_and(|r| {
+                r.contains("Service `orders-svc-canary` no longer exists (the canary)")
+            })
+        })
+    });
+    assert!(said, "{status:#}");
+}

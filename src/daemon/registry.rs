@@ -49,6 +49,8 @@ pub struct Entry {
     pub removed: bool,
     /// The subsets its DestinationRule defines (as last checked; `None`: not checked yet).
     pub present: Option<BTreeSet<String>>,
+    /// Service hosts of its host-level plans that the objects showed missing (as last checked).
+    pub absent_hosts: BTreeSet<String>,
     /// Unmanaged routes of the VirtualService that send to the canary (as last checked).
     pub canary_elsewhere: Vec<String>,
     /// Weight-0 destinations of other subsets the first write drops (as last checked).
@@ -85,6 +87,7 @@ impl Entry {
             guard: None,
             removed: false,
             present: None,
+            absent_hosts: BTreeSet::new(),
             canary_elsewhere: Vec::new(),
             dropping: Vec::new(),
             guard_sought: None,
@@ -126,6 +129,23 @@ impl Entry {
     }
 
     /// The plan the current status belongs to (the newest one without a status).
+    /// Whether a host-level plan of this entry has traffic on its Services (a deleted Service
+    /// is only seen by reading them again: preflight runs at every handling then).
+    pub fn watches_services(&self) -> bool {
+        let host_level = [self.plan.as_ref().ok().cloned(), self.current_plan()]
+            .iter()
+            .flatten()
+            .any(|p| p.split == crate::plan::Split::Host);
+        let active = self.status.as_ref().is_some_and(|s| {
+            use crate::rollout::Phase;
+            matches!(
+                s.phase,
+                Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack
+            )
+        });
+        host_level && active
+    }
+
     pub fn current_plan(&self) -> Option<Arc<Plan>> {
         match &self.status {
             Some(s) => self.plan_for(&s.plan.digest),
@@ -486,6 +506,7 @@ impl Registry {
                     _ => prev.guard.clone(),
                 };
                 entry.present = prev.present.clone();
+                entry.absent_hosts = prev.absent_hosts.clone();
                 entry.canary_elsewhere = prev.canary_elsewhere.clone();
                 entry.status = prev.status.clone();
                 entry.controls = prev.controls.clone();

@@ -230,7 +230,8 @@ where
                 continue;
             };
             let checked = entry.preflight_digest.as_deref() == Some(plan.digest().as_str())
-                && entry.preflight_errors.is_empty();
+                && entry.preflight_errors.is_empty()
+                && !entry.watches_services();
             if !checked {
                 by_namespace
                     .entry(plan.id.namespace.clone())
@@ -249,6 +250,9 @@ where
                     }
                     if let Some(present) = checked.present {
                         entry.present = Some(present);
+                    }
+                    if let Some(absent) = checked.absent_hosts {
+                        entry.absent_hosts = absent;
                     }
                     entry.canary_elsewhere = checked.canary_elsewhere;
                     entry.dropping = checked.dropping;
@@ -296,9 +300,29 @@ where
             }
             let mut checked = observe_objects(&values, plan, target);
             checked.errors = preflight::blocking(&findings);
+            checked.absent_hosts = self.absent_hosts(&objects, &read.seen, plan);
             out.push(checked);
         }
         out
+    }
+
+    /// The Service hosts of `plan` and of the revision its rollout runs that the objects show
+    /// missing; `None` when neither splits by host.
+    fn absent_hosts(
+        &self,
+        objects: &[preflight::Object],
+        seen: &preflight::Seen,
+        plan: &Plan,
+    ) -> Option<BTreeSet<String>> {
+        let running = self.registry.get(&plan.id).and_then(|e| e.current_plan());
+        let hosts: Vec<&str> = [Some(plan), running.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|p| p.split == Split::Host)
+            .flat_map(|p| [p.stable.as_str(), p.canary.as_str()])
+            .collect();
+        (!hosts.is_empty())
+            .then(|| preflight::absent_hosts(objects, seen, &plan.id.namespace, hosts))
     }
 
     /// Warn once about each kind preflight cannot read (its checks say nothing; no rollout is
@@ -566,6 +590,7 @@ where
             outside_window: plan.window.as_ref().is_some_and(|w| !w.contains(now)),
             preflight_errors: entry.preflight_errors.clone(),
             present_subsets: entry.present.clone(),
+            absent_hosts: entry.absent_hosts.clone(),
             canary_elsewhere: entry.canary_elsewhere.clone(),
             dropping: entry.dropping.clone(),
             ..Observation::default()
@@ -713,6 +738,8 @@ struct Checked {
     /// `None` when the objects could not be read (the last answer stands).
     /// The subsets the DestinationRule defines (none when it is gone).
     present: Option<BTreeSet<String>>,
+    /// The Services of host-level plans the objects show missing (`None`: not judged).
+    absent_hosts: Option<BTreeSet<String>>,
     canary_elsewhere: Vec<String>,
     dropping: Vec<String>,
 }
@@ -752,6 +779,7 @@ fn observe_objects(values: &[serde_json::Value], plan: &Plan, target: &Target) -
         errors: Vec::new(),
         subsets,
         present,
+        absent_hosts: None,
         canary_elsewhere,
         dropping,
     }

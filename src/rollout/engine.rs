@@ -531,11 +531,14 @@ impl<'p> Machine<'p> {
         self.transition(Phase::RollingBack, reason, Some(Event::RollingBack));
     }
 
-    /// Which of this plan's subsets the DestinationRule lacks (a plan that splits by host has
-    /// none to lack: its Services are checked by preflight).
+    /// Which of this plan's subsets the DestinationRule lacks, or which of its Services are
+    /// gone when it splits by host.
     fn missing(&self, obs: &Observation) -> MissingSubsets {
         match &obs.present_subsets {
-            _ if self.plan.split == Split::Host => MissingSubsets::default(),
+            _ if self.plan.split == Split::Host => MissingSubsets {
+                stable: obs.absent_hosts.contains(&self.plan.stable),
+                canary: obs.absent_hosts.contains(&self.plan.canary),
+            },
             Some(present) => MissingSubsets {
                 stable: !present.contains(&self.plan.stable),
                 canary: !present.contains(&self.plan.canary),
@@ -546,10 +549,24 @@ impl<'p> Machine<'p> {
 
     fn waiting_for_stable(&self) -> String {
         format!(
-            "the DestinationRule has no subset `{}` (the stable): the canary keeps its traffic \
-             until the subset is restored, then all traffic goes back to it",
-            self.plan.stable
+            "{}: the canary keeps its traffic until it is restored, then all traffic goes back \
+             to it",
+            self.lacks("stable")
         )
+    }
+
+    /// "the DestinationRule has no subset `v1` (the stable)", or "Service `orders-primary`
+    /// (the stable) does not exist" for a plan that splits by host.
+    fn lacks(&self, role: &str) -> String {
+        let name = if role == "stable" {
+            &self.plan.stable
+        } else {
+            &self.plan.canary
+        };
+        match self.plan.split {
+            Split::Subset => format!("the DestinationRule has no subset `{name}` (the {role})"),
+            Split::Host => format!("Service `{name}` (the {role}) does not exist"),
+        }
     }
 
     fn promote(&mut self, reason: String) {
@@ -872,27 +889,32 @@ impl<'p> Machine<'p> {
         let missing = self.missing(obs);
         let (stable, canary) = (&self.plan.stable, &self.plan.canary);
         if missing.stable && missing.canary {
-            self.hold(format!(
-                "the DestinationRule has neither subset `{stable}` (the stable) nor `{canary}` \
-                 (the canary), or is gone; traffic stays where it is until they are restored"
-            ));
+            self.hold(match self.plan.split {
+                Split::Subset => format!(
+                    "the DestinationRule has neither subset `{stable}` (the stable) nor \
+                     `{canary}` (the canary), or is gone; traffic stays where it is until they \
+                     are restored"
+                ),
+                Split::Host => format!(
+                    "neither Service `{stable}` (the stable) nor `{canary}` (the canary) \
+                     exists; traffic stays where it is until they are restored"
+                ),
+            });
         } else if missing.stable {
+            let why = self.lacks("stable");
             self.hold(format!(
-                "the DestinationRule has no subset `{stable}` (the stable); traffic stays where \
-                 it is until it is restored"
+                "{why}; traffic stays where it is until it is restored"
             ));
         } else if missing.canary && moving {
-            self.rollback(
-                Phase::RolledBack,
-                format!(
-                    "the DestinationRule no longer has subset `{canary}` (the canary): requests \
-                     routed to it fail"
-                ),
-            );
+            let why = match self.plan.split {
+                Split::Subset => format!("the DestinationRule no longer has subset `{canary}`"),
+                Split::Host => format!("Service `{canary}` no longer exists"),
+            };
+            let reason = format!("{why} (the canary): requests routed to it fail");
+            self.rollback(Phase::RolledBack, reason);
         } else if missing.canary {
-            self.hold(format!(
-                "the DestinationRule has no subset `{canary}` (the canary)"
-            ));
+            let why = self.lacks("canary");
+            self.hold(why);
         }
     }
 

@@ -310,6 +310,26 @@ fn a_host_level_plan_is_never_judged_on_destination_rule_subsets() {
     r.after(30, obs);
     assert_eq!(r.phase(), Phase::Progressing);
     assert_eq!(r.weight(), 10);
+    // Its own Services are what it is judged on: the stable gone holds, the canary gone rolls
+    // back, each said with the Service's name.
+    let gone = |host: &str| Observation {
+        absent_hosts: [host.to_string()].into(),
+        ..verdicts(vec![])
+    };
+    r.after(1, gone("orders-primary"));
+    assert_eq!(r.weight(), 10);
+    let reason = r
+        .status
+        .as_ref()
+        .map(|s| s.reason.clone())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("Service `orders-primary` (the stable) does not exist"),
+        "{reason}"
+    );
+    r.after(1, gone("orders-canary"));
+    assert_eq!(r.phase(), Phase::RolledBack);
+    assert_eq!(r.weight(), 0);
 }
 
 #[test]

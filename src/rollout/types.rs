@@ -186,6 +186,9 @@ pub struct Observation {
     /// engine judges the plan it runs against them itself: the observation may have been made
     /// for another revision.
     pub present_subsets: Option<std::collections::BTreeSet<String>>,
+    /// Service hosts of the rollout's plans (as written) that the objects, as last read, show
+    /// do not exist: the sides of a host-level split that went missing.
+    pub absent_hosts: std::collections::BTreeSet<String>,
     /// Routes the plan does not manage that still send to the canary (labels, e.g. `"beta"`).
     pub canary_elsewhere: Vec<String>,
     /// Destinations of other subsets at weight 0 that the first write drops (`route → subset`).

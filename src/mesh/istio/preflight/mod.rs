@@ -701,6 +701,23 @@ pub fn check_rollouts(objects: &[Object], targets: &[Target]) -> Vec<Vec<Finding
 /// [`check_rollouts`] of objects read from a cluster (the daemon): `seen` says where Services,
 /// ServiceEntries and Gateways were read, so a kind read and found empty counts as "none
 /// there" and a kind not read says nothing (see [`Seen`]).
+/// Which of `hosts` (Service hosts written in plans of namespace `ns`) the live objects show do
+/// not exist: only hosts whose namespace's Services (or, for others, the ServiceEntries) were
+/// read, so that what cannot be judged is never called missing.
+pub fn absent_hosts<'h>(
+    objects: &[Object],
+    seen: &Seen,
+    ns: &str,
+    hosts: impl IntoIterator<Item = &'h str>,
+) -> BTreeSet<String> {
+    let ix = Index::with_seen(objects, ns, Some(seen));
+    hosts
+        .into_iter()
+        .filter(|h| ix.registry.can_judge(h, ns) && ix.registry.lookup(ns, &[], h).is_none())
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn check_rollouts_live(
     objects: &[Object],
     seen: &Seen,
