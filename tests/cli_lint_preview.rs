@@ -276,6 +276,24 @@ fn preview_refuses_a_missing_virtual_service_with_a_clear_message() {
     );
 }
 
+/// `tidegate preview PLAN --manifests MANIFESTS -o json`, which must succeed.
+fn preview_json(plan: &Path, manifests: &Path) -> Value {
+    let out = bin()
+        .arg("preview")
+        .arg(plan)
+        .arg("--manifests")
+        .arg(manifests)
+        .args(["-o", "json"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// Host-level: the lab's manifests (a route to orders-svc-primary alone) with a plan whose
 /// canary is orders-svc-primary (the second release of the swap) — the daemon takes it as
 /// released, and preview says so above the steps.
@@ -287,7 +305,8 @@ fn preview_says_when_the_canary_already_has_every_request() {
         "hosts.yaml",
         include_str!("../src/lab/hosts.yaml"),
     );
-    let plan_text = tidegate::lab::run::lab_plan(false, tidegate::plan::Split::Host)
+    let first_text = tidegate::lab::run::lab_plan(false, tidegate::plan::Split::Host);
+    let swapped = first_text
         .replace(
             "stable: {host: orders-svc-primary}",
             "stable: {host: orders-svc-X}",
@@ -297,21 +316,7 @@ fn preview_says_when_the_canary_already_has_every_request() {
             "canary: {host: orders-svc-primary}",
         )
         .replace("orders-svc-X", "orders-svc-canary");
-    let plan = write(dir.path(), "plan.yaml", &plan_text);
-    let out = bin()
-        .arg("preview")
-        .arg(&plan)
-        .arg("--manifests")
-        .arg(&manifests)
-        .args(["-o", "json"])
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let previews: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let previews = preview_json(&write(dir.path(), "plan.yaml", &swapped), &manifests);
     let note = previews[0]["note"].as_str().unwrap_or_default();
     assert!(
         note.contains("already sends every request") && note.contains("host `orders-svc-primary`"),
@@ -319,20 +324,7 @@ fn preview_says_when_the_canary_already_has_every_request() {
         previews[0]
     );
     // The original plan (canary without traffic) has no such note.
-    let first = write(
-        dir.path(),
-        "first.yaml",
-        &tidegate::lab::run::lab_plan(false, tidegate::plan::Split::Host),
-    );
-    let out = bin()
-        .arg("preview")
-        .arg(&first)
-        .arg("--manifests")
-        .arg(&manifests)
-        .args(["-o", "json"])
-        .output()
-        .expect("runs");
-    let previews: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let previews = preview_json(&write(dir.path(), "first.yaml", &first_text), &manifests);
     assert_eq!(previews[0].get("note"), None, "{}", previews[0]);
     assert_eq!(
         previews[0]["findings"],

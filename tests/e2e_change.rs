@@ -9,7 +9,7 @@ mod process;
 
 use std::time::{Duration, Instant};
 
-use process::{Daemon, World, git, push_file, route_names, weight_of, world};
+use process::{Daemon, World, git, host_weight, push_file, route_names, weight_of, world};
 use serde_json::{Value, json};
 
 const FILE: &str = "rollouts/orders-svc.yaml";
@@ -353,17 +353,6 @@ fn removing_a_running_plan_rolls_back_and_clears_tidegates_routes() {
     );
     let vs = w.virtual_service();
     assert_eq!(weight_of(&vs, "primary", "v1"), Some(100), "{vs}");
-}
-
-/// The weight of the destination to `host` (no subset) in route `route`.
-fn host_weight(vs: &Value, route: &str, host: &str) -> Option<u64> {
-    let routes = vs.pointer("/spec/http")?.as_array()?;
-    let found = routes.iter().find(|r| r["name"] == route)?;
-    found["route"]
-        .as_array()?
-        .iter()
-        .find(|d| d.pointer("/destination/host") == Some(&Value::from(host)))
-        .map(|d| d["weight"].as_u64().unwrap_or(100))
 }
 
 /// Host-level: the canary's Service deleted in the middle of a rollout is noticed at the next

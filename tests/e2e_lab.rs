@@ -67,9 +67,8 @@ fn healthy_canary_is_promoted() {
     assert!(o.status_commits >= 1);
 }
 
-#[test]
-fn faulty_canary_is_rolled_back() {
-    let o = lab(Scenario::Faulty, None);
+/// A faulty canary's outcome: rolled back, the failing check's value named.
+fn assert_rolled_back_naming_the_value(o: &LabOutcome) {
     assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
     assert_eq!(o.final_phase, "RolledBack");
     assert_eq!(o.weights_seen.last(), Some(&0));
@@ -81,6 +80,11 @@ fn faulty_canary_is_rolled_back() {
         "the failing query and value are reported: {}",
         o.timeline.join("\n")
     );
+}
+
+#[test]
+fn faulty_canary_is_rolled_back() {
+    assert_rolled_back_naming_the_value(&lab(Scenario::Faulty, None));
 }
 
 #[test]
@@ -168,15 +172,5 @@ fn a_host_level_split_is_promoted_and_rolled_back_as_a_subset_split_is() {
         "{:?}",
         o.weights_seen
     );
-    let o = lab_split(Scenario::Faulty, None, Split::Host);
-    assert!(o.ok(), "{:?}\n{}", o.problems, o.timeline.join("\n"));
-    assert_eq!(o.final_phase, "RolledBack");
-    assert_eq!(o.weights_seen.last(), Some(&0));
-    assert!(
-        o.timeline
-            .iter()
-            .any(|l| l.contains("RolledBack") && l.contains(" Fail value=")),
-        "{}",
-        o.timeline.join("\n")
-    );
+    assert_rolled_back_naming_the_value(&lab_split(Scenario::Faulty, None, Split::Host));
 }

@@ -253,12 +253,21 @@ pub fn push_file(clone: &Path, path: &str, content: Option<&str>, message: &str)
 
 /// The weight of `subset` in the VirtualService's route named `route`.
 pub fn weight_of(vs: &Value, route: &str, subset: &str) -> Option<u64> {
+    weight_where(vs, route, "/destination/subset", subset)
+}
+
+/// The weight of the destination to `host` in route `route` (a host-level split).
+pub fn host_weight(vs: &Value, route: &str, host: &str) -> Option<u64> {
+    weight_where(vs, route, "/destination/host", host)
+}
+
+fn weight_where(vs: &Value, route: &str, pointer: &str, value: &str) -> Option<u64> {
     let routes = vs.pointer("/spec/http")?.as_array()?;
     let found = routes.iter().find(|r| r["name"] == route)?;
     found["route"]
         .as_array()?
         .iter()
-        .find(|d| d.pointer("/destination/subset") == Some(&Value::from(subset)))
+        .find(|d| d.pointer(pointer) == Some(&Value::from(value)))
         .map(|d| d["weight"].as_u64().unwrap_or(100))
 }
 
