@@ -211,21 +211,7 @@ fn preview_resume(args: &[&str]) -> Value {
         &PLAN.replace("canary: v3", "canary: v2"),
     );
     let manifests = write(dir.path(), "istio.yaml", MANIFESTS);
-    let out = bin()
-        .arg("preview")
-        .arg(&plan)
-        .arg("--manifests")
-        .arg(&manifests)
-        .args(["-o", "json"])
-        .args(args)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let previews: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let previews = preview_json(&plan, &manifests, args);
     previews[0]["resume"].clone()
 }
 
@@ -276,14 +262,15 @@ fn preview_refuses_a_missing_virtual_service_with_a_clear_message() {
     );
 }
 
-/// `tidegate preview PLAN --manifests MANIFESTS -o json`, which must succeed.
-fn preview_json(plan: &Path, manifests: &Path) -> Value {
+/// `tidegate preview PLAN --manifests MANIFESTS -o json ARGS`, which must succeed.
+fn preview_json(plan: &Path, manifests: &Path, args: &[&str]) -> Value {
     let out = bin()
         .arg("preview")
         .arg(plan)
         .arg("--manifests")
         .arg(manifests)
         .args(["-o", "json"])
+        .args(args)
         .output()
         .expect("runs");
     assert!(
@@ -316,7 +303,7 @@ fn preview_says_when_the_canary_already_has_every_request() {
             "canary: {host: orders-svc-primary}",
         )
         .replace("orders-svc-X", "orders-svc-canary");
-    let previews = preview_json(&write(dir.path(), "plan.yaml", &swapped), &manifests);
+    let previews = preview_json(&write(dir.path(), "plan.yaml", &swapped), &manifests, &[]);
     let note = previews[0]["note"].as_str().unwrap_or_default();
     assert!(
         note.contains("already sends every request") && note.contains("host `orders-svc-primary`"),
@@ -324,7 +311,11 @@ fn preview_says_when_the_canary_already_has_every_request() {
         previews[0]
     );
     // The original plan (canary without traffic) has no such note.
-    let previews = preview_json(&write(dir.path(), "first.yaml", &first_text), &manifests);
+    let previews = preview_json(
+        &write(dir.path(), "first.yaml", &first_text),
+        &manifests,
+        &[],
+    );
     assert_eq!(previews[0].get("note"), None, "{}", previews[0]);
     assert_eq!(
         previews[0]["findings"],
