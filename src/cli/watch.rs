@@ -33,14 +33,27 @@ fn verdict_cell(v: &Verdict) -> String {
 /// One line describing a rollout: phase, step, time in step, latest verdicts, reason.
 pub fn line(s: &Status, now: chrono::DateTime<Utc>) -> String {
     let in_step = (now - s.step_started_at).to_std().unwrap_or_default();
-    let verdicts: Vec<String> = s.analysis.last.iter().map(verdict_cell).collect();
+    let mut verdicts = s
+        .analysis
+        .last
+        .iter()
+        .map(verdict_cell)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // During a metrics outage the verdicts are those of the last round that answered.
+    if let (Some(at), Some(_), false) = (
+        s.analysis.last_checked_at,
+        s.metrics_unreachable_since,
+        verdicts.is_empty(),
+    ) {
+        verdicts = format!("{verdicts} as of {}", at.format("%H:%M:%S"));
+    }
     format!(
-        "{:<12} step {}/{} for {} [{}] {}",
+        "{:<12} step {}/{} for {} [{verdicts}] {}",
         s.phase.as_str(),
         s.step,
         s.step_count,
         crate::units::duration(Duration::from_secs(in_step.as_secs())),
-        verdicts.join(", "),
         s.reason
     )
 }
@@ -223,6 +236,39 @@ mod tests {
         assert_eq!(
             api_url("https://tidegate.example/"),
             "https://tidegate.example/api/v1/rollouts"
+        );
+    }
+
+    #[test]
+    fn verdicts_during_a_metrics_outage_say_when_they_were_taken() {
+        let id = RolloutId {
+            namespace: "production".into(),
+            name: "orders-svc".into(),
+        };
+        let plan_ref = crate::rollout::PlanRef {
+            path: "rollouts/orders.yaml".into(),
+            revision: "a".repeat(40),
+            digest: "d".into(),
+        };
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let mut s = Status::fresh(&id, &plan_ref, 4, t("2026-12-01T10:00:00Z"));
+        s.analysis.last = vec![Verdict::bare("success-rate", Outcome::Pass)];
+        s.analysis.last_checked_at = Some(t("2026-12-01T10:00:30Z"));
+        let now = t("2026-12-01T10:01:00Z");
+        assert!(
+            line(&s, now).contains("[success-rate ok]"),
+            "{}",
+            line(&s, now)
+        );
+        s.metrics_unreachable_since = Some(t("2026-12-01T10:00:45Z"));
+        assert!(
+            line(&s, now).contains("[success-rate ok as of 10:00:30]"),
+            "{}",
+            line(&s, now)
         );
     }
 

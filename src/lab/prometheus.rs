@@ -40,6 +40,11 @@ impl PrometheusProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Whether the process has exited (reaped, so no zombie is left), with its status.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
 }
 
 impl Drop for PrometheusProcess {

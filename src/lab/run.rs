@@ -902,10 +902,14 @@ The rollout in the seed starts right away. Ctrl-C stops everything.\n",
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut prometheus_gone = false;
     loop {
         tokio::select! {
             _ = &mut ctrl_c => break,
-            _ = tick.tick() => lab.daemon.report_exit(),
+            _ = tick.tick() => {
+                lab.daemon.report_exit();
+                report_prometheus_exit(lab, &mut prometheus_gone);
+            }
         }
     }
     println!(
@@ -914,6 +918,22 @@ The rollout in the seed starts right away. Ctrl-C stops everything.\n",
             .sent
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+}
+
+/// Say once that the lab's Prometheus exited (say, killed to try an outage): the daemon's
+/// checks are unreachable from now on, and the lab cannot restart it.
+fn report_prometheus_exit(lab: &mut Lab, said: &mut bool) {
+    if *said {
+        return;
+    }
+    if let Some(status) = lab.prometheus.exited() {
+        *said = true;
+        eprintln!(
+            "\ntidegate lab: Prometheus exited ({status}); the daemon's analysis is unreachable \
+             from now on (rollouts hold, then roll back after unreachableLimit). Restart the lab \
+             to get it back.\n"
+        );
+    }
 }
 
 /// What the scenario loop saw in one look at the daemon's API.
