@@ -149,6 +149,17 @@ fn virtual_service_of(plan: &Plan, objects: &[Object]) -> anyhow::Result<Value> 
     Ok(vs)
 }
 
+/// What the daemon does with `plan` as a new release when its canary has every request.
+fn already_released(plan: &Plan) -> String {
+    format!(
+        "the VirtualService already sends every request of the managed routes to the canary \
+         ({} `{}`): as a new release the daemon takes this one as done and moves no traffic; \
+         the steps below are what it writes from a route on stable",
+        plan.split.noun(),
+        plan.canary
+    )
+}
+
 /// Compute the preview of `plan` against `objects`; `live_weight` overrides the canary weight of
 /// the VirtualService for the resume point.
 pub fn preview(
@@ -168,15 +179,8 @@ pub fn preview(
         live.canary_weight = w;
     }
     let resume = resume(plan, &live);
-    let note = (live_weight.is_none() && live == RouteState::all_canary()).then(|| {
-        format!(
-            "the VirtualService already sends every request of the managed routes to the canary \
-             ({} `{}`): as a new release the daemon takes this one as done and moves no traffic; \
-             the steps below are what it writes from a route on stable",
-            plan.split.noun(),
-            plan.canary
-        )
-    });
+    let note =
+        (live_weight.is_none() && live == RouteState::all_canary()).then(|| already_released(plan));
     let mut state = RouteState::default();
     let mut steps = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {

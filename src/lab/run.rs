@@ -381,6 +381,66 @@ struct Lab {
     stop: watch::Sender<bool>,
 }
 
+/// The lab's stable and canary: subsets v1/v2, or the two Services.
+fn lab_sides(split: Split) -> (&'static str, &'static str) {
+    match split {
+        Split::Subset => ("v1", "v2"),
+        Split::Host => (HOST_STABLE, HOST_CANARY),
+    }
+}
+
+/// The simulated client, routed by the emulator's live VirtualService (and, for subsets, fed
+/// the live DestinationRule's subsets).
+async fn start_traffic(
+    opts: &LabOptions,
+    emulator: &Arc<EmulatorHandle>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<traffic::Simulator, LabError> {
+    let reader_emulator = emulator.clone();
+    let read_vs: traffic::VsReader = Arc::new(move || {
+        reader_emulator.get(
+            "networking.istio.io/v1",
+            "VirtualService",
+            Some(NAMESPACE),
+            NAME,
+        )
+    });
+    let dr_emulator = emulator.clone();
+    let read_dr: traffic::DrReader = Arc::new(move || {
+        dr_emulator.get(
+            "networking.istio.io/v1",
+            "DestinationRule",
+            Some(NAMESPACE),
+            NAME,
+        )
+    });
+    let (stable, canary) = lab_sides(opts.split);
+    let versions: BTreeMap<String, String> = [
+        (stable.to_owned(), "v1".to_owned()),
+        (canary.to_owned(), "v2".to_owned()),
+    ]
+    .into();
+    let simulator = traffic::start_with_mesh(
+        traffic::SimConfig {
+            namespace: NAMESPACE.into(),
+            service: NAME.into(),
+            virtual_service: NAME.into(),
+            stable_subset: stable.into(),
+            canary_subset: canary.into(),
+            versions,
+            by_host: opts.split == Split::Host,
+            rps: opts.rps,
+            header_share: 0.05,
+        },
+        read_vs,
+        // A host-level split has no DestinationRule: the two Services are the backends.
+        (opts.split == Split::Subset).then_some(read_dr),
+        stop_rx,
+    )
+    .await?;
+    Ok(simulator)
+}
+
 async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
     let dir = match &opts.dir {
         Some(d) => d.clone(),
@@ -416,51 +476,7 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
 
     // Traffic.
     let (stop, stop_rx) = watch::channel(false);
-    let reader_emulator = emulator.clone();
-    let read_vs: traffic::VsReader = Arc::new(move || {
-        reader_emulator.get(
-            "networking.istio.io/v1",
-            "VirtualService",
-            Some(NAMESPACE),
-            NAME,
-        )
-    });
-    let dr_emulator = emulator.clone();
-    let read_dr: traffic::DrReader = Arc::new(move || {
-        dr_emulator.get(
-            "networking.istio.io/v1",
-            "DestinationRule",
-            Some(NAMESPACE),
-            NAME,
-        )
-    });
-    let (stable, canary) = match opts.split {
-        Split::Subset => ("v1", "v2"),
-        Split::Host => (HOST_STABLE, HOST_CANARY),
-    };
-    let versions: BTreeMap<String, String> = [
-        (stable.to_owned(), "v1".to_owned()),
-        (canary.to_owned(), "v2".to_owned()),
-    ]
-    .into();
-    let simulator = traffic::start_with_mesh(
-        traffic::SimConfig {
-            namespace: NAMESPACE.into(),
-            service: NAME.into(),
-            virtual_service: NAME.into(),
-            stable_subset: stable.into(),
-            canary_subset: canary.into(),
-            versions,
-            by_host: opts.split == Split::Host,
-            rps: opts.rps,
-            header_share: 0.05,
-        },
-        read_vs,
-        // A host-level split has no DestinationRule: the two Services are the backends.
-        (opts.split == Split::Subset).then_some(read_dr),
-        stop_rx,
-    )
-    .await?;
+    let simulator = start_traffic(opts, &emulator, stop_rx).await?;
     let traffic_url = format!("http://{}", simulator.metrics_addr);
     std::fs::write(dir.join(TRAFFIC_URL_FILE), &traffic_url).map_err(io)?;
     let faulty = opts.scenario == Some(Scenario::Faulty);
@@ -521,7 +537,7 @@ async fn setup(opts: &LabOptions) -> Result<Lab, LabError> {
         .build()
         .map_err(|e| LabError::Traffic(traffic::TrafficError::Client(e.to_string())))?;
     Ok(Lab {
-        canary,
+        canary: lab_sides(opts.split).1,
         api: format!("http://127.0.0.1:{listen_port}"),
         dir,
         emulator,

@@ -189,7 +189,8 @@ impl<'a> Fields<'a> {
 }
 
 /// A Service host in its shortest form for a plan in `namespace`: the fully qualified name of
-/// a Service of that namespace becomes its short name; any other host stays as written.
+/// a Service of that namespace becomes its short name; any other host stays as written (so
+/// writing `orders-canary.<namespace>.svc.cluster.local` for `orders-canary` is no new release).
 fn short_host(host: &str, namespace: &str) -> String {
     host.strip_suffix(&format!(".{namespace}.svc.cluster.local"))
         .filter(|name| !name.contains('.'))
@@ -486,8 +487,6 @@ impl Ctx<'_> {
         self.finish(top);
         let (id, mut spec) = (id?, spec?);
         if spec.split == Split::Host {
-            // `orders-canary.<own namespace>.svc.cluster.local` is `orders-canary`: writing one
-            // for the other must not look like a new release.
             spec.stable = short_host(&spec.stable, &id.namespace);
             spec.canary = short_host(&spec.canary, &id.namespace);
         }

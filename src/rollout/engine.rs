@@ -582,33 +582,7 @@ impl<'p> Machine<'p> {
             return;
         }
         if obs.metrics_unreachable {
-            // The latest round is this one, and it did not pass: a step that ends during the
-            // outage must not advance on a pass from before it.
-            self.status.analysis.passed_in_step = false;
-            let since = *self
-                .status
-                .metrics_unreachable_since
-                .get_or_insert(self.now);
-            let down = (self.now - since).to_std().unwrap_or_default();
-            if down >= self.plan.analysis.unreachable_limit {
-                self.rollback(
-                    Phase::RolledBack,
-                    format!(
-                        "metrics source unreachable for {} (limit {})",
-                        crate::units::duration(down),
-                        crate::units::duration(self.plan.analysis.unreachable_limit)
-                    ),
-                );
-            } else {
-                let limit = chrono::Duration::from_std(self.plan.analysis.unreachable_limit)
-                    .unwrap_or_else(|_| chrono::Duration::zero());
-                self.status.reason = format!(
-                    "metrics source unreachable since {}; rollback at {} unless it answers",
-                    stamp(since),
-                    stamp(since + limit)
-                );
-                self.held = Some("metrics source unreachable".into());
-            }
+            self.metrics_unreachable();
             return;
         }
         // No round in this call (a control, an edit, a restart, a step's timer): an outage goes
@@ -648,6 +622,38 @@ impl<'p> Machine<'p> {
                 failing.join("; ")
             );
             self.rollback(Phase::RolledBack, reason);
+        }
+    }
+
+    /// A round that could not reach the metrics source: hold, and roll back once the outage
+    /// lasts `unreachableLimit`.
+    fn metrics_unreachable(&mut self) {
+        // The latest round is this one, and it did not pass: a step that ends during the
+        // outage must not advance on a pass from before it.
+        self.status.analysis.passed_in_step = false;
+        let since = *self
+            .status
+            .metrics_unreachable_since
+            .get_or_insert(self.now);
+        let down = (self.now - since).to_std().unwrap_or_default();
+        if down >= self.plan.analysis.unreachable_limit {
+            self.rollback(
+                Phase::RolledBack,
+                format!(
+                    "metrics source unreachable for {} (limit {})",
+                    crate::units::duration(down),
+                    crate::units::duration(self.plan.analysis.unreachable_limit)
+                ),
+            );
+        } else {
+            let limit = chrono::Duration::from_std(self.plan.analysis.unreachable_limit)
+                .unwrap_or_else(|_| chrono::Duration::zero());
+            self.status.reason = format!(
+                "metrics source unreachable since {}; rollback at {} unless it answers",
+                stamp(since),
+                stamp(since + limit)
+            );
+            self.held = Some("metrics source unreachable".into());
         }
     }
 
