@@ -79,7 +79,11 @@ fn build_args() -> (PathBuf, PathBuf, Vec<String>) {
         "--profile".into(),
         profile,
     ];
-    let target_dir = if above.join("CACHEDIR.TAG").is_file() {
+    // Cargo keeps `.rustc_info.json` at the top of a target folder (`CACHEDIR.TAG` too, but
+    // only when cargo created the folder: scripts/test creates it first on a clean clone).
+    let top =
+        |dir: &Path| dir.join(".rustc_info.json").is_file() || dir.join("CACHEDIR.TAG").is_file();
+    let target_dir = if top(above) {
         above.to_path_buf()
     } else {
         let triple = above.file_name().and_then(|n| n.to_str()).expect("triple");
