@@ -728,6 +728,16 @@ fn host_level_mistakes_name_the_field_and_the_fix() {
             "spec.stable.hots",
             "unknown field `hots`",
         ),
+        (
+            "  stable: {subset: \"\"}\n  canary: v2\n  steps: [{setWeight: 10}]\n",
+            "spec.stable.subset",
+            "`subset` is empty",
+        ),
+        (
+            "  stable: {host: \"\"}\n  canary: {host: a-canary}\n  steps: [{setWeight: 10}]\n",
+            "spec.stable.host",
+            "is not a Service host",
+        ),
     ];
     for (tail, field, message) in cases {
         let findings = findings_of(tail);

@@ -689,6 +689,11 @@ impl Ctx<'_> {
         let example = format!("write `{key}: {{host: orders-{key}}}` or `{key}: {{subset: v1}}`");
         match (subset, host) {
             (Some(s), None) if !s.trim().is_empty() => Some((s, Split::Subset)),
+            (Some(_), None) => {
+                let field = format!("{path}.subset");
+                self.at(n, &field, "`subset` is empty".into(), &example);
+                None
+            }
             (None, Some(h)) if self.service_host(n, &format!("{path}.host"), &h) => {
                 Some((h, Split::Host))
             }
