@@ -136,14 +136,7 @@ impl Entry {
             .iter()
             .flatten()
             .any(|p| p.split == crate::plan::Split::Host);
-        let active = self.status.as_ref().is_some_and(|s| {
-            use crate::rollout::Phase;
-            matches!(
-                s.phase,
-                Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack
-            )
-        });
-        host_level && active
+        host_level && self.status.as_ref().is_some_and(|s| s.phase.is_under_way())
     }
 
     pub fn current_plan(&self) -> Option<Arc<Plan>> {

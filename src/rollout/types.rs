@@ -41,6 +41,15 @@ impl Phase {
         )
     }
 
+    /// Under way: the canary may have traffic and the mesh objects it depends on matter (a
+    /// step, a pause, a promotion or a rollback in progress).
+    pub fn is_under_way(self) -> bool {
+        matches!(
+            self,
+            Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",

@@ -131,15 +131,7 @@ fn selector_string(gw: &Object) -> String {
 }
 
 fn selector(gw: &Object) -> BTreeMap<String, String> {
-    gw.value
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    gw.labels_at("/spec/selector")
 }
 
 fn labels_match(

@@ -454,6 +454,18 @@ impl Object {
     pub(crate) fn str_at(&self, pointer: &str) -> Option<&str> {
         self.value.pointer(pointer).and_then(Value::as_str)
     }
+    /// The string entries of the map at `pointer` (a label selector); empty when absent.
+    pub(crate) fn labels_at(&self, pointer: &str) -> BTreeMap<String, String> {
+        self.value
+            .pointer(pointer)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
     pub(crate) fn array_at(&self, pointer: &str) -> &[Value] {
         self.value
             .pointer(pointer)

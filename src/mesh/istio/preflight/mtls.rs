@@ -22,15 +22,7 @@ fn dr_tls_mode(dr: &Object) -> Option<&str> {
 }
 
 fn selector(pa: &Object) -> BTreeMap<String, String> {
-    pa.value
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    pa.labels_at("/spec/selector/matchLabels")
 }
 
 /// The mode a PeerAuthentication sets: its `mtls.mode`, or `DISABLE` when only a port is
@@ -139,15 +131,7 @@ fn check_pair(ix: &Index<'_>, pa: &Object, out: &mut Vec<Finding>) {
 
 /// A Service's pod selector.
 fn service_selector(svc: &Object) -> BTreeMap<String, String> {
-    svc.value
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    svc.labels_at("/spec/selector")
 }
 
 /// Whether pods can carry both label sets: they share a key, and no shared key asks for two
